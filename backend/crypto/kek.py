@@ -35,6 +35,7 @@ from backend.crypto.errors import (
     UnknownKeyError,
     UnsupportedFormatError,
 )
+from backend.crypto.format import length_prefixed
 
 __all__ = [
     "KEK_BYTES",
@@ -100,10 +101,6 @@ def _check_kid(kid: str) -> None:
         raise KeyMaterialError("key id must be 1-64 characters from A-Z a-z 0-9 . _ -")
 
 
-def _length_prefixed(*parts: bytes) -> bytes:
-    return b"".join(len(part).to_bytes(4, "big") + part for part in parts)
-
-
 class LocalKekProvider:
     """AES-256-GCM key wrapping with KEKs held in process memory.
 
@@ -148,7 +145,7 @@ class LocalKekProvider:
     def _aad(self, kid: str, aad: bytes) -> bytes:
         # The kid is bound here as well as by callers, so a blob cannot be unwrapped under a
         # different kid whatever AAD a caller chooses.
-        return _length_prefixed(_WRAP_LABEL, kid.encode("ascii"), aad)
+        return length_prefixed(_WRAP_LABEL, kid.encode("ascii"), aad)
 
     def wrap(self, dek: bytes, aad: bytes) -> tuple[str, bytes]:
         kid = self._active_kid

@@ -1,0 +1,232 @@
+"""Envelope encryption: per-patient data keys (DEKs) wrapped by a KEK; field encryption under a DEK.
+
+One DEK per patient (engineering-notes §D.2): erasure destroys that patient's DEKs
+(crypto-shredding), and the unwrap cost is paid once per patient per cache lifetime. Field
+ciphertexts follow §D.7 (`backend.crypto.format`). Decryption uses exactly the key the ciphertext
+names and never tries others: GCM is not key-committing, so trial decryption is unsafe as well as
+slow (§D.4).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from backend.crypto.errors import (
+    EncryptionError,
+    KeyMaterialError,
+    TamperedCiphertextError,
+    UnknownKeyError,
+)
+from backend.crypto.format import (
+    HEADER_BYTES,
+    MAX_DEK_VERSION,
+    NONCE_BYTES,
+    TAG_BYTES,
+    FieldHeader,
+    build_field_aad,
+    length_prefixed,
+    parse_field,
+)
+from backend.crypto.kek import KekProvider
+
+__all__ = [
+    "DEK_BYTES",
+    "MAX_FIELD_PLAINTEXT_BYTES",
+    "DekLookup",
+    "WrappedDek",
+    "decrypt_field",
+    "dek_wrapping_aad",
+    "encrypt_field",
+    "generate_dek",
+    "rewrap_dek",
+    "unwrap_dek",
+    "wrap_dek",
+]
+
+DEK_BYTES = 32  # AES-256
+
+# pyca/cryptography refuses AEAD inputs above 2**31 - 1 bytes (OverflowError), and the ciphertext we
+# must later decrypt is the plaintext plus the tag. NIST's own bound (2**39 - 256 bits, SP 800-38D
+# §5.2.1.1) is larger, so this one binds.
+MAX_FIELD_PLAINTEXT_BYTES = 2**31 - 1 - TAG_BYTES
+
+_DEK_LABEL = b"pk1"
+# A KMS adapter may rotate its active key between our read of `active_kid` and the wrap; we retry a
+# few times rather than store a wrap whose AAD names another key.
+_WRAP_ATTEMPTS = 3
+
+DekLookup = Callable[[int], bytes | None]
+"""Returns the patient's unwrapped DEK for a `dek_version`, or None / raises `UnknownKeyError` /
+`LookupError` if that version does not exist (never created, or destroyed)."""
+
+
+def generate_dek() -> bytes:
+    """A fresh random 256-bit data key (from the OS CSPRNG)."""
+    return AESGCM.generate_key(bit_length=256)
+
+
+@dataclass(frozen=True, slots=True)
+class WrappedDek:
+    """What `patient_keys` stores for one DEK version: the KEK id and the wrapped key."""
+
+    kek_id: str
+    dek_version: int
+    wrapped_dek: bytes
+
+
+def dek_wrapping_aad(*, patient_id: str, dek_version: int, kek_id: str) -> bytes:
+    """AAD = "pk1" ‖ patient_id ‖ dek_version ‖ kek_id, each length-prefixed (§D.2).
+
+    A wrapped DEK therefore cannot be copied to another patient or version, or relabelled with
+    another KEK id.
+    """
+    if not isinstance(patient_id, str) or not patient_id:
+        raise ValueError("patient_id must be a non-empty string")
+    _check_dek_version(dek_version)
+    return length_prefixed(
+        _DEK_LABEL,
+        patient_id.encode("utf-8"),
+        dek_version.to_bytes(4, "big"),
+        kek_id.encode("utf-8"),
+    )
+
+
+def wrap_dek(kek: KekProvider, dek: bytes, *, patient_id: str, dek_version: int) -> WrappedDek:
+    """Wrap a patient's DEK under the provider's active KEK.
+
+    The result is unwrapped once before it is returned: a DEK whose wrap cannot be reversed is lost
+    data, so a faulty KMS adapter must fail here, before anything is encrypted under that DEK.
+    """
+    _check_dek(dek)
+    for _ in range(_WRAP_ATTEMPTS):
+        kid = kek.active_kid
+        aad = dek_wrapping_aad(patient_id=patient_id, dek_version=dek_version, kek_id=kid)
+        used_kid, wrapped = kek.wrap(dek, aad)
+        if used_kid != kid:
+            continue
+        if kek.unwrap(kid, wrapped, aad) != dek:
+            raise KeyMaterialError(f"key-encryption key {kid!r} did not round-trip a data key")
+        return WrappedDek(kek_id=kid, dek_version=dek_version, wrapped_dek=wrapped)
+    raise KeyMaterialError("the active key-encryption key kept changing while wrapping a data key")
+
+
+def unwrap_dek(
+    kek: KekProvider, *, patient_id: str, dek_version: int, kek_id: str, wrapped_dek: bytes
+) -> bytes:
+    """Unwrap one `patient_keys` row.
+
+    Raises `UnknownKeyError` if the KEK is not loaded and `TamperedCiphertextError` if the wrapped
+    key was altered, belongs to another patient or version, or the KEK is wrong.
+    """
+    aad = dek_wrapping_aad(patient_id=patient_id, dek_version=dek_version, kek_id=kek_id)
+    dek = kek.unwrap(kek_id, wrapped_dek, aad)
+    if len(dek) != DEK_BYTES:
+        raise KeyMaterialError(f"unwrapped data key version {dek_version} has the wrong length")
+    return dek
+
+
+def rewrap_dek(
+    kek: KekProvider, *, patient_id: str, dek_version: int, kek_id: str, wrapped_dek: bytes
+) -> WrappedDek:
+    """KEK rotation step for one row: unwrap with the named KEK, wrap with the active one (§D.7)."""
+    dek = unwrap_dek(
+        kek, patient_id=patient_id, dek_version=dek_version, kek_id=kek_id, wrapped_dek=wrapped_dek
+    )
+    return wrap_dek(kek, dek, patient_id=patient_id, dek_version=dek_version)
+
+
+def encrypt_field(
+    plaintext: bytes,
+    *,
+    dek: bytes,
+    dek_version: int,
+    table: str,
+    column: str,
+    row_id: str,
+    patient_id: str,
+) -> bytes:
+    """Encrypt one column value for one row; the result is `header ‖ ciphertext ‖ tag` (§D.7).
+
+    `row_id` and `patient_id` must be the exact strings used again at decryption (e.g. `str(uuid)`),
+    so the row's primary key has to be known before the INSERT (§D.3).
+    """
+    if not isinstance(plaintext, bytes):
+        raise TypeError("plaintext must be bytes")
+    _check_dek(dek)
+    if len(plaintext) > MAX_FIELD_PLAINTEXT_BYTES:
+        raise EncryptionError(
+            f"value for {table}.{column} is too large for AES-GCM"
+            f" (at most {MAX_FIELD_PLAINTEXT_BYTES} bytes)"
+        )
+    # A fresh random 96-bit nonce per encryption (SP 800-38D §8.2.2). With one key per patient the
+    # 2**32-invocations limit of §8.3 would need ~4 billion fields for one patient (§D.4).
+    header = FieldHeader(dek_version=dek_version, nonce=os.urandom(NONCE_BYTES))
+    header_bytes = header.to_bytes()
+    aad = build_field_aad(
+        header_bytes, table=table, column=column, row_id=row_id, patient_id=patient_id
+    )
+    return header_bytes + AESGCM(dek).encrypt(header.nonce, plaintext, aad)
+
+
+def decrypt_field(
+    blob: bytes,
+    *,
+    dek: bytes | None = None,
+    dek_lookup: DekLookup | None = None,
+    table: str,
+    column: str,
+    row_id: str,
+    patient_id: str,
+) -> bytes:
+    """Decrypt a value written by `encrypt_field` for the same table, column, row and patient.
+
+    Pass the patient's DEK either directly (`dek`) or as `dek_lookup`, which is called once with the
+    `dek_version` the header names. Raises `UnsupportedFormatError`, `UnknownKeyError` or
+    `TamperedCiphertextError`; never returns unauthenticated bytes.
+    """
+    if (dek is None) == (dek_lookup is None):
+        raise TypeError("pass exactly one of dek or dek_lookup")
+    header, sealed = parse_field(blob)
+    if dek_lookup is not None:
+        dek = _look_up(dek_lookup, header.dek_version, table=table, column=column)
+    assert dek is not None
+    _check_dek(dek)
+    aad = build_field_aad(
+        bytes(blob[:HEADER_BYTES]), table=table, column=column, row_id=row_id, patient_id=patient_id
+    )
+    try:
+        return AESGCM(dek).decrypt(header.nonce, sealed, aad)
+    except InvalidTag:
+        raise TamperedCiphertextError(
+            f"{table}.{column} value for row {row_id!r} (data key version {header.dek_version})"
+            " failed authentication: wrong key, altered or truncated, or moved from another row,"
+            " column or patient"
+        ) from None
+
+
+def _look_up(lookup: DekLookup, dek_version: int, *, table: str, column: str) -> bytes:
+    missing = f"{table}.{column}: data key version {dek_version} is not available for this patient"
+    try:
+        dek = lookup(dek_version)
+    except UnknownKeyError:
+        raise
+    except LookupError:
+        raise UnknownKeyError(missing) from None
+    if dek is None:
+        raise UnknownKeyError(missing)
+    return dek
+
+
+def _check_dek(dek: bytes) -> None:
+    if not isinstance(dek, bytes) or len(dek) != DEK_BYTES:
+        raise KeyMaterialError(f"a data key must be exactly {DEK_BYTES} bytes")
+
+
+def _check_dek_version(dek_version: int) -> None:
+    if not isinstance(dek_version, int) or not 0 <= dek_version <= MAX_DEK_VERSION:
+        raise ValueError("dek_version must fit in an unsigned 32-bit integer")
