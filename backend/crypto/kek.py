@@ -265,7 +265,7 @@ def load_key_file(path: Path, *, create: bool) -> tuple[LocalKekProvider, bool]:
             active_kid=kid,
             keys=[_new_entry(kid)],
         )
-        if _publish(path, _encode(document), replace=False):
+        if _publish_or_explain(path, _encode(document), replace=False):
             return _load(path).provider, True
     return _load(path).provider, False
 
@@ -285,7 +285,7 @@ def add_key_to_file(path: Path) -> str:
             active_kid=kid,
             keys=[*current.keys, _new_entry(kid)],
         )
-        _publish(path, _encode(updated), replace=True)
+        _publish_or_explain(path, _encode(updated), replace=True)
     return kid
 
 
@@ -347,6 +347,15 @@ def _load(path: Path) -> _LoadedFile:
     if document.active_kid not in keys:
         raise KeyMaterialError(f"{where}: the active key id is not among its keys")
     return _LoadedFile(document, LocalKekProvider(keys, active_kid=document.active_kid))
+
+
+def _publish_or_explain(path: Path, content: bytes, *, replace: bool) -> bool:
+    try:
+        return _publish(path, content, replace=replace)
+    except OSError as exc:
+        raise KeyMaterialError(
+            f"key file {str(path)!r} cannot be written ({exc.strerror})"
+        ) from None
 
 
 def _publish(path: Path, content: bytes, *, replace: bool) -> bool:

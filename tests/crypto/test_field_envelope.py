@@ -17,6 +17,7 @@ from backend.crypto import (
     UnknownKeyError,
     UnsupportedFormatError,
     WrappedDek,
+    build_field_aad,
     decrypt_field,
     dek_wrapping_aad,
     encrypt_field,
@@ -535,3 +536,46 @@ def test_error_messages_contain_no_plaintext_or_key_material() -> None:
             assert repr(value)[2:20] not in text
         assert "Jane" not in text
         assert "MRN" not in text
+
+
+def test_non_bytes_blob_is_unsupported() -> None:
+    with pytest.raises(UnsupportedFormatError):
+        decrypt_field("not bytes", dek=DEK, **WHERE)  # type: ignore[arg-type]
+
+
+def test_blob_may_arrive_as_memoryview_from_a_driver() -> None:
+    assert decrypt_field(memoryview(BLOB), dek=DEK, **WHERE) == PLAINTEXT  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"dek_version": 1, "nonce": b"\x00" * 11},
+        {"dek_version": 1, "nonce": b"\x00" * 12, "version": 256},
+        {"dek_version": 1, "nonce": b"\x00" * 12, "suite": -1},
+    ],
+)
+def test_header_fields_are_validated(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - several distinct messages
+        FieldHeader(**kwargs)  # type: ignore[arg-type]
+
+
+def test_aad_needs_a_full_header() -> None:
+    with pytest.raises(ValueError, match="header"):
+        build_field_aad(b"\x01\x01", table="t", column="c", row_id="r", patient_id="p")
+
+
+@pytest.mark.parametrize(("patient_id", "dek_version"), [("", 1), ("p", -1), ("p", 2**32)])
+def test_wrapping_aad_arguments_are_validated(patient_id: str, dek_version: int) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - two distinct messages
+        dek_wrapping_aad(patient_id=patient_id, dek_version=dek_version, kek_id="k")
+
+
+class _ShortKeyKek(_RotatingKek):
+    def unwrap(self, kid: str, wrapped: bytes, aad: bytes) -> bytes:
+        return b"\x00" * 16
+
+
+def test_unwrapped_key_of_the_wrong_length_is_refused() -> None:
+    with pytest.raises(KeyMaterialError, match="wrong length"):
+        unwrap_dek(_ShortKeyKek(), patient_id=PATIENT, dek_version=1, kek_id="a", wrapped_dek=b"")

@@ -363,3 +363,19 @@ def test_adding_a_key_to_a_missing_file_is_an_error(tmp_path: Path) -> None:
 
 def test_key_material_error_is_a_crypto_error() -> None:
     assert issubclass(KeyMaterialError, CryptoError)
+
+
+def test_key_file_under_a_path_that_is_not_a_directory_is_a_key_material_error(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    with pytest.raises(KeyMaterialError, match="cannot be written"):
+        load_key_file(blocker / "kek.json", create=True)
+    with pytest.raises(KeyMaterialError, match="cannot be opened"):
+        load_key_file(blocker / "kek.json", create=False)
+
+
+def test_provider_needs_at_least_one_key() -> None:
+    with pytest.raises(KeyMaterialError):
+        LocalKekProvider({}, active_kid="k1")
