@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Annotated, Protocol, runtime_checkable
 
 import msgspec
 from cryptography.exceptions import InvalidTag
@@ -235,7 +235,7 @@ def _decode_key(encoded: str, *, where: str) -> bytes:
 class _KeyEntry(msgspec.Struct, forbid_unknown_fields=True):
     kid: str
     key: str
-    created_at: datetime
+    created_at: Annotated[datetime, msgspec.Meta(tz=True)]
 
 
 class _KeyFile(msgspec.Struct, forbid_unknown_fields=True):
@@ -280,6 +280,8 @@ def add_key_to_file(path: Path) -> str:
     with _file_lock(path):
         current = _load(path).document
         kid = new_kid()
+        while any(entry.kid == kid for entry in current.keys):  # 32 random bits; be certain anyway
+            kid = new_kid()  # pragma: no cover
         updated = _KeyFile(
             version=KEY_FILE_VERSION,
             active_kid=kid,
@@ -409,7 +411,12 @@ def _file_lock(path: Path) -> Iterator[None]:
         yield
         return
     lock_path = path.with_name(f".{path.name}.lock")
-    fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise KeyMaterialError(
+            f"key file {str(path)!r} cannot be locked ({exc.strerror})"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -278,6 +278,7 @@ def _mutations() -> list[object]:
         changed(keys=[{**entry, "key": "%%%"}]),
         changed(keys=[{**entry, "kid": "bad kid"}]),
         changed(keys=[{**entry, "created_at": "yesterday"}]),
+        changed(keys=[{**entry, "created_at": "2025-01-01T00:00:00"}]),  # no time zone
         changed(keys=[{"kid": "k1", "key": entry["key"]}]),
         changed(extra=True),
         {k: v for k, v in _valid_document().items() if k != "active_kid"},
@@ -359,6 +360,16 @@ def test_concurrent_rotations_lose_no_key(tmp_path: Path) -> None:
 def test_adding_a_key_to_a_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(KeyMaterialError):
         add_key_to_file(tmp_path / "kek.json")
+    with pytest.raises(KeyMaterialError):
+        add_key_to_file(tmp_path / "missing-dir" / "kek.json")
+
+
+def test_adding_a_key_to_an_insecure_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "kek.json"
+    load_key_file(path, create=True)
+    path.chmod(0o644)
+    with pytest.raises(KeyMaterialError, match="chmod 600"):
+        add_key_to_file(path)
 
 
 def test_key_material_error_is_a_crypto_error() -> None:
