@@ -13,7 +13,12 @@ from importlib.resources.abc import Traversable
 
 from questionnaires.answers import Submission
 from questionnaires.definitions import decode_instrument
-from questionnaires.errors import InstrumentDefinitionError, UnknownInstrumentError
+from questionnaires.errors import (
+    AnswerProblem,
+    AnswerValidationError,
+    InstrumentDefinitionError,
+    UnknownInstrumentError,
+)
 from questionnaires.model import Instrument, Licence
 from questionnaires.scoring import Score, score
 
@@ -70,7 +75,15 @@ class Catalogue:
         return instrument
 
     def score(self, submission: Submission) -> Score:
-        """Score answers against the exact instrument version they were given for."""
+        """Score answers against the exact instrument version they were given for.
+
+        An unknown instrument or version is a fault of the submission, so it is reported as an
+        `AnswerValidationError` (wrong_instrument / wrong_version) like any other bad answer.
+        """
+        if submission.instrument_id not in self._versions:
+            raise AnswerValidationError([AnswerProblem(code="wrong_instrument")])
+        if submission.instrument_version not in self._versions[submission.instrument_id]:
+            raise AnswerValidationError([AnswerProblem(code="wrong_version")])
         return score(self.get(submission.instrument_id, submission.instrument_version), submission)
 
 

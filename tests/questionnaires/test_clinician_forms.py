@@ -1,4 +1,4 @@
-"""Clinician-entered item scores: MADRS (§1.5), HAM-D17 (§1.6), CADSS-6 (§1.8), blood pressure (§5.2)."""
+"""Clinician-entered item scores: MADRS (§1.5), HAM-D17 (§1.6), CADSS-6 (§1.8), BP (§5.2)."""
 
 import pytest
 

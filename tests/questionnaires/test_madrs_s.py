@@ -1,4 +1,4 @@
-"""MADRS-S (Svanborg & Asberg 1994; clinical-spec §1.5): nine items 0-6, total 0-54, 3-day recall."""
+"""MADRS-S (Svanborg & Asberg 1994; clinical-spec §1.5): 9 items 0-6, total 0-54, 3-day recall."""
 
 import pytest
 
