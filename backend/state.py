@@ -1,0 +1,34 @@
+"""What a running app holds: settings, database, timers, keys, clock. Built by the lifespan."""
+
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.config import Settings
+from backend.crypto.kek import KekProvider
+from backend.lib.clock import Clock
+from backend.timers import Timers
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clock: Clock
+    kek: KekProvider
+    timers: Timers = field(default_factory=Timers)
+    engine: AsyncEngine | None = None
+    sessionmaker: async_sessionmaker[AsyncSession] | None = None
+    instance_id: str | None = None
+
+    def require_engine(self) -> AsyncEngine:
+        if self.engine is None:
+            msg = "the database engine is not started (app lifespan not running)"
+            raise RuntimeError(msg)
+        return self.engine
+
+    def require_sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        if self.sessionmaker is None:
+            msg = "the database is not started (app lifespan not running)"
+            raise RuntimeError(msg)
+        return self.sessionmaker
