@@ -143,9 +143,8 @@ def _scored_items(instrument: Instrument) -> list[str]:
     scoring = instrument.scoring
     if isinstance(scoring, SumScoring):
         return list(scoring.items)
-    if isinstance(scoring, DomainMaximaScoring):
-        return [link_id for domain in scoring.domains for link_id in domain.items]
-    return []
+    assert isinstance(scoring, DomainMaximaScoring)  # only called for rules with a total
+    return [link_id for domain in scoring.domains for link_id in domain.items]
 
 
 def total_range(instrument: Instrument) -> tuple[int, int] | None:

@@ -24,6 +24,7 @@ from questionnaires.fhir import (
 from questionnaires.model import Instrument
 from questionnaires.registry import get_instrument, list_instruments, score_submission
 from tests.questionnaires.builders import numbered, submission
+from tests.questionnaires.synthetic import demo
 
 ALL = list_instruments()
 
@@ -274,3 +275,17 @@ def test_questionnaire_reference_reads_id_and_version() -> None:
         "gad7",
         "1.2.3",
     )
+
+
+def test_text_decimal_and_choice_follow_ups_render_valid_fhir() -> None:
+    rendered = render_questionnaire(demo())
+    Questionnaire.model_validate(rendered)
+    why = next(i for i in rendered["item"] if i["linkId"] == "why")
+    assert why["maxLength"] == 5
+    assert why["enableWhen"][0]["answerCoding"]["code"] == "LA1234-5"
+    assert "enableBehavior" not in why
+    hours = next(i for i in rendered["item"] if i["linkId"] == "hours")
+    assert hours["extension"][0] == {
+        "url": "http://hl7.org/fhir/StructureDefinition/minValue",
+        "valueDecimal": 0,
+    }
