@@ -20,9 +20,9 @@ from backend.lib.clock import Clock, SystemClock
 from backend.lib.logging import configure_logging
 from backend.lib.problems import exception_handlers
 from backend.lib.request_context import RequestContextMiddleware
+from backend.routes import ROUTE_HANDLERS
 from backend.state import Runtime
 from backend.system import instances
-from backend.system.health import HealthController
 from backend.system.keys import load_kek
 from backend.system.single_instance import InstanceLock
 from backend.version import VERSION
@@ -107,7 +107,7 @@ def create_app(
     extra_route_handlers: Sequence[ControllerRouterHandler] = (),
 ) -> Litestar:
     runtime = Runtime(settings=settings, clock=clock or SystemClock(), kek=load_kek(settings))
-    route_handlers: list[ControllerRouterHandler] = [HealthController, *extra_route_handlers]
+    route_handlers: list[ControllerRouterHandler] = [*ROUTE_HANDLERS, *extra_route_handlers]
     return Litestar(
         route_handlers=route_handlers,
         lifespan=[_lifespan(runtime)],

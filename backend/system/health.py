@@ -37,6 +37,7 @@ async def _database_checks(runtime: Runtime) -> dict[str, str]:
 
 class HealthController(Controller):
     path = "/"
+    opt = {"public": True}  # noqa: RUF012  (probes answer load balancers, which carry no token)
     tags = ["operations"]  # noqa: RUF012  (Litestar reads it as a class attribute)
     include_in_schema = True
 

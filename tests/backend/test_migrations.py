@@ -86,3 +86,11 @@ def test_an_unknown_revision_is_an_error(
 
     with pytest.raises(CommandError):
         migrate.upgrade(make_settings(database_url), revision)
+
+
+def test_the_migration_history_has_a_single_head() -> None:
+    """Two branches landing migrations at once must be linearised before they merge."""
+    from alembic.script import ScriptDirectory
+
+    heads = ScriptDirectory.from_config(migrate.alembic_config()).get_heads()
+    assert len(heads) == 1, f"several migration heads: {heads}; set one's down_revision"

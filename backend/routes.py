@@ -1,0 +1,13 @@
+"""Every HTTP route of the service, in one list the app factory mounts.
+
+Each domain area adds its controllers here (one line each). Routes that need no authentication
+say so explicitly with ``opt={"public": True}``; every other route must carry a guard.
+"""
+
+from litestar.types import ControllerRouterHandler
+
+from backend.system.health import HealthController
+
+ROUTE_HANDLERS: list[ControllerRouterHandler] = [
+    HealthController,
+]
