@@ -6,8 +6,14 @@ say so explicitly with ``opt={"public": True}``; every other route must carry a 
 
 from litestar.types import ControllerRouterHandler
 
+from backend.domain.questionnaires.controllers import (
+    FhirQuestionnaireController,
+    QuestionnaireController,
+)
 from backend.system.health import HealthController
 
 ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     HealthController,
+    QuestionnaireController,
+    FhirQuestionnaireController,
 ]

@@ -17,6 +17,7 @@ from litestar.types import ExceptionHandlersMap
 
 from backend.lib.errors import DomainError, FieldProblem
 from backend.lib.logging import request_id_var
+from questionnaires.errors import AnswerValidationError
 
 PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
 _TYPE_PREFIX: Final = "urn:interlude:problem:"
@@ -83,6 +84,29 @@ def handle_domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Re
     )
 
 
+def handle_answer_validation_error(
+    request: Request[Any, Any, Any], exc: AnswerValidationError
+) -> Response[Problem]:
+    """Answers that do not fit the instrument: 422 naming each item (linkId) and a code."""
+    return _respond(
+        Problem(
+            type=_TYPE_PREFIX + "invalid-answers",
+            title="The answers do not fit the questionnaire",
+            status=422,
+            detail=f"{len(exc.problems)} problem(s) in the answers; nothing was stored.",
+            request_id=_request_id(),
+            errors=[
+                FieldProblem(
+                    pointer=problem.link_id or "",
+                    code=problem.code,
+                    message=problem.code.replace("_", " "),
+                )
+                for problem in exc.problems
+            ],
+        )
+    )
+
+
 def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
     status = exc.status_code
     phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
@@ -133,6 +157,7 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 
 exception_handlers: ExceptionHandlersMap = {
     DomainError: handle_domain_error,
+    AnswerValidationError: handle_answer_validation_error,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,
 }

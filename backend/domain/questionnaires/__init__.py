@@ -1,0 +1,1 @@
+"""Serves the questionnaire catalogue (our JSON and FHIR R4 ``Questionnaire``)."""
