@@ -1,0 +1,109 @@
+"""HTTP transport shared by the HTTP adapters: client construction and failure classification.
+
+Classification follows RFC 9110: 5xx and 408 are the server's trouble (retry); 429 asks us to
+slow down, with an optional Retry-After (RFC 6585 §4, RFC 9110 §10.2.3); other 4xx say the
+request itself is wrong, so sending it again cannot help. 401/403 mean our credentials were
+refused (retryable: see `base.RETRYABLE_REASONS`). Adapters refine 4xx with the provider's own
+error codes (a gone device token, a refused phone number).
+"""
+
+import ssl
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+
+import httpx
+
+from notifications.base import Channel, DeliveryError, FailureReason, Message, Receipt
+
+# One day: longer than any clinical window we deliver in, so a larger value is no advice.
+MAX_RETRY_AFTER_SECONDS = 24 * 3600.0
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a Retry-After value (delay-seconds or an HTTP-date), or None."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = (when - now).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+
+
+def classify_status(
+    status: int, *, retry_after: str | None = None, now: datetime
+) -> DeliveryError | None:
+    """None for 2xx; otherwise the classified failure for an HTTP status code."""
+    if 200 <= status < 300:
+        return None
+    if status == 429:
+        return DeliveryError(
+            FailureReason.RATE_LIMITED,
+            http_status=status,
+            retry_after_seconds=parse_retry_after(retry_after, now),
+        )
+    if status == 408:
+        return DeliveryError(FailureReason.TIMEOUT, http_status=status)
+    if status >= 500:
+        return DeliveryError(
+            FailureReason.PROVIDER_UNAVAILABLE,
+            http_status=status,
+            retry_after_seconds=parse_retry_after(retry_after, now),
+        )
+    if status in (401, 403):
+        return DeliveryError(FailureReason.AUTH_FAILED, http_status=status)
+    if status == 413:
+        return DeliveryError(FailureReason.PAYLOAD_TOO_LARGE, http_status=status)
+    if 400 <= status < 500:
+        return DeliveryError(FailureReason.REJECTED, http_status=status)
+    # 1xx/3xx as a final answer: we never follow redirects to a place nobody configured.
+    return DeliveryError(FailureReason.MISCONFIGURED, http_status=status)
+
+
+def classify_transport_error(error: httpx.TransportError) -> DeliveryError:
+    if isinstance(error, httpx.TimeoutException):
+        return DeliveryError(FailureReason.TIMEOUT)
+    if isinstance(error, httpx.ConnectError) and isinstance(error.__context__, ssl.SSLError):
+        return DeliveryError(FailureReason.TLS_FAILED)
+    if isinstance(error, httpx.ConnectError | httpx.NetworkError):
+        return DeliveryError(FailureReason.CONNECTION_FAILED)
+    return DeliveryError(FailureReason.PROTOCOL_ERROR)
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """System trust store, or a private CA bundle (a self-hosted relay, or the tests' fakes)."""
+    return ssl.create_default_context(cafile=ca_file)
+
+
+def build_client(
+    *, timeout_seconds: float, ca_file: str | None = None, http2: bool = False
+) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout_seconds),
+        verify=tls_context(ca_file),
+        http2=http2,
+        follow_redirects=False,
+        # Endpoints are configured explicitly; ambient proxy variables are not consulted.
+        trust_env=False,
+        headers={"User-Agent": "Interlude-Notifications/1"},
+    )
+
+
+async def deliver(
+    message: Message, channel: Channel, attempt: Callable[[], Awaitable[Receipt]]
+) -> Receipt:
+    """Run one send attempt and turn every classified or transport failure into a receipt."""
+    try:
+        return await attempt()
+    except DeliveryError as error:
+        return error.receipt(message, channel)
+    except httpx.TransportError as error:
+        return classify_transport_error(error).receipt(message, channel)
