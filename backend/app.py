@@ -4,6 +4,7 @@ import gc
 import logging
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
 
 from litestar import Litestar
 from litestar.datastructures import State
@@ -14,8 +15,11 @@ from litestar.types import ControllerRouterHandler
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from backend.config import Settings, load_settings
+from backend.crypto.blind_index import BlindIndexer
 from backend.db.engine import create_engine, create_sessionmaker
 from backend.deps import provide_db_session, provide_runtime
+from backend.keyring.secrets import load_service_secrets
+from backend.keyring.service import Keyring
 from backend.lib.clock import Clock, SystemClock
 from backend.lib.logging import configure_logging
 from backend.lib.problems import exception_handlers
@@ -106,7 +110,20 @@ def create_app(
     clock: Clock | None = None,
     extra_route_handlers: Sequence[ControllerRouterHandler] = (),
 ) -> Litestar:
-    runtime = Runtime(settings=settings, clock=clock or SystemClock(), kek=load_kek(settings))
+    clock = clock or SystemClock()
+    kek = load_kek(settings)
+    secrets = load_service_secrets(settings)
+    # With a key file, `interlude keys rotate-kek` adds a key this process has not loaded; the
+    # keyring reloads the file when a re-wrapped data key names it (online rotation).
+    kek_loader = None if settings.kek is not None else partial(load_kek, settings)
+    runtime = Runtime(
+        settings=settings,
+        clock=clock,
+        kek=kek,
+        secrets=secrets,
+        keyring=Keyring(kek, clock=clock, kek_loader=kek_loader),
+        blind_indexes=BlindIndexer(secrets.blind_index_root),
+    )
     route_handlers: list[ControllerRouterHandler] = [*ROUTE_HANDLERS, *extra_route_handlers]
     return Litestar(
         route_handlers=route_handlers,

@@ -60,6 +60,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Key-encryption key: material from configuration (production) or a key file.
     kek: str | None
     kek_file: Path
+    # INTERLUDE_BLIND_INDEX_KEY: base64 secret (>= 32 random bytes) from which blind-index keys
+    # are derived (engineering-notes §D.6); not the KEK, so a KEK rotation leaves indexes valid.
+    blind_index_key: str | None
+    # INTERLUDE_TOKEN_SIGNING_KEY: base64 HMAC key (>= 32 bytes) that signs access tokens.
+    # Both are required in production; development generates <data_dir>/dev-secrets.json.
+    token_signing_key: str | None
     auto_migrate: bool
     instance_id: str
     timer_interval_seconds: float
@@ -85,11 +91,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             value = getattr(self, field)
             if field == "database_url":
                 value = make_url(value).render_as_string(hide_password=True)
-            elif field == "kek" and value is not None:
+            elif field in _SECRET_FIELDS and value is not None:
                 value = "***"
             out[field] = str(value) if isinstance(value, Path | StrEnum) else value
         return out
 
+
+_SECRET_FIELDS: Final = frozenset({"kek", "blind_index_key", "token_signing_key"})
 
 _KNOWN: Final = frozenset(
     {
@@ -104,6 +112,8 @@ _KNOWN: Final = frozenset(
         "LOG_FORMAT",
         "KEK",
         "KEK_FILE",
+        "BLIND_INDEX_KEY",
+        "TOKEN_SIGNING_KEY",
         "AUTO_MIGRATE",
         "INSTANCE_ID",
         "TIMER_INTERVAL_SECONDS",
@@ -161,6 +171,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_format=reader.choice("LOG_FORMAT", ["json", "text"], "json"),
         kek=kek,
         kek_file=kek_file,
+        # Checked and decoded by backend.keyring.secrets.load_service_secrets at start-up.
+        blind_index_key=reader.optional("BLIND_INDEX_KEY"),
+        token_signing_key=reader.optional("TOKEN_SIGNING_KEY"),
         # Production replicas must not race each other to migrate: a migration job runs it there.
         auto_migrate=reader.boolean("AUTO_MIGRATE", environment is Environment.DEVELOPMENT),
         instance_id=reader.text("INSTANCE_ID", f"{socket.gethostname()}-{os.getpid()}"),

@@ -6,7 +6,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.config import Settings
+from backend.crypto.blind_index import BlindIndexer
 from backend.crypto.kek import KekProvider
+from backend.keyring.secrets import ServiceSecrets
+from backend.keyring.service import Keyring
 from backend.lib.clock import Clock
 from backend.timers import Timers
 
@@ -16,6 +19,9 @@ class Runtime:
     settings: Settings
     clock: Clock
     kek: KekProvider
+    secrets: ServiceSecrets
+    keyring: Keyring
+    blind_indexes: BlindIndexer
     timers: Timers = field(default_factory=Timers)
     engine: AsyncEngine | None = None
     sessionmaker: async_sessionmaker[AsyncSession] | None = None

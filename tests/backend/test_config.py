@@ -102,3 +102,18 @@ def test_masked_settings_hide_database_password_and_key_material() -> None:
 
 def test_harness_variables_are_not_unknown_settings() -> None:
     load_settings({"INTERLUDE_TEST_POSTGRES_URL": "x", "INTERLUDE_REQUIRE_POSTGRES": "1"})
+
+
+def test_service_secrets_are_known_settings_and_masked() -> None:
+    settings = load_settings(
+        {
+            "INTERLUDE_BLIND_INDEX_KEY": "YmxpbmQtaW5kZXgtc2VjcmV0LW1hdGVyaWFsLTEyMzQ1Njc4",
+            "INTERLUDE_TOKEN_SIGNING_KEY": "dG9rZW4tc2lnbmluZy1zZWNyZXQtbWF0ZXJpYWwtMTIzNDU2",
+        }
+    )
+    assert settings.blind_index_key == "YmxpbmQtaW5kZXgtc2VjcmV0LW1hdGVyaWFsLTEyMzQ1Njc4"
+    printed = str(settings.masked())
+    assert "YmxpbmQt" not in printed
+    assert "dG9rZW4t" not in printed
+    assert settings.masked()["token_signing_key"] == "***"
+    assert load_settings({}).blind_index_key is None
