@@ -1,0 +1,39 @@
+"""`evaluate_alerts`: every rule family over one patient's timeline, as of `now`.
+
+Pure and deterministic: no I/O, no clock (the caller passes `now`), and the result does not
+depend on the order of the timeline's lists. Data authored after `now` is ignored. The service
+calls this in the transaction that stores a submission (and from the timers for time-driven
+rules: missed check-ins, re-ask deadlines) and stores candidates whose `occurrence_key` is new.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from backend.domain.alerts.candidate import SEVERITY_RANK, AlertCandidate
+from backend.domain.alerts.parameters import AlertParameters
+from backend.domain.alerts.rules.rebound import rebound_alerts
+from backend.domain.alerts.timeline import PatientTimeline
+
+Rule = Callable[[PatientTimeline, AlertParameters, datetime], list[AlertCandidate]]
+
+RULE_FAMILIES: tuple[Rule, ...] = (rebound_alerts,)
+
+
+def evaluate_alerts(
+    timeline: PatientTimeline, parameters: AlertParameters, *, now: datetime
+) -> list[AlertCandidate]:
+    """All alert candidates the timeline supports at `now`, most severe first."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware (UTC)")
+    candidates = [c for rule in RULE_FAMILIES for c in rule(timeline, parameters, now)]
+    return sorted(
+        candidates,
+        key=lambda c: (-SEVERITY_RANK[c.severity], c.triggered_at, c.kind, c.occurrence_key),
+    )
+
+
+def holds_next_n2o_session(candidates: list[AlertCandidate]) -> bool:
+    """Whether any candidate puts the patient's next N2O session on hold (§5.1)."""
+    return any(c.hold_next_n2o_session for c in candidates)

@@ -1,0 +1,192 @@
+"""Alert thresholds and defaults as versioned data (`parameters/*.json`).
+
+`parameters/default.json` carries the spec's defaults (clinical-spec §2.4 table and JSON block,
+§4.2, §5.1-§5.3). Rebound parameters are given per trajectory key, which names one instrument
+with one recall window ("phq9-2w" is the spec's "PHQ-9/2w"); a key absent from `trajectories`
+is never used for rebound detection (PHQ-2 is a screen only, §1.2). `phq9-24h` (the labelled,
+non-validated short-recall variant) gets relative criteria only, like MADRS-S: the PHQ-9 MCID
+and reliable-change figures were measured on the 2-week form [P].
+
+Clinic override rule: an override is a document of the same shape in which every field is
+optional except `parameterSet` and `version`. It is merged onto the base document: objects merge
+key by key, recursively; anything else (numbers, strings, lists, and `null`, which means
+"criterion not used") replaces the base value. Then each trajectory's block is laid over
+`rebound.defaults`, so a trajectory's own value wins over a default from either document. The
+merged document is decoded strictly (an unknown key is an error), and its version reads
+`<base set>@<base version>+<override set>@<override version>`; every alert records it.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from backend.domain.alerts.candidate import Severity
+
+PARAMETER_DIRECTORY = Path(__file__).parent / "parameters"
+
+
+class _Parameters(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, rename="camel"
+):
+    pass
+
+
+class ReboundParameters(_Parameters, frozen=True):
+    """One trajectory's §2.4 parameters; None = criterion not used."""
+
+    reference: Literal["course_baseline", "per_session"]
+    baseline_within_days: float
+    pre_session_within_hours: float
+    nadir_min_hours: float
+    min_gain_abs: int | None
+    min_gain_rel: float
+    min_rise_abs: int | None
+    min_fraction: float
+    confirm_min_gap_h: float
+    confirm_max_gap_d: float
+    full_return_margin: int
+    response_fraction: float
+    remission_at_or_below: int | None
+    """The spec's "remission_below: 5" is stored as "at or below 4": one convention for all."""
+    relapse_threshold: int | None
+    relapse_min_gap_d: float
+    relapse_max_gap_d: float
+    severe_threshold: int | None
+    nonresponse_check_day: float
+    window_max_days: float
+
+
+class SuicidalityParameters(_Parameters, frozen=True):
+    reask_wait_minutes: int
+    """A skipped suicide item is re-asked at once; if no re-ask arrives within this time, the
+    item counts as unanswered (§5.3 rule 5)."""
+    unanswered_severity: Severity
+
+
+class N2ONeuroParameters(_Parameters, frozen=True):
+    high_items_for_urgent: int
+    rapid_progression_item: str
+    risk_factor_raise: dict[Severity, Severity]
+    """Tier after raising for a patient with any B12 risk factor (§5.1); tiers not listed stay."""
+    hold_at_or_above: Severity
+    labs_at_or_above: Severity
+    mnsi_trajectory: str
+    mnsi_rise_from_baseline: int
+    mnsi_total_at_least: int
+    mnsi_severity: Severity
+    exposure_rolling_days: int
+    exposure_limit_hours: float
+    min_interval_days: float
+    monitoring_severity: Severity
+
+
+class KetamineParameters(_Parameters, frozen=True):
+    dissociation_item: str
+    dissociation_min_value: int
+    dissociation_review_after_hours: float
+    dissociation_next_day_after_hours: float
+    dissociation_review_severity: Severity
+    dissociation_next_day_severity: Severity
+
+
+class MissedCheckInParameters(_Parameters, frozen=True):
+    reminder_after_hours: float
+    flag_after_hours: float
+    flag_severity: Severity
+    recent_session_hours: float
+    """A check-in due within this many hours of its session's start is "recent": the post-session
+    days carry the most risk (side effects, early rebound), so reminders and flags come sooner."""
+    recent_reminder_after_hours: float
+    recent_flag_after_hours: float
+    recent_flag_severity: Severity
+
+
+class AlertParameters(_Parameters, frozen=True):
+    parameter_set: str
+    version: str
+    source: str
+    sla_minutes: dict[Severity, int | None]
+    rebound: dict[str, ReboundParameters]
+    """By trajectory key, with `rebound.defaults` already applied."""
+    suicidality: SuicidalityParameters
+    n2o_neuro: N2ONeuroParameters
+    ketamine: KetamineParameters
+    missed_check_ins: MissedCheckInParameters
+
+    def sla_for(self, severity: Severity) -> int | None:
+        return self.sla_minutes.get(severity)
+
+
+class ParameterError(ValueError):
+    """A parameter document that does not decode or is inconsistent."""
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Objects merge recursively; any other override value (null included) replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def read_document(name: str) -> dict[str, Any]:
+    """A shipped parameter document by file stem, e.g. "default"."""
+    path = PARAMETER_DIRECTORY / f"{name}.json"
+    document = msgspec.json.decode(path.read_bytes())
+    if not isinstance(document, dict):
+        raise ParameterError(f"{path.name}: not a JSON object")
+    return document
+
+
+def build_parameters(
+    base: dict[str, Any], overrides: tuple[dict[str, Any], ...] = ()
+) -> AlertParameters:
+    """Merge clinic overrides (in order) onto a base document and decode the result."""
+    document = base
+    version = f"{base.get('parameterSet')}@{base.get('version')}"
+    for override in overrides:
+        for required in ("parameterSet", "version"):
+            if not isinstance(override.get(required), str):
+                raise ParameterError(f"an override needs a string {required!r}")
+        layer = {k: v for k, v in override.items() if k not in ("parameterSet", "version")}
+        layer.pop("source", None)
+        document = merge(document, layer)
+        version += f"+{override['parameterSet']}@{override['version']}"
+    rebound = document.get("rebound")
+    if not isinstance(rebound, dict) or set(rebound) != {"defaults", "trajectories"}:
+        raise ParameterError("rebound must hold exactly 'defaults' and 'trajectories'")
+    expanded = dict(document)
+    expanded["version"] = version
+    expanded["rebound"] = {
+        key: merge(rebound["defaults"], block) for key, block in rebound["trajectories"].items()
+    }
+    try:
+        parameters = msgspec.convert(expanded, type=AlertParameters)
+    except msgspec.ValidationError as error:
+        raise ParameterError(str(error)) from error
+    _check(parameters)
+    return parameters
+
+
+def load_parameters(*override_names: str) -> AlertParameters:
+    """The shipped defaults, with shipped override documents (by file stem) applied in order."""
+    return build_parameters(
+        read_document("default"), tuple(read_document(name) for name in override_names)
+    )
+
+
+def _check(parameters: AlertParameters) -> None:
+    for key, rule in parameters.rebound.items():
+        if not 0 < rule.min_fraction <= 1 or not 0 <= rule.min_gain_rel <= 1:
+            raise ParameterError(f"rebound {key}: fractions must lie in (0, 1]")
+        if rule.confirm_min_gap_h > rule.confirm_max_gap_d * 24:
+            raise ParameterError(f"rebound {key}: confirmation gap minimum exceeds maximum")
+        if rule.relapse_min_gap_d > rule.relapse_max_gap_d:
+            raise ParameterError(f"rebound {key}: relapse gap minimum exceeds maximum")

@@ -1,0 +1,217 @@
+"""A patient's timeline as the alert rules see it: plain data, assembled by the service layer.
+
+Everything here is already decrypted and scored; the rules never touch a database, a key or a
+clock. Times are timezone-aware UTC (the patient's time zone matters for scheduling, not for the
+rules, which measure intervals). Ids are strings so evidence can point back at stored rows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+import msgspec
+
+from questionnaires.model import Concern, Instrument
+from questionnaires.scoring import SafetyFlag, Score
+
+UTCDateTime = Annotated[datetime, msgspec.Meta(tz=True)]
+"""Decoding refuses naive datetimes; comparing naive with aware raises, so none slip through."""
+
+Modality = Literal["n2o", "ketamine_iv", "esketamine"]
+
+ItemValue = bool | int | float
+"""An answer the rules may read. Free text is PHI and never enters the timeline."""
+
+ClinicalEventKind = Literal[
+    "hospitalisation_for_depression",
+    "hospitalisation_for_suicide_prevention",
+    "suicide_attempt",
+]
+"""Clinician-entered events that count as relapse in SUSTAIN-1 (clinical-spec §2.3, §2.4)."""
+
+
+class TreatmentSession(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    modality: Modality
+    start: UTCDateTime
+    """Planned or actual start; sessions in the future still bound windows and count as
+    planned N2O exposure (monitoring must be in place before the exposure, §5.1)."""
+    end: UTCDateTime | None = None
+    n2o_concentration_percent: int | None = None
+    n2o_minutes: int | None = None
+    """Minutes of inhalation; when unknown, the session's start-to-end duration is used."""
+
+    def n2o_exposure_minutes(self) -> int:
+        if self.modality != "n2o":
+            return 0
+        if self.n2o_minutes is not None:
+            return self.n2o_minutes
+        if self.end is not None:
+            return max(0, int((self.end - self.start).total_seconds() // 60))
+        return 0
+
+
+class CourseBaseline(msgspec.Struct, frozen=True, kw_only=True):
+    """B0 for one trajectory: set by a clinician, or derived by `course_baseline` (§2.4)."""
+
+    trajectory_key: str
+    response_id: str
+    total: int
+    authored: UTCDateTime
+
+
+class UnansweredSafetyItem(msgspec.Struct, frozen=True, kw_only=True):
+    link_id: str
+    concern: Concern
+
+
+class ScoredResponse(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    instrument_id: str
+    instrument_version: str
+    trajectory_key: str
+    """Scores are compared only within one trajectory key (one instrument, one recall window)."""
+    recall_hours: int | None
+    authored: UTCDateTime
+    total: int | None
+    prorated: bool
+    answers: dict[str, ItemValue] = msgspec.field(default_factory=dict)
+    """Answers by linkId, for rules that read single items (N2O-NEURO follow-ups, dissociation)."""
+    safety_flags: tuple[SafetyFlag, ...] = ()
+    unanswered_safety_items: tuple[UnansweredSafetyItem, ...] = ()
+    reask_of: str | None = None
+    """Set on the second attempt at a skipped suicide item: the id of the first response."""
+
+    @property
+    def complete(self) -> bool:
+        """A total that may confirm a trajectory event: present and not prorated (§1.1, §2.4)."""
+        return self.total is not None and not self.prorated
+
+
+class MissedCheckIn(msgspec.Struct, frozen=True, kw_only=True):
+    """A check-in that fell due and has not been completed."""
+
+    id: str
+    due: UTCDateTime
+    session_id: str | None = None
+
+
+class ClinicalEvent(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    kind: ClinicalEventKind
+    occurred: UTCDateTime
+
+
+class PatientTimeline(msgspec.Struct, frozen=True, kw_only=True):
+    """One patient's current course: sessions, scored responses (including the pre-course
+    baseline ones), missed check-ins and the baseline B12 risk factors."""
+
+    patient_id: str
+    sessions: tuple[TreatmentSession, ...] = ()
+    responses: tuple[ScoredResponse, ...] = ()
+    baselines: tuple[CourseBaseline, ...] = ()
+    """Explicit B0 per trajectory key; a key without one uses `course_baseline`."""
+    missed_check_ins: tuple[MissedCheckIn, ...] = ()
+    b12_risk_factors: tuple[str, ...] = ()
+    """LinkIds of the b12-risk questionnaire answered yes (clinical-spec §5.1)."""
+    clinical_events: tuple[ClinicalEvent, ...] = ()
+
+
+class N2OExposureSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """N2O exposure up to and including one session, as the Entonox SmPC trigger reads it."""
+
+    session_id: str
+    rolling_minutes: int
+    rolling_days: int
+    hours_since_previous_session: float | None
+
+
+def scored_response(
+    score: Score,
+    instrument: Instrument,
+    *,
+    response_id: str,
+    authored: datetime,
+    answers: dict[str, bool | int | float | str],
+    reask_of: str | None = None,
+) -> ScoredResponse:
+    """The rules' view of one scored submission (free-text answers dropped)."""
+    concerns = {item.link_id: item.concern for item in instrument.safety_items}
+    return ScoredResponse(
+        id=response_id,
+        instrument_id=score.instrument_id,
+        instrument_version=score.instrument_version,
+        trajectory_key=score.trajectory_key,
+        recall_hours=instrument.recall.hours,
+        authored=authored,
+        total=score.total,
+        prorated=score.prorated,
+        answers={k: v for k, v in answers.items() if not isinstance(v, str)},
+        safety_flags=score.safety_flags,
+        unanswered_safety_items=tuple(
+            UnansweredSafetyItem(link_id=link_id, concern=concerns[link_id])
+            for link_id in score.unanswered_safety_items
+        ),
+        reask_of=reask_of,
+    )
+
+
+def in_order(responses: tuple[ScoredResponse, ...] | list[ScoredResponse]) -> list[ScoredResponse]:
+    """Chronological, ties broken by id, so that rules never depend on input order."""
+    return sorted(responses, key=lambda r: (r.authored, r.id))
+
+
+def sessions_in_order(sessions: tuple[TreatmentSession, ...]) -> list[TreatmentSession]:
+    return sorted(sessions, key=lambda s: (s.start, s.id))
+
+
+def course_baseline(
+    timeline: PatientTimeline, trajectory_key: str, *, within_days: float
+) -> CourseBaseline | None:
+    """B0: the explicit baseline, else the last complete score within `within_days` before the
+    first session of the course (clinical-spec §2.4)."""
+    explicit = [b for b in timeline.baselines if b.trajectory_key == trajectory_key]
+    if explicit:
+        return max(explicit, key=lambda b: (b.authored, b.response_id))
+    if not timeline.sessions:
+        return None
+    first = sessions_in_order(timeline.sessions)[0].start
+    earliest = first - timedelta(days=within_days)
+    candidates = [
+        r
+        for r in in_order(timeline.responses)
+        if r.trajectory_key == trajectory_key and r.complete and earliest <= r.authored < first
+    ]
+    if not candidates:
+        return None
+    last = candidates[-1]
+    assert last.total is not None  # complete
+    return CourseBaseline(
+        trajectory_key=trajectory_key, response_id=last.id, total=last.total, authored=last.authored
+    )
+
+
+def n2o_exposure(
+    sessions: tuple[TreatmentSession, ...], *, rolling_days: int
+) -> list[N2OExposureSummary]:
+    """Exposure at each N2O session: minutes in the rolling window ending with it, and the gap
+    since the previous N2O session. Concentration is not weighted: the SmPC limit is stated in
+    hours of use (Entonox, 50%), and counting 25% sessions fully errs on the side of monitoring."""
+    n2o = [s for s in sessions_in_order(sessions) if s.modality == "n2o"]
+    summaries = []
+    for index, session in enumerate(n2o):
+        since = session.start - timedelta(days=rolling_days)
+        minutes = sum(s.n2o_exposure_minutes() for s in n2o[: index + 1] if s.start > since)
+        previous = n2o[index - 1] if index else None
+        summaries.append(
+            N2OExposureSummary(
+                session_id=session.id,
+                rolling_minutes=minutes,
+                rolling_days=rolling_days,
+                hours_since_previous_session=None
+                if previous is None
+                else (session.start - previous.start).total_seconds() / 3600,
+            )
+        )
+    return summaries

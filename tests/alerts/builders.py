@@ -1,0 +1,154 @@
+"""Timelines built from real scored submissions, so the rules see what production will see."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from backend.domain.alerts.candidate import AlertCandidate
+from backend.domain.alerts.timeline import (
+    PatientTimeline,
+    ScoredResponse,
+    TreatmentSession,
+    scored_response,
+)
+from questionnaires.answers import Answer, AnswerValue, Submission
+from questionnaires.registry import get_instrument, score_submission
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+"""Session 1 starts here; "day n" is n x 24 h later."""
+
+
+def day(n: float) -> datetime:
+    return T0 + timedelta(days=n)
+
+
+def response(
+    instrument_id: str,
+    response_id: str,
+    authored: datetime,
+    answers: dict[str, AnswerValue],
+    *,
+    reask_of: str | None = None,
+) -> ScoredResponse:
+    instrument = get_instrument(instrument_id)
+    submission = Submission(
+        instrument_id=instrument.id,
+        instrument_version=instrument.version,
+        answers=tuple(Answer(link_id=k, value=v) for k, v in answers.items()),
+    )
+    return scored_response(
+        score_submission(submission),
+        instrument,
+        response_id=response_id,
+        authored=authored,
+        answers=answers,
+        reask_of=reask_of,
+    )
+
+
+def _spread(points: int, items: int, top: int) -> list[int]:
+    assert 0 <= points <= items * top
+    values = [points // items] * items
+    for i in range(points % items):
+        values[i] += 1
+    return values
+
+
+def sum_scale(
+    instrument_id: str,
+    prefix: str,
+    response_id: str,
+    authored: datetime,
+    total: int,
+    *,
+    items: int,
+    top: int,
+    safety_item: int | None = None,
+    safety_value: int = 0,
+    prorated: bool = False,
+) -> ScoredResponse:
+    """A sum-scored instrument (items `<prefix>-1..n`) answered to reach `total`; prorated
+    answers leave out items (never the safety item) and pick values whose prorated total is
+    `total`, as the published rule computes it."""
+    others = [n for n in range(1, items + 1) if n != safety_item]
+    base = {} if safety_item is None else {f"{prefix}-{safety_item}": safety_value}
+    rest = total - (safety_value if safety_item is not None else 0)
+    if not prorated:
+        values = _spread(rest, len(others), top)
+        answers: dict[str, AnswerValue] = {
+            **base,
+            **{f"{prefix}-{n}": v for n, v in zip(others, values, strict=True)},
+        }
+        result = response(instrument_id, response_id, authored, answers)
+    else:
+        result = None
+        for missing in (1, 2):
+            kept = others[missing:]
+            for points in range(len(kept) * top + 1):
+                values = _spread(points, len(kept), top)
+                answers = {
+                    **base,
+                    **{f"{prefix}-{n}": v for n, v in zip(kept, values, strict=True)},
+                }
+                candidate = response(instrument_id, response_id, authored, answers)
+                if candidate.total == total and candidate.prorated:
+                    result = candidate
+                    break
+            if result is not None:
+                break
+        assert result is not None, f"no prorated answers give {total}"
+    assert result.total == total
+    return result
+
+
+def phq9(
+    response_id: str, authored: datetime, total: int, *, item9: int = 0, prorated: bool = False
+) -> ScoredResponse:
+    return sum_scale(
+        "phq9",
+        "phq9",
+        response_id,
+        authored,
+        total,
+        items=9,
+        top=3,
+        safety_item=9,
+        safety_value=item9,
+        prorated=prorated,
+    )
+
+
+def n2o_session(
+    session_id: str, start: datetime, minutes: int = 60, percent: int = 50
+) -> TreatmentSession:
+    return TreatmentSession(
+        id=session_id,
+        modality="n2o",
+        start=start,
+        end=start + timedelta(minutes=minutes),
+        n2o_concentration_percent=percent,
+        n2o_minutes=minutes,
+    )
+
+
+def phq9_course(
+    baseline: int, scores: list[tuple[float, int]] | list[tuple[float, int, bool]], **extra: object
+) -> PatientTimeline:
+    """The spec's test-vector set-up: PHQ-9 B0 a day before one N2O session at day 0;
+    scores as (day, total) or (day, total, prorated); response ids are "d<day>"."""
+    responses = [phq9("b0", day(-1), baseline)]
+    for entry in scores:
+        d, total = entry[0], entry[1]
+        prorated = bool(entry[2]) if len(entry) > 2 else False
+        responses.append(phq9(f"d{d:g}", day(d), total, prorated=prorated))
+    return PatientTimeline(
+        patient_id="p1",
+        sessions=(n2o_session("s1", T0),),
+        responses=tuple(responses),
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def events(candidates: list[AlertCandidate]) -> set[tuple[str, str]]:
+    """(kind, the triggering response id or trigger) for each candidate."""
+    return {(c.kind, c.occurrence_key.split(":")[-1]) for c in candidates}
