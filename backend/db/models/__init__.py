@@ -4,7 +4,25 @@ Models are persistence only: they never leave the service layer (DESIGN §3). Th
 use ``from __future__ import annotations`` (it breaks SQLModel relationships, sqlmodel#196).
 """
 
+from backend.db.models.clinic import CareTeam, CareTeamMembership, Clinic
 from backend.db.models.data_key import DataKey as DataKey
+from backend.db.models.device import Device
+from backend.db.models.enrolment_code import EnrolmentCode
+from backend.db.models.login_failure import LoginFailureCounter
+from backend.db.models.patient import Patient
+from backend.db.models.refresh_token import RefreshToken
 from backend.db.models.service_instance import ServiceInstance
+from backend.db.models.staff import StaffMember
 
-__all__ = ["ServiceInstance"]
+__all__ = [
+    "CareTeam",
+    "CareTeamMembership",
+    "Clinic",
+    "Device",
+    "EnrolmentCode",
+    "LoginFailureCounter",
+    "Patient",
+    "RefreshToken",
+    "ServiceInstance",
+    "StaffMember",
+]
