@@ -7,6 +7,7 @@ failure. It returns a `Receipt` whose status tells the dispatcher what to do nex
 stop (the provider said the token or address is no good, or the request itself is wrong).
 """
 
+import hashlib
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -150,6 +151,14 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
             "kind": self.kind.value,
             **self.data.as_strings(),
         }
+
+
+def bounded_key(key: str, limit: int) -> str:
+    """`key` if it fits the provider's limit, else a stable digest of it (APNs collapse ids are at
+    most 64 bytes, Web Push topics 32 characters)."""
+    if len(key.encode()) <= limit:
+        return key
+    return hashlib.sha256(key.encode()).hexdigest()[:limit]
 
 
 class DeliveryStatus(StrEnum):
