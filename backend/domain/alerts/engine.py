@@ -14,11 +14,12 @@ from datetime import datetime
 from backend.domain.alerts.candidate import SEVERITY_RANK, AlertCandidate
 from backend.domain.alerts.parameters import AlertParameters
 from backend.domain.alerts.rules.rebound import rebound_alerts
+from backend.domain.alerts.rules.suicidality import suicidality_alerts
 from backend.domain.alerts.timeline import PatientTimeline
 
 Rule = Callable[[PatientTimeline, AlertParameters, datetime], list[AlertCandidate]]
 
-RULE_FAMILIES: tuple[Rule, ...] = (rebound_alerts,)
+RULE_FAMILIES: tuple[Rule, ...] = (suicidality_alerts, rebound_alerts)
 
 
 def evaluate_alerts(
