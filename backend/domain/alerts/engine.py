@@ -13,13 +13,14 @@ from datetime import datetime
 
 from backend.domain.alerts.candidate import SEVERITY_RANK, AlertCandidate
 from backend.domain.alerts.parameters import AlertParameters
+from backend.domain.alerts.rules.n2o_neuro import n2o_neuro_alerts
 from backend.domain.alerts.rules.rebound import rebound_alerts
 from backend.domain.alerts.rules.suicidality import suicidality_alerts
 from backend.domain.alerts.timeline import PatientTimeline
 
 Rule = Callable[[PatientTimeline, AlertParameters, datetime], list[AlertCandidate]]
 
-RULE_FAMILIES: tuple[Rule, ...] = (suicidality_alerts, rebound_alerts)
+RULE_FAMILIES: tuple[Rule, ...] = (suicidality_alerts, n2o_neuro_alerts, rebound_alerts)
 
 
 def evaluate_alerts(
