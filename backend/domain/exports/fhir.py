@@ -1,0 +1,233 @@
+"""De-identified rows as FHIR R4 resources for a Bulk Data (Flat FHIR) NDJSON export
+(http://hl7.org/fhir/uv/bulkdata/): Patient, QuestionnaireResponse, Observation (totals with
+LOINC where the instrument has one, and side effects), MedicationAdministration (sessions).
+
+Resources carry no calendar date: times are extensions relative to the course and session, and
+required dates are marked absent with the data-absent-reason "masked". Only a limited data set
+(date shift on) carries shifted `authored` / `effective` times.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from itertools import groupby
+from typing import Any
+
+from backend.domain.exports.records import ObservationRow, PatientRow, SessionRow
+from questionnaires.errors import UnknownInstrumentError
+from questionnaires.fhir import ANSWER_VALUE_SYSTEM, LOINC, canonical_url
+from questionnaires.model import Instrument
+from questionnaires.registry import get_instrument
+
+EXTENSION_BASE = "urn:interlude:fhir:StructureDefinition"
+SCORE_SYSTEM = "urn:interlude:fhir:CodeSystem:score"
+SIDE_EFFECT_SYSTEM = "urn:interlude:fhir:CodeSystem:side-effect"
+MODALITY_SYSTEM = "urn:interlude:fhir:CodeSystem:modality"
+DATA_ABSENT_REASON = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+UCUM = "http://unitsofmeasure.org"
+
+_MODALITY_TEXT = {
+    "n2o": "Nitrous oxide, inhaled",
+    "ketamine_iv": "Ketamine, intravenous",
+    "esketamine_in": "Esketamine, intranasal",
+}
+_MASKED = {"extension": [{"url": DATA_ABSENT_REASON, "valueCode": "masked"}]}
+
+
+def _instant(at: dt.datetime) -> str:
+    return at.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _subject(study_id: str) -> dict[str, str]:
+    return {"reference": f"Patient/{study_id}"}
+
+
+def _timing_extensions(
+    course_index: int | None,
+    session_index: int | None,
+    hours_since_session: float | None,
+    hours_since_course_start: float | None,
+) -> list[dict[str, Any]]:
+    values: list[tuple[str, str, int | float | None]] = [
+        ("course-index", "valueInteger", course_index),
+        ("session-index", "valueInteger", session_index),
+        ("hours-since-session", "valueDecimal", hours_since_session),
+        ("hours-since-course-start", "valueDecimal", hours_since_course_start),
+    ]
+    return [
+        {"url": f"{EXTENSION_BASE}:{name}", key: value}
+        for name, key, value in values
+        if value is not None
+    ]
+
+
+def patient_resource(row: PatientRow) -> dict[str, Any]:
+    return {
+        "resourceType": "Patient",
+        "id": row.study_id,
+        "gender": row.sex,
+        "extension": [{"url": f"{EXTENSION_BASE}:age-band", "valueString": row.age_band}],
+    }
+
+
+def medication_administration(row: SessionRow) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "MedicationAdministration",
+        "id": f"{row.study_id}-c{row.course_index}-s{row.session_index}",
+        "extension": _timing_extensions(
+            row.course_index, row.session_index, None, row.hours_since_course_start
+        ),
+        "status": "completed",
+        "medicationCodeableConcept": {
+            "coding": [
+                {
+                    "system": MODALITY_SYSTEM,
+                    "code": row.modality,
+                    "display": _MODALITY_TEXT[row.modality],
+                }
+            ],
+            "text": _MODALITY_TEXT[row.modality],
+        },
+        "subject": _subject(row.study_id),
+        "effectivePeriod": _MASKED
+        if row.shifted_start is None
+        else {"start": _instant(row.shifted_start)},
+    }
+    dosage: dict[str, Any] = {}
+    if row.route is not None:
+        dosage["route"] = {"text": row.route}
+    if row.dose is not None:
+        dose: dict[str, Any] = {"value": row.dose}
+        if row.dose_unit is not None:
+            dose |= {"unit": row.dose_unit, "system": UCUM, "code": row.dose_unit}
+        dosage["dose"] = dose
+    if dosage:
+        resource["dosage"] = dosage
+    return resource
+
+
+def _instrument(instrument_id: str | None, version: str | None) -> Instrument | None:
+    if instrument_id is None or version is None:
+        return None
+    try:
+        return get_instrument(instrument_id, version)
+    except UnknownInstrumentError:
+        return None
+
+
+def _answer(instrument: Instrument | None, row: ObservationRow) -> dict[str, Any]:
+    if row.kind == "free_text":
+        return {"valueString": row.value_text or ""}
+    item = None if instrument is None else instrument.item(row.variable)
+    value = row.value if row.value is not None else 0.0
+    if item is not None and item.type == "choice":
+        option = next((o for o in item.options if o.value == int(value)), None)
+        if option is not None:
+            return {
+                "valueCoding": {
+                    "system": LOINC if option.loinc is not None else ANSWER_VALUE_SYSTEM,
+                    "code": option.loinc if option.loinc is not None else str(option.value),
+                }
+            }
+    if item is not None and item.type == "boolean":
+        return {"valueBoolean": value == 1}
+    if item is not None and item.type == "integer" and value.is_integer():
+        return {"valueInteger": int(value)}
+    return {"valueDecimal": value}
+
+
+def _response_resources(rows: Sequence[ObservationRow]) -> Iterator[dict[str, Any]]:
+    first = rows[0]
+    instrument = _instrument(first.instrument_id, first.instrument_version)
+    timing = _timing_extensions(
+        first.course_index,
+        first.session_index,
+        first.hours_since_session,
+        first.hours_since_course_start,
+    )
+    response: dict[str, Any] = {
+        "resourceType": "QuestionnaireResponse",
+        "id": first.record_id,
+        "extension": [
+            *timing,
+            {"url": f"{EXTENSION_BASE}:scorer-version", "valueString": first.scorer_version},
+        ],
+        "questionnaire": f"{canonical_url(first.instrument_id or 'unknown')}"
+        f"|{first.instrument_version}",
+        "status": "completed",
+        "subject": _subject(first.study_id),
+    }
+    if first.shifted_time is not None:
+        response["authored"] = _instant(first.shifted_time)
+    items = [
+        {"linkId": row.variable, "answer": [_answer(instrument, row)]}
+        for row in rows
+        if row.kind == "item" or (row.kind == "free_text" and row.variable != "note")
+    ]
+    if items:
+        response["item"] = items
+    yield response
+    for row in rows:
+        if row.kind == "total" and row.value is not None:
+            yield _total_observation(row, instrument, timing)
+
+
+def _total_observation(
+    row: ObservationRow, instrument: Instrument | None, timing: list[dict[str, Any]]
+) -> dict[str, Any]:
+    coding = [{"system": SCORE_SYSTEM, "code": f"{row.instrument_id}-total"}]
+    if instrument is not None and instrument.loinc_total is not None:
+        coding.insert(0, {"system": LOINC, "code": instrument.loinc_total})
+    resource: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": f"{row.record_id}-total",
+        "extension": timing,
+        "status": "final",
+        "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "survey"}]}],
+        "code": {"coding": coding, "text": f"{row.instrument_id} total score"},
+        "subject": _subject(row.study_id),
+        "valueInteger": int(row.value or 0),
+        "derivedFrom": [{"reference": f"QuestionnaireResponse/{row.record_id}"}],
+    }
+    if row.band is not None:
+        resource["interpretation"] = [{"text": row.band}]
+    if row.shifted_time is not None:
+        resource["effectiveDateTime"] = _instant(row.shifted_time)
+    return resource
+
+
+def _side_effect_observation(row: ObservationRow) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": row.record_id,
+        "extension": _timing_extensions(
+            row.course_index,
+            row.session_index,
+            row.hours_since_session,
+            row.hours_since_course_start,
+        ),
+        "status": "final",
+        "code": {"coding": [{"system": SIDE_EFFECT_SYSTEM, "code": row.variable}]},
+        "subject": _subject(row.study_id),
+    }
+    if row.value is not None:
+        resource["valueInteger"] = int(row.value)
+    if row.shifted_time is not None:
+        resource["effectiveDateTime"] = _instant(row.shifted_time)
+    return resource
+
+
+def observation_resources(rows: Sequence[ObservationRow]) -> Iterator[dict[str, Any]]:
+    """QuestionnaireResponses with their total Observations, and side-effect Observations.
+    The rows of one response must be consecutive (as `deidentify` produces them)."""
+    for (record_id, is_response), group in groupby(
+        rows, key=lambda r: (r.record_id, r.instrument_id is not None)
+    ):
+        del record_id
+        members = list(group)
+        if is_response:
+            yield from _response_resources(members)
+        else:
+            yield from (_side_effect_observation(r) for r in members if r.kind == "side_effect")

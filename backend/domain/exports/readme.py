@@ -1,0 +1,90 @@
+"""The bundle's README.md: what the files are, how they were de-identified, and how far the
+k-anonymity gate had to generalise. Plain text for a statistician; no dates, no PHI."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from backend.domain.exports.codebook import InstrumentUsed, deidentification_summary
+from backend.domain.exports.deid import DeidentificationProfile
+from backend.domain.exports.kanon import KAnonymityReport
+
+_CLASSIFICATION = {
+    "safe_harbor": "De-identified under the HIPAA Safe Harbor method (45 CFR 164.514(b)(2)).",
+    "limited_data_set": (
+        "LIMITED DATA SET: times are shifted by a secret per-patient offset, but shifted dates "
+        "are still dates. Use only under a data use agreement (45 CFR 164.514(e))."
+    ),
+    "requires_review": (
+        "CONTAINS FREE TEXT typed by patients, which may name people or places. Not de-identified "
+        "until a person has reviewed every free-text value."
+    ),
+}
+
+
+def render_readme(
+    *,
+    name: str,
+    profile: DeidentificationProfile,
+    k_anonymity: KAnonymityReport,
+    row_counts: Mapping[str, int],
+    fhir_counts: Mapping[str, int],
+    instruments: Sequence[InstrumentUsed],
+    rules: Sequence[tuple[str, str]],
+    software_version: str,
+) -> str:
+    summary = deidentification_summary(profile)
+    lines = [
+        f"# Research export: {name}",
+        "",
+        _CLASSIFICATION[profile.classification],
+        "",
+        "## Files",
+        "",
+        "- `parquet/<table>.parquet`, `csv/<table>.csv`: the tables below (typed in Parquet).",
+        "- `fhir/<ResourceType>.ndjson`: FHIR R4 Bulk Data, one resource per line (if requested).",
+        "- `datapackage.json`: the codebook (Frictionless Data Package): every column, its type,",
+        "  unit and allowed values; instrument, scorer and rule versions; this profile.",
+        "- `MANIFEST.sha256`: checksums; verify with `sha256sum -c MANIFEST.sha256`.",
+        "",
+        "| table | rows |",
+        "|---|---|",
+        *(f"| {table} | {count} |" for table, count in row_counts.items()),
+        *(f"| fhir/{kind} | {count} |" for kind, count in fhir_counts.items()),
+        "",
+        "## Time",
+        "",
+        "There are no calendar dates. Every event is placed relative to the patient's treatment:",
+        "`course_index` (1 = first course), `session_index` k (the latest treatment session of",
+        "the course at that time, 0 = before the first), `hours_since_session` (since session k),",
+        "`hours_since_course_start` and `day_since_course_start` (0 = the first 24 hours).",
+        "Only `first_treatment_year` in `patients` is calendar information.",
+        "",
+        "## De-identification",
+        "",
+        f"- Study ids: {summary['study_ids']}.",
+        f"- Ages: {summary['ages']}. Dates: {summary['dates']}. Free text: {summary['free_text']}.",
+        f"- Removed: {', '.join(summary['removed'])}.",
+        "",
+        "## k-anonymity",
+        "",
+        f"- k required: {k_anonymity.k_required}; k achieved: {k_anonymity.k_achieved}.",
+        f"- Quasi-identifiers: {', '.join(k_anonymity.quasi_identifiers)}.",
+        *(f"- {qi}: {level}." for qi, level in k_anonymity.generalisation.items()),
+        f"- Patients considered: {k_anonymity.patients_considered}; left out to reach k: "
+        f"{k_anonymity.patients_suppressed} (in {k_anonymity.classes_suppressed} classes).",
+        "",
+        "## Instruments and rules",
+        "",
+        *(
+            f"- {i.instrument_id} {i.instrument_version} (scorer {i.scorer_version})"
+            + (f": {i.title}" if i.title else "")
+            + (f". {i.licence_notice}" if i.licence_notice else "")
+            for i in instruments
+        ),
+        *(f"- rule {rule_id} version {version}" for rule_id, version in rules),
+        "",
+        f"Produced by Interlude {software_version}.",
+        "",
+    ]
+    return "\n".join(lines)

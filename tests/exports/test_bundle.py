@@ -1,0 +1,301 @@
+"""The whole bundle from a synthetic clinic: nothing identifying in any byte of any file, typed
+Parquet, valid FHIR, a codebook that matches the files, and a checksum manifest that holds."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import secrets
+import struct
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import pytest
+from fhir.resources.R4B.medicationadministration import MedicationAdministration
+from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.patient import Patient
+from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
+
+from backend.domain.exports.codebook import TABLES
+from backend.domain.exports.deid import DeidentificationProfile, Pseudonymiser
+from backend.domain.exports.writers import MANIFEST, ExportFormats
+from tests.exports.pipeline import run_export
+from tests.exports.synthetic import Identifiers, clinic
+
+FHIR_MODELS = {
+    "Patient": Patient,
+    "QuestionnaireResponse": QuestionnaireResponse,
+    "Observation": Observation,
+    "MedicationAdministration": MedicationAdministration,
+}
+ISO_DATE = re.compile(rb"\d{4}-\d{2}-\d{2}")
+SLASH_DATE = re.compile(rb"\b\d{1,2}/\d{1,2}/\d{4}\b")
+
+
+def _all_bytes(directory: Path) -> dict[str, bytes]:
+    return {
+        path.relative_to(directory).as_posix(): path.read_bytes()
+        for path in directory.rglob("*")
+        if path.is_file()
+    }
+
+
+def _instant_forms(at: dt.datetime) -> list[bytes]:
+    forms = [
+        at.isoformat(),
+        at.isoformat().replace("+00:00", "Z"),
+        at.strftime("%Y-%m-%d %H:%M"),
+        at.strftime("%Y-%m-%dT%H:%M"),
+        at.strftime("%Y%m%d%H%M"),
+        str(int(at.timestamp())),
+    ]
+    seconds = int(at.timestamp())
+    packed = [struct.pack("<q", seconds * factor) for factor in (1, 1000, 10**6, 10**9)]
+    return [f.encode() for f in forms] + packed
+
+
+def _date_forms(day: dt.date) -> list[bytes]:
+    return [day.strftime(fmt).encode() for fmt in ("%Y-%m-%d", "%m/%d/%Y", "%d/%m/%Y", "%Y%m%d")]
+
+
+@pytest.fixture(scope="module")
+def synthetic_clinic() -> tuple[Identifiers, list]:
+    identifiers = Identifiers()
+    return identifiers, clinic(identifiers)
+
+
+@pytest.fixture(scope="module")
+def identifiers(synthetic_clinic: tuple[Identifiers, list]) -> Identifiers:
+    return synthetic_clinic[0]
+
+
+@pytest.fixture(scope="module")
+def timelines(synthetic_clinic: tuple[Identifiers, list]) -> list:
+    return synthetic_clinic[1]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory, timelines: list) -> Path:
+    # Uncompressed, so that a byte search of the Parquet files sees every stored value.
+    directory = tmp_path_factory.mktemp("export") / "bundle"
+    run_export(timelines, directory, key=secrets.token_bytes(32), compression="none")
+    return directory
+
+
+def test_the_synthetic_clinic_really_carries_identifiers(identifiers: Identifiers) -> None:
+    assert len(identifiers.strings) > 400
+    assert len(identifiers.instants) > 700
+    assert any("Perpetua" in s and "Wigglesworth" in s for s in identifiers.strings)
+
+
+def test_no_identifying_value_appears_in_any_byte_of_any_file(
+    bundle: Path, identifiers: Identifiers
+) -> None:
+    files = _all_bytes(bundle)
+    assert {"README.md", "datapackage.json", MANIFEST} <= set(files)
+    assert any(name.startswith("parquet/") for name in files)
+    assert any(name.startswith("fhir/") for name in files)
+    for name, data in files.items():
+        lowered = data.lower()
+        for value in identifiers.strings:
+            assert value.lower().encode() not in lowered, (name, "identifying string")
+        for word in (b"perpetua", b"wigglesworth", b"example-clinic", b"mrn-", b"203.0.113"):
+            assert word not in lowered, (name, word)
+        for value in identifiers.uuids:
+            for form in (str(value).encode(), value.hex.encode(), value.bytes):
+                assert form not in data, (name, "internal id")
+        for at in identifiers.instants:
+            for form in _instant_forms(at):
+                assert form not in data, (name, "exact timestamp")
+        for day in identifiers.dates:
+            for form in _date_forms(day):
+                assert form not in data, (name, "date of birth")
+        assert ISO_DATE.search(data) is None, (name, "a calendar date")
+        assert SLASH_DATE.search(data) is None, (name, "a calendar date")
+
+
+def test_the_non_consenting_patient_and_the_rare_flag_patient_are_left_out(bundle: Path) -> None:
+    patients = pq.read_table(bundle / "parquet" / "patients.parquet")
+    assert patients.num_rows == 40
+    assert set(patients.column("rare_flags").to_pylist()) == {""}
+
+
+def test_parquet_files_open_with_pyarrow_with_the_codebook_types(bundle: Path) -> None:
+    profile = DeidentificationProfile()
+    for table in TABLES:
+        read = pq.read_table(bundle / "parquet" / f"{table.name}.parquet")
+        assert read.schema.remove_metadata() == table.schema(profile)
+    observations = pq.read_table(bundle / "parquet" / "observations.parquet")
+    assert observations.schema.field("value").type == pa.float64()
+    assert observations.schema.field("session_index").type == pa.int32()
+    assert observations.schema.field("prorated").type == pa.bool_()
+    assert "value_text" not in observations.schema.names
+    assert "shifted_time" not in observations.schema.names
+    totals = observations.filter(pa.compute.equal(observations.column("kind"), "total"))
+    assert totals.num_rows == 40 * 4 * 2
+    assert all(0 <= v <= 27 for v in totals.column("value").to_pylist())
+    patients = pq.read_table(bundle / "parquet" / "patients.parquet")
+    assert patients.schema.field("first_treatment_year").type == pa.int16()
+    assert set(patients.column("first_treatment_year").to_pylist()) == {2025}
+
+
+def test_csv_holds_the_same_rows_as_parquet(bundle: Path) -> None:
+    for table in TABLES:
+        csv = pa_csv.read_csv(bundle / "csv" / f"{table.name}.csv")
+        parquet = pq.read_table(bundle / "parquet" / f"{table.name}.parquet")
+        assert csv.num_rows == parquet.num_rows
+        assert csv.column_names == parquet.column_names
+        assert csv.column("study_id").to_pylist() == parquet.column("study_id").to_pylist()
+
+
+def test_every_ndjson_line_validates_with_fhir_resources(bundle: Path) -> None:
+    seen: dict[str, int] = {}
+    for path in sorted((bundle / "fhir").glob("*.ndjson")):
+        model = FHIR_MODELS[path.stem]
+        ids = set()
+        for line in path.read_text(encoding="utf-8").splitlines():
+            resource = json.loads(line)
+            assert resource["resourceType"] == path.stem
+            model.model_validate(resource)
+            ids.add(resource["id"])
+            seen[path.stem] = seen.get(path.stem, 0) + 1
+        assert len(ids) == seen[path.stem], "resource ids are unique per type"
+    assert seen == {
+        "Patient": 40,
+        "MedicationAdministration": 160,
+        "QuestionnaireResponse": 320,
+        "Observation": 320 + 160,
+    }
+
+
+def test_phq9_totals_are_observations_with_the_loinc_total_code(bundle: Path) -> None:
+    lines = (bundle / "fhir" / "Observation.ndjson").read_text().splitlines()
+    totals = [json.loads(x) for x in lines if '"derivedFrom"' in x]
+    assert len(totals) == 320
+    for total in totals:
+        assert total["code"]["coding"][0] == {"system": "http://loinc.org", "code": "44261-6"}
+        assert 0 <= total["valueInteger"] <= 27
+        assert total["derivedFrom"][0]["reference"].startswith("QuestionnaireResponse/")
+
+
+def test_codebook_describes_every_column_of_every_file(bundle: Path) -> None:
+    package = json.loads((bundle / "datapackage.json").read_text())
+    frictionless = {pa.string(): "string", pa.float64(): "number", pa.bool_(): "boolean"}
+    for resource in package["resources"]:
+        path = bundle / resource["path"]
+        assert path.exists()
+        schema = pq.read_schema(bundle / "parquet" / f"{path.stem}.parquet")
+        fields = {f["name"]: f for f in resource["schema"]["fields"]}
+        assert list(fields) == schema.names
+        for field in schema:
+            expected = "integer" if pa.types.is_integer(field.type) else frictionless[field.type]
+            assert fields[field.name]["type"] == expected
+            assert fields[field.name]["description"]
+    hours = next(
+        f
+        for r in package["resources"]
+        if r["name"] == "observations-csv"
+        for f in r["schema"]["fields"]
+        if f["name"] == "hours_since_session"
+    )
+    assert hours["unit"] == "h"
+    assert package["instruments"] == [
+        {
+            "id": "phq9",
+            "version": "1.0.0",
+            "scorer_version": "1.0.0",
+            "title": package["instruments"][0]["title"],
+            "loinc_panel": "44249-1",
+            "loinc_total": "44261-6",
+            "licence": package["instruments"][0]["licence"],
+        }
+    ]
+    assert package["rules"] == [{"id": "suicidality-rule", "version": "1.2.0"}]
+    assert package["k_anonymity"]["k_required"] == 5
+    assert package["k_anonymity"]["k_achieved"] >= 5
+    assert package["k_anonymity"]["patients_suppressed"] == 1
+    assert package["deidentification"]["classification"] == "safe_harbor"
+
+
+def test_manifest_lists_every_file_with_its_sha256(bundle: Path) -> None:
+    lines = (bundle / MANIFEST).read_text().splitlines()
+    listed = dict(reversed(line.split("  ", 1)) for line in lines)
+    files = {n for n in _all_bytes(bundle) if n != MANIFEST}
+    assert set(listed) == files
+    for name, digest in listed.items():
+        assert hashlib.sha256((bundle / name).read_bytes()).hexdigest() == digest
+
+
+def test_readme_states_profile_and_k(bundle: Path) -> None:
+    readme = (bundle / "README.md").read_text()
+    assert "Safe Harbor" in readme
+    assert "k achieved: 10" in readme
+
+
+def test_each_format_is_optional(tmp_path: Path, timelines: list) -> None:
+    run_export(
+        timelines,
+        tmp_path / "csv-only",
+        key=secrets.token_bytes(32),
+        formats=ExportFormats(parquet=False, csv=True, fhir_ndjson=False),
+    )
+    names = set(_all_bytes(tmp_path / "csv-only"))
+    assert not any(n.startswith(("parquet/", "fhir/")) for n in names)
+    assert "csv/observations.csv" in names
+    with pytest.raises(ValueError, match="at least one"):
+        ExportFormats(parquet=False, csv=False, fhir_ndjson=False)
+
+
+def test_the_default_compressed_parquet_opens_too(tmp_path: Path, timelines: list) -> None:
+    run_export(timelines, tmp_path / "z", key=secrets.token_bytes(32))
+    metadata = pq.ParquetFile(tmp_path / "z" / "parquet" / "observations.parquet").metadata
+    assert metadata.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_a_non_empty_directory_is_refused(tmp_path: Path, timelines: list) -> None:
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "old").write_text("")
+    with pytest.raises(FileExistsError):
+        run_export(timelines, tmp_path / "x", key=secrets.token_bytes(32))
+
+
+def test_a_limited_data_set_shifts_each_patients_times_by_one_constant_offset(
+    tmp_path: Path, timelines: list
+) -> None:
+    key = secrets.token_bytes(32)
+    profile = DeidentificationProfile(date_shift=True)
+    run_export(timelines, tmp_path / "lds", key=key, profile=profile)
+    sessions = pq.read_table(tmp_path / "lds" / "parquet" / "sessions.parquet")
+    assert sessions.schema.field("shifted_start").type == pa.timestamp("us", tz="UTC")
+    shifted: dict[str, list[dt.datetime]] = {}
+    for row in sessions.to_pylist():
+        shifted.setdefault(row["study_id"], []).append(row["shifted_start"])
+    pseudonymiser = Pseudonymiser(key)
+    offsets = set()
+    for timeline in timelines:
+        study_id = pseudonymiser.study_id(timeline.patient.patient_id)
+        if study_id not in shifted:
+            continue  # not consenting, or suppressed
+        real = sorted(s.started_at for s in timeline.sessions)
+        moved = [a - b for a, b in zip(sorted(shifted[study_id]), real, strict=True)]
+        assert len(set(moved)) == 1, "intervals survive the shift"
+        assert -364 <= moved[0].days <= -1
+        assert moved[0].seconds == 0
+        offsets.add(moved[0])
+    assert len(offsets) > 10, "the offset differs between patients"
+    readme = (tmp_path / "lds" / "README.md").read_text()
+    assert "LIMITED DATA SET" in readme
+    for line in (
+        (tmp_path / "lds" / "fhir" / "MedicationAdministration.ndjson").read_text().splitlines()
+    ):
+        assert "start" in json.loads(line)["effectivePeriod"]
+        MedicationAdministration.model_validate_json(line)
+    for line in (
+        (tmp_path / "lds" / "fhir" / "QuestionnaireResponse.ndjson").read_text().splitlines()
+    ):
+        assert "authored" in json.loads(line)
+        QuestionnaireResponse.model_validate_json(line)
