@@ -13,6 +13,8 @@ from datetime import datetime
 
 from backend.domain.alerts.candidate import SEVERITY_RANK, AlertCandidate
 from backend.domain.alerts.parameters import AlertParameters
+from backend.domain.alerts.rules.ketamine import ketamine_alerts
+from backend.domain.alerts.rules.missed import missed_check_in_alerts
 from backend.domain.alerts.rules.n2o_neuro import n2o_neuro_alerts
 from backend.domain.alerts.rules.rebound import rebound_alerts
 from backend.domain.alerts.rules.suicidality import suicidality_alerts
@@ -20,7 +22,13 @@ from backend.domain.alerts.timeline import PatientTimeline
 
 Rule = Callable[[PatientTimeline, AlertParameters, datetime], list[AlertCandidate]]
 
-RULE_FAMILIES: tuple[Rule, ...] = (suicidality_alerts, n2o_neuro_alerts, rebound_alerts)
+RULE_FAMILIES: tuple[Rule, ...] = (
+    suicidality_alerts,
+    n2o_neuro_alerts,
+    ketamine_alerts,
+    rebound_alerts,
+    missed_check_in_alerts,
+)
 
 
 def evaluate_alerts(
