@@ -68,10 +68,21 @@ def classify_status(
     return DeliveryError(FailureReason.MISCONFIGURED, http_status=status)
 
 
+def _caused_by_tls(error: BaseException) -> bool:
+    seen: BaseException | None = error
+    for _ in range(10):  # the chain is short (httpx -> httpcore -> ssl); never loop forever
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def classify_transport_error(error: httpx.TransportError) -> DeliveryError:
     if isinstance(error, httpx.TimeoutException):
         return DeliveryError(FailureReason.TIMEOUT)
-    if isinstance(error, httpx.ConnectError) and isinstance(error.__context__, ssl.SSLError):
+    if isinstance(error, httpx.ConnectError) and _caused_by_tls(error):
         return DeliveryError(FailureReason.TLS_FAILED)
     if isinstance(error, httpx.ConnectError | httpx.NetworkError):
         return DeliveryError(FailureReason.CONNECTION_FAILED)
