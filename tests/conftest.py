@@ -114,8 +114,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         migrate.upgrade(_settings_for(url, tmp_path / "var"))
         yield url
         return
-    template = request.getfixturevalue("postgres_template")
-    name = _new_postgres_database(template)
+    yield request.getfixturevalue("postgres_database_url")
+
+
+@pytest.fixture
+def postgres_database_url(postgres_template: str) -> Iterator[str]:
+    """A fresh PostgreSQL database migrated to head (for tests that need PostgreSQL itself)."""
+    name = _new_postgres_database(postgres_template)
     yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
     asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 

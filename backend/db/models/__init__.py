@@ -9,7 +9,9 @@ from backend.db.models.data_key import DataKey as DataKey
 from backend.db.models.device import Device
 from backend.db.models.enrolment_code import EnrolmentCode
 from backend.db.models.login_failure import LoginFailureCounter
+from backend.db.models.outbox import OutboxMessage
 from backend.db.models.patient import Patient
+from backend.db.models.questionnaire_response import QuestionnaireResponse
 from backend.db.models.refresh_token import RefreshToken
 from backend.db.models.service_instance import ServiceInstance
 from backend.db.models.staff import StaffMember
@@ -21,7 +23,9 @@ __all__ = [
     "Device",
     "EnrolmentCode",
     "LoginFailureCounter",
+    "OutboxMessage",
     "Patient",
+    "QuestionnaireResponse",
     "RefreshToken",
     "ServiceInstance",
     "StaffMember",

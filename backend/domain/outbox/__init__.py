@@ -1,0 +1,1 @@
+"""The notification outbox: rows written with their cause, claimed and sent by every instance."""

@@ -1,0 +1,242 @@
+"""The dispatcher: claim due outbox rows with a lease, send them, record what happened.
+
+It runs on every instance. A timer drains it on an interval (the safety net); a commit that
+enqueued something wakes it at once (in-process flag, and PostgreSQL NOTIFY for the others).
+State changes are exactly-once (guarded by the lease owner); sends are at-least-once, with the
+message's idempotency key passed to every provider.
+"""
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import msgspec
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.domain.outbox import repository
+from backend.domain.outbox.policy import RetryPolicy, Verdict, decide
+from backend.domain.outbox.recipients import RecipientResolver, RecipientUnavailable
+from backend.lib.clock import Clock
+from notifications.base import (
+    Channel,
+    DeliveryStatus,
+    FailureReason,
+    Message,
+    MessageData,
+    Notifier,
+    Receipt,
+    Urgency,
+)
+from notifications.templates import MessageKind
+
+logger = logging.getLogger("interlude.outbox")
+
+
+class DispatchStats(msgspec.Struct, kw_only=True):
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    dead: int = 0
+    cancelled: int = 0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        notifiers: Mapping[str, Notifier],
+        resolver: RecipientResolver,
+        *,
+        instance: str,
+        clock: Clock,
+        policy: RetryPolicy | None = None,
+        batch_size: int = 50,
+        lease: timedelta = timedelta(seconds=60),
+        concurrency: int = 32,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._engine = engine
+        self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+        self._notifiers = dict(notifiers)
+        self._resolver = resolver
+        self._instance = instance
+        self._clock = clock
+        self._policy = policy or RetryPolicy()
+        self._batch_size = batch_size
+        self._lease = lease
+        self._slots = asyncio.Semaphore(concurrency)
+        self._rng = rng or random.Random()  # noqa: S311  (jitter, not secrets)
+        self._lock = asyncio.Lock()
+        self._again = False
+        self._task: asyncio.Task[None] | None = None
+        self.stats = DispatchStats()
+
+    def wake(self) -> None:
+        """Drain soon, without waiting for the next timer tick (called after a commit)."""
+        if self._lock.locked():
+            self._again = True
+            return
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._drain_logged())
+
+    async def _drain_logged(self) -> None:
+        try:
+            await self.drain()
+        except Exception:
+            logger.exception("outbox drain failed; the timer will retry")
+
+    async def drain(self) -> int:
+        """Send everything due now; returns how many messages were claimed."""
+        total = 0
+        async with self._lock:
+            while True:
+                self._again = False
+                claimed = await self.run_once()
+                total += claimed
+                if claimed < self._batch_size and not self._again:
+                    return total
+
+    async def close(self, grace_seconds: float = 10.0) -> None:
+        if self._task is not None and not self._task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), grace_seconds)
+            except TimeoutError:
+                self._task.cancel()
+
+    async def run_once(self) -> int:
+        now = self._clock.now()
+        async with self._engine.begin() as connection:
+            self.stats.cancelled += await repository.cancel_expired(connection, now=now)
+            rows = await repository.claim_due(
+                connection,
+                instance=self._instance,
+                now=now,
+                lease=self._lease,
+                limit=self._batch_size,
+            )
+        if not rows:
+            return 0
+        self.stats.claimed += len(rows)
+        receipts = await asyncio.gather(*(self._send(row) for row in rows))
+        done = self._clock.now()
+        async with self._engine.begin() as connection:
+            for row, receipt in zip(rows, receipts, strict=True):
+                await self._record(connection, row, receipt, done)
+        return len(rows)
+
+    async def _send(self, row: Row[Any]) -> Receipt:
+        channel = str(row.channel)
+        async with self._slots:
+            try:
+                async with self._sessions() as session:
+                    recipient = await self._resolver.resolve(
+                        session, row.recipient_type, row.recipient_id
+                    )
+                message = self._message(row, recipient)
+            except RecipientUnavailable:
+                return _receipt(
+                    row, DeliveryStatus.PERMANENT_FAILURE, FailureReason.RECIPIENT_INVALID
+                )
+            except ValueError:
+                return _receipt(row, DeliveryStatus.PERMANENT_FAILURE, FailureReason.REJECTED)
+            notifier = self._notifiers.get(channel)
+            if notifier is None:
+                # An operator can configure the channel; keep the message until then.
+                return _receipt(row, DeliveryStatus.RETRYABLE_FAILURE, FailureReason.MISCONFIGURED)
+            try:
+                return await notifier.send(message)
+            except Exception as error:  # notifiers should not raise; never lose the message
+                logger.warning(
+                    "notifier raised",
+                    extra={"fields": {"channel": channel, "error_type": type(error).__name__}},
+                )
+                return _receipt(row, DeliveryStatus.RETRYABLE_FAILURE, FailureReason.PROTOCOL_ERROR)
+
+    def _message(self, row: Row[Any], recipient: Any) -> Message:
+        ttl = int(row.ttl_seconds)
+        if row.expires_at is not None:
+            ttl = max(0, min(ttl, int((row.expires_at - self._clock.now()).total_seconds())))
+        return Message(
+            id=str(row.id),
+            idempotency_key=_provider_key(row.idempotency_key),
+            channel=Channel(row.channel),
+            recipient=recipient,
+            kind=MessageKind(row.kind),
+            data=MessageData(
+                check_in_id=row.check_in_id, alert_id=row.alert_id, task_id=row.task_id
+            ),
+            collapse_key=row.collapse_key,
+            urgency=Urgency(row.urgency),
+            ttl_seconds=ttl,
+        )
+
+    async def _record(self, connection: Any, row: Row[Any], receipt: Receipt, now: Any) -> None:
+        decision = decide(
+            receipt,
+            attempts=int(row.attempts),
+            max_attempts=int(row.max_attempts),
+            now=now,
+            policy=self._policy,
+            rng=self._rng,
+        )
+        fields = {
+            "message": str(row.id),
+            "channel": row.channel,
+            "kind": row.kind,
+            "attempt": int(row.attempts),
+            "outcome": decision.verdict.value,
+            "reason": receipt.reason.value if receipt.reason else None,
+        }
+        if decision.verdict is Verdict.SENT:
+            owned = await repository.mark_sent(
+                connection,
+                row.id,
+                instance=self._instance,
+                now=now,
+                provider_message_id=receipt.provider_message_id,
+                http_status=receipt.http_status,
+            )
+            self.stats.sent += 1
+        else:
+            status = {Verdict.RETRY: "pending", Verdict.FAILED: "failed", Verdict.DEAD: "dead"}[
+                decision.verdict
+            ]
+            owned = await repository.mark_unsent(
+                connection,
+                row.id,
+                instance=self._instance,
+                status=status,
+                reason=receipt.reason.value if receipt.reason else None,
+                http_status=receipt.http_status,
+                next_attempt_at=decision.next_attempt_at,
+            )
+            if decision.verdict is Verdict.RETRY:
+                self.stats.retried += 1
+            elif decision.verdict is Verdict.FAILED:
+                self.stats.failed += 1
+            else:
+                self.stats.dead += 1
+        if not owned:
+            fields["outcome"] = "lease_lost"
+        level = (
+            logging.WARNING if decision.verdict in (Verdict.DEAD, Verdict.FAILED) else logging.INFO
+        )
+        logger.log(level, "outbox send", extra={"fields": fields})
+
+
+def _receipt(row: Row[Any], status: DeliveryStatus, reason: FailureReason) -> Receipt:
+    return Receipt(
+        message_id=str(row.id), channel=Channel(row.channel), status=status, reason=reason
+    )
+
+
+def _provider_key(key: str) -> str:
+    """Providers get an identifier-shaped key; ours may hold any visible characters."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "interlude:outbox:" + key))

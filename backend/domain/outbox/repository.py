@@ -1,0 +1,175 @@
+"""All SQL for the outbox (Core statements: the claim loop is a hot path)."""
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+from sqlalchemy import Row, and_, func, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from backend.db.models.outbox import OutboxMessage
+
+TABLE = OutboxMessage.__table__  # type: ignore[attr-defined]
+_c = TABLE.c
+NOTIFY_CHANNEL = "interlude_outbox"
+
+
+class NewOutboxRow(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    idempotency_key: str
+    clinic_id: uuid.UUID | None
+    channel: str
+    kind: str
+    recipient_type: str
+    recipient_id: str
+    check_in_id: str | None
+    alert_id: str | None
+    task_id: str | None
+    collapse_key: str | None
+    urgency: str
+    ttl_seconds: int
+    max_attempts: int
+    next_attempt_at: datetime
+    expires_at: datetime | None
+    created_at: datetime
+    status: str = "pending"
+    attempts: int = 0
+
+
+async def insert_unless_duplicate(connection: AsyncConnection, row: NewOutboxRow) -> bool:
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        insert(TABLE)
+        .values(msgspec.structs.asdict(row))
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(_c.id)
+    )
+    inserted = (await connection.execute(statement)).first() is not None
+    if inserted and connection.dialect.name == "postgresql":
+        # Delivered to LISTENers when this transaction commits, not before (NOTIFY semantics).
+        await connection.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+    return inserted
+
+
+async def claim_due(
+    connection: AsyncConnection,
+    *,
+    instance: str,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+) -> list[Row[Any]]:
+    """Claim up to ``limit`` due messages for ``instance``; expired leases are reclaimable.
+
+    One statement: the inner SELECT locks candidate rows and skips rows another instance holds
+    (PostgreSQL), the outer UPDATE takes the lease. SQLite has no row locks and compiles the
+    locking clause away; it runs one instance and serialises writers (engineering-notes §C.5).
+    """
+    due = or_(
+        and_(_c.status == "pending", _c.next_attempt_at <= now),
+        and_(_c.status == "claimed", _c.lease_until < now),
+    )
+    candidates = (
+        select(_c.id)
+        .where(due)
+        .order_by(_c.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    statement = (
+        update(TABLE)
+        .where(_c.id.in_(candidates))
+        .values(
+            status="claimed",
+            claimed_by=instance,
+            lease_until=now + lease,
+            attempts=_c.attempts + 1,
+        )
+        .returning(*TABLE.c)
+    )
+    return list((await connection.execute(statement)).all())
+
+
+def _mine(message_id: uuid.UUID, instance: str) -> Any:
+    # Guards every outcome: an instance whose lease was taken over cannot overwrite the new owner.
+    return and_(_c.id == message_id, _c.claimed_by == instance, _c.status == "claimed")
+
+
+async def mark_sent(
+    connection: AsyncConnection,
+    message_id: uuid.UUID,
+    *,
+    instance: str,
+    now: datetime,
+    provider_message_id: str | None,
+    http_status: int | None,
+) -> bool:
+    result = await connection.execute(
+        update(TABLE)
+        .where(_mine(message_id, instance))
+        .values(
+            status="sent",
+            sent_at=now,
+            lease_until=None,
+            provider_message_id=provider_message_id,
+            last_http_status=http_status,
+            last_reason=None,
+        )
+    )
+    return bool(result.rowcount)
+
+
+async def mark_unsent(
+    connection: AsyncConnection,
+    message_id: uuid.UUID,
+    *,
+    instance: str,
+    status: str,
+    reason: str | None,
+    http_status: int | None,
+    next_attempt_at: datetime | None,
+) -> bool:
+    values: dict[str, Any] = {
+        "status": status,
+        "lease_until": None,
+        "last_reason": reason,
+        "last_http_status": http_status,
+    }
+    if next_attempt_at is not None:
+        values["next_attempt_at"] = next_attempt_at
+    result = await connection.execute(
+        update(TABLE).where(_mine(message_id, instance)).values(**values)
+    )
+    return bool(result.rowcount)
+
+
+async def cancel_expired(connection: AsyncConnection, *, now: datetime) -> int:
+    """Messages whose purpose has passed (a closed check-in window) are cancelled, not sent late."""
+    result = await connection.execute(
+        update(TABLE)
+        .where(
+            _c.status.in_(("pending", "claimed")),
+            _c.expires_at.is_not(None),
+            _c.expires_at <= now,
+            or_(_c.status == "pending", _c.lease_until < now),
+        )
+        .values(status="cancelled", lease_until=None, last_reason="expired")
+    )
+    return int(result.rowcount or 0)
+
+
+async def status_counts(connection: AsyncConnection) -> dict[str, int]:
+    rows = await connection.execute(select(_c.status, func.count()).group_by(_c.status))
+    return {str(status): int(count) for status, count in rows.all()}
+
+
+async def oldest_pending(connection: AsyncConnection, *, now: datetime) -> datetime | None:
+    value = await connection.scalar(
+        select(func.min(_c.next_attempt_at)).where(
+            _c.status == "pending", _c.next_attempt_at <= now
+        )
+    )
+    return value if isinstance(value, datetime) else None

@@ -1,0 +1,284 @@
+"""Submission and reading of questionnaire responses (the unit of work; never commits).
+
+The server scores the answers itself and decides whether they are a safety signal; the app only
+displays what comes back. Answers and score are encrypted under the patient's data key before
+they reach the database. A retried submission (same idempotency key) returns the first result
+and stores nothing; the same key with *different* answers is a conflict, not a silent overwrite.
+"""
+
+import base64
+import uuid
+from datetime import datetime, timedelta
+
+import msgspec
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.domain.responses import repository
+from backend.domain.responses.schemas import (
+    ResponsePage,
+    ResponseRecord,
+    ResponseSubmission,
+    ScorePoint,
+    ScoreSeries,
+    ScoreSummary,
+    SubmissionResult,
+)
+from backend.domain.safety.crisis import crisis_screen_for
+from backend.keyring.service import Keyring, OwnerKeys
+from backend.lib.errors import Conflict, InvalidInput
+from backend.lib.ids import uuid7
+from questionnaires.answers import Answer, Submission
+from questionnaires.errors import AnswerProblem, AnswerValidationError
+from questionnaires.registry import catalogue
+from questionnaires.scoring import Score
+
+TABLE_NAME = "questionnaire_responses"
+# Phones' clocks drift; an authored time this far in the future is an error, not skew.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+_answers_type = tuple[Answer, ...]
+_encode = msgspec.msgpack.Encoder().encode
+
+
+class PatientRef(msgspec.Struct, frozen=True, kw_only=True):
+    """Who is submitting or being read, as the auth layer established it."""
+
+    patient_id: uuid.UUID
+    clinic_id: uuid.UUID
+    locale: str | None = None
+    clinic_contact: str | None = None
+
+
+def _band_label(score: Score) -> str | None:
+    if score.band is None:
+        return None
+    instrument = catalogue().get(score.instrument_id, score.instrument_version)
+    return next((band.label for band in instrument.bands if band.code == score.band), None)
+
+
+def _summary(score: Score) -> ScoreSummary:
+    return ScoreSummary(
+        instrument_id=score.instrument_id,
+        instrument_version=score.instrument_version,
+        scorer_version=score.scorer_version,
+        total=score.total,
+        band=score.band,
+        band_label=_band_label(score),
+        prorated=score.prorated,
+        missing_items=score.missing_items,
+    )
+
+
+def _result(
+    *,
+    patient: PatientRef,
+    score: Score,
+    response_id: uuid.UUID,
+    authored_at: datetime,
+    received_at: datetime,
+    late: bool,
+    replayed: bool,
+) -> SubmissionResult:
+    return SubmissionResult(
+        safety=crisis_screen_for(
+            score, locale=patient.locale, clinic_contact=patient.clinic_contact
+        ),
+        reask_items=score.unanswered_safety_items,
+        response_id=response_id,
+        authored_at=authored_at,
+        received_at=received_at,
+        late=late,
+        score=_summary(score),
+        replayed=replayed,
+    )
+
+
+def _canonical_answers(answers: tuple[Answer, ...]) -> bytes:
+    return _encode(sorted(answers, key=lambda a: a.link_id))
+
+
+async def submit_response(
+    session: AsyncSession,
+    keyring: Keyring,
+    *,
+    patient: PatientRef,
+    submission: ResponseSubmission,
+    idempotency_key: str | None,
+    now: datetime,
+    source: str = "app",
+) -> SubmissionResult:
+    """Validate, score, encrypt and store one submission, exactly once per idempotency key.
+
+    Raises AnswerValidationError (422, naming items) when answers do not fit the instrument,
+    InvalidInput for an impossible authored time or a clinician-only instrument, Conflict when
+    the key was already used for different answers.
+    """
+    score = catalogue().score(
+        Submission(
+            instrument_id=submission.instrument_id,
+            instrument_version=submission.instrument_version,
+            answers=submission.answers,
+        )
+    )
+    instrument = catalogue().get(score.instrument_id, score.instrument_version)
+    if source != "clinician" and instrument.respondent != "patient":
+        raise AnswerValidationError([AnswerProblem(code="wrong_instrument")])
+    authored_at = submission.authored or now
+    if authored_at.tzinfo is None:
+        raise InvalidInput("authored must carry a time zone offset (RFC 3339)")
+    if authored_at - now > MAX_CLOCK_SKEW:
+        raise InvalidInput("authored lies in the future")
+
+    key = idempotency_key or (
+        str(submission.response_id) if submission.response_id else str(uuid7())
+    )
+    response_id = uuid7()
+    connection = await session.connection()
+    keys = await keyring.owner_keys(session, patient.patient_id, active_only=True)
+    row_id = str(response_id)
+    row = repository.NewResponse(
+        id=response_id,
+        clinic_id=patient.clinic_id,
+        patient_id=patient.patient_id,
+        check_in_id=submission.check_in_id,
+        idempotency_key=key,
+        instrument_id=score.instrument_id,
+        instrument_version=score.instrument_version,
+        trajectory_key=score.trajectory_key,
+        scorer_version=score.scorer_version,
+        source=source,
+        authored_at=authored_at,
+        received_at=now,
+        # Check-in windows decide lateness once check-ins are linked (issue 6).
+        late=False,
+        answers_ct=keys.encrypt(
+            table=TABLE_NAME,
+            column="answers_ct",
+            row_id=row_id,
+            plaintext=_canonical_answers(submission.answers),
+        ),
+        score_ct=keys.encrypt(
+            table=TABLE_NAME, column="score_ct", row_id=row_id, plaintext=_encode(score)
+        ),
+    )
+    if await repository.insert_unless_duplicate(connection, row):
+        return _result(
+            patient=patient,
+            score=score,
+            response_id=response_id,
+            authored_at=authored_at,
+            received_at=now,
+            late=row.late,
+            replayed=False,
+        )
+
+    existing = await repository.by_idempotency_key(connection, patient.patient_id, key)
+    if existing is None:  # pragma: no cover - the conflicting row cannot vanish in this transaction
+        raise Conflict("the submission could not be stored; retry")
+    stored_keys = await keyring.owner_keys(session, patient.patient_id)
+    stored_answers = _decrypt(stored_keys, existing.id, "answers_ct", existing.answers_ct)
+    if stored_answers != _canonical_answers(submission.answers):
+        raise Conflict(
+            "this idempotency key was already used for a different submission; "
+            "use a new key for new answers"
+        )
+    stored_score = _decode_score(stored_keys, existing.id, existing.score_ct)
+    return _result(
+        patient=patient,
+        score=stored_score,
+        response_id=existing.id,
+        authored_at=existing.authored_at,
+        received_at=existing.received_at,
+        late=existing.late,
+        replayed=True,
+    )
+
+
+def _decrypt(keys: OwnerKeys, row_id: uuid.UUID, column: str, blob: bytes) -> bytes:
+    return keys.decrypt(table=TABLE_NAME, column=column, row_id=str(row_id), blob=bytes(blob))
+
+
+def _decode_score(keys: OwnerKeys, row_id: uuid.UUID, blob: bytes) -> Score:
+    return msgspec.msgpack.decode(_decrypt(keys, row_id, "score_ct", blob), type=Score)
+
+
+def _cursor(authored_at: datetime, row_id: uuid.UUID) -> str:
+    raw = _encode((authored_at.isoformat(), str(row_id)))
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        authored, row_id = msgspec.msgpack.decode(
+            base64.urlsafe_b64decode(padded), type=tuple[str, str]
+        )
+        return datetime.fromisoformat(authored), uuid.UUID(row_id)
+    except (ValueError, msgspec.DecodeError):
+        raise InvalidInput("cursor is not one this service issued") from None
+
+
+async def list_responses(
+    session: AsyncSession,
+    keyring: Keyring,
+    patient_id: uuid.UUID,
+    *,
+    cursor: str | None,
+    limit: int,
+    trajectory_key: str | None = None,
+) -> ResponsePage:
+    """One page of a patient's responses, newest first, decrypted (callers are authorised)."""
+    connection = await session.connection()
+    rows = await repository.page_for_patient(
+        connection,
+        patient_id,
+        after=_parse_cursor(cursor) if cursor else None,
+        limit=limit + 1,
+        trajectory_key=trajectory_key,
+    )
+    keys = await keyring.owner_keys(session, patient_id)
+    items = [
+        ResponseRecord(
+            response_id=row.id,
+            instrument_id=row.instrument_id,
+            instrument_version=row.instrument_version,
+            trajectory_key=row.trajectory_key,
+            check_in_id=row.check_in_id,
+            source=row.source,
+            authored_at=row.authored_at,
+            received_at=row.received_at,
+            late=row.late,
+            answers=msgspec.msgpack.decode(
+                _decrypt(keys, row.id, "answers_ct", row.answers_ct), type=_answers_type
+            ),
+            score=_summary(_decode_score(keys, row.id, row.score_ct)),
+        )
+        for row in rows[:limit]
+    ]
+    next_cursor = (
+        _cursor(rows[limit - 1].authored_at, rows[limit - 1].id) if len(rows) > limit else None
+    )
+    return ResponsePage(items=items, next_cursor=next_cursor)
+
+
+async def score_series(
+    session: AsyncSession, keyring: Keyring, patient_id: uuid.UUID, trajectory_key: str
+) -> ScoreSeries:
+    """A patient's scores on one trajectory, oldest first (for plots and the alert engine)."""
+    connection = await session.connection()
+    rows = await repository.series_for_patient(connection, patient_id, trajectory_key)
+    keys = await keyring.owner_keys(session, patient_id)
+    points = []
+    for row in rows:
+        score = _decode_score(keys, row.id, row.score_ct)
+        points.append(
+            ScorePoint(
+                response_id=row.id,
+                authored_at=row.authored_at,
+                total=score.total,
+                band=score.band,
+                prorated=score.prorated,
+                instrument_version=row.instrument_version,
+            )
+        )
+    return ScoreSeries(trajectory_key=trajectory_key, points=points)

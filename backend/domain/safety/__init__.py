@@ -1,0 +1,1 @@
+"""What the patient sees at once when an answer is a safety signal (clinical-spec §5.3)."""
