@@ -197,9 +197,9 @@ def patient(
 
 def clinic(identifiers: Identifiers, size: int = 40) -> list[PatientTimeline]:
     """Four groups of ten (90+ women on ketamine; women and men aged 44-45 on ketamine or
-    esketamine), plus one patient without research consent and one whose rare alert
-    (N2O neurology) puts them alone in a class. 5-year age bands split the 44/45-year-olds;
-    10-year bands make every group reach k = 5."""
+    esketamine), plus one patient without research consent and one whose rare alert (N2O
+    neurological symptoms) puts them alone in a class. 5-year age bands split the 44- and
+    45-year-olds; 10-year bands make every group reach k = 5."""
     timelines = []
     for i in range(size):
         old = i % 4 == 0
@@ -213,7 +213,7 @@ def clinic(identifiers: Identifiers, size: int = 40) -> list[PatientTimeline]:
                 sex="male" if i % 4 == 2 else "female",
                 zip_code=f"0213{i % 10}",
                 modality="ketamine_iv" if i % 4 < 2 else "esketamine_in",
-                alert_kinds=("suicidality",) if i % 7 == 0 else (),
+                alert_kinds=("SUICIDALITY",) if i % 7 == 0 else (),
             )
         )
     timelines.append(patient(size, identifiers, birth_date=dt.date(1975, 5, 5), consent=False))
@@ -222,7 +222,7 @@ def clinic(identifiers: Identifiers, size: int = 40) -> list[PatientTimeline]:
             size + 1,
             identifiers,
             birth_date=dt.date(1981, 6, 6),
-            alert_kinds=("n2o_neurology",),
+            alert_kinds=("N2O_NEURO_SYMPTOMS",),
         )
     )
     return timelines

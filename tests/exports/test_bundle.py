@@ -214,7 +214,7 @@ def test_codebook_describes_every_column_of_every_file(bundle: Path) -> None:
             "licence": package["instruments"][0]["licence"],
         }
     ]
-    assert package["rules"] == [{"id": "suicidality-rule", "version": "1.2.0"}]
+    assert package["rules"] == [{"id": "SUICIDALITY-rule", "version": "1.2.0"}]
     assert package["k_anonymity"]["k_required"] == 5
     assert package["k_anonymity"]["k_achieved"] >= 5
     assert package["k_anonymity"]["patients_suppressed"] == 1

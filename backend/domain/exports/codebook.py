@@ -250,7 +250,7 @@ ALERTS = Table(
             "tier",
             pa.string(),
             "Urgency",
-            allowed=("routine", "priority", "high", "urgent", "emergency"),
+            allowed=("info", "routine", "priority", "high", "urgent", "emergency"),
             required=True,
         ),
         Column("rule_id", pa.string(), "Rule that raised it", required=True),

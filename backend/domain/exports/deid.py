@@ -81,8 +81,15 @@ SAFE_HARBOR_RESTRICTED_ZIP3: frozenset[str] = frozenset(
 listed in the HHS de-identification guidance. HHS asks for newer Census data when published, so
 the profile lets a deployment replace this list. [R: re-check against the current Census.]"""
 
-DEFAULT_RARE_FLAGS: tuple[str, ...] = ("n2o_neurology", "psychotic_symptoms", "ketamine_misuse")
-"""Alert kinds treated as quasi-identifiers (§E.4: rare flags such as B12-neuro symptoms)."""
+DEFAULT_RARE_FLAGS: tuple[str, ...] = (
+    "N2O_NEURO_SYMPTOMS",
+    "MNSI_NEUROPATHY",
+    "KETAMINE_BLADDER",
+    "KETAMINE_MISUSE",
+    "PSYCHOTIC_SYMPTOMS",
+)
+"""Alert kinds (`backend.domain.alerts.candidate.AlertKind`) treated as quasi-identifiers: rare
+in a clinic's cohort, so they single people out (§E.4: "rare flags such as B12-neuro")."""
 
 
 class DeidentificationProfile(msgspec.Struct, frozen=True, kw_only=True):

@@ -118,7 +118,7 @@ class SideEffectRecord(_Record, frozen=True):
 class AlertRecord(_Record, frozen=True):
     alert_id: uuid.UUID
     kind: str
-    """Rule family, e.g. "score_rebound", "suicidality", "n2o_neurology"."""
+    """Alert kind as the alert rules name it, e.g. "REBOUND_CONFIRMED", "N2O_NEURO_SYMPTOMS"."""
     tier: str
     rule_id: str
     rule_version: str

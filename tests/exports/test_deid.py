@@ -1,0 +1,269 @@
+"""De-identification rules: pseudonyms, ages, ZIP, relative time, free text, consent."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import uuid
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from backend.domain.exports.deid import (
+    CohortChanged,
+    DeidentificationProfile,
+    Pseudonymiser,
+    age_on,
+    deidentify,
+    quasi_identifiers,
+    safe_harbor_zip3,
+)
+from backend.domain.exports.kanon import KAnonymityPolicy, age_band
+from backend.domain.exports.records import (
+    ItemAnswerRecord,
+    ScoredResponseRecord,
+    TreatmentCourseRecord,
+    TreatmentSessionRecord,
+)
+from tests.exports.pipeline import gate, run_export
+from tests.exports.synthetic import EPOCH, Identifiers, clinic, patient
+
+PROFILE = DeidentificationProfile()
+
+
+def _study_ids(directory: Path) -> list[str]:
+    return pq.read_table(directory / "parquet" / "patients.parquet").column("study_id").to_pylist()
+
+
+def test_stable_ids_give_the_same_pseudonyms_in_two_exports(tmp_path: Path) -> None:
+    study_key = secrets.token_bytes(32)
+    timelines = clinic(Identifiers())
+    run_export(timelines, tmp_path / "a", key=study_key, profile=DeidentificationProfile(
+        id_scope="per_study"))  # fmt: skip
+    run_export(timelines, tmp_path / "b", key=study_key, profile=DeidentificationProfile(
+        id_scope="per_study"))  # fmt: skip
+    assert _study_ids(tmp_path / "a") == _study_ids(tmp_path / "b")
+    assert len(set(_study_ids(tmp_path / "a"))) == 40
+
+
+def test_per_export_keys_give_unrelated_pseudonyms(tmp_path: Path) -> None:
+    timelines = clinic(Identifiers())
+    run_export(timelines, tmp_path / "a", key=secrets.token_bytes(32))
+    run_export(timelines, tmp_path / "b", key=secrets.token_bytes(32))
+    first, second = _study_ids(tmp_path / "a"), _study_ids(tmp_path / "b")
+    assert len(first) == len(second) == 40
+    assert not set(first) & set(second)
+    record_ids = [
+        set(pq.read_table(d / "parquet" / "observations.parquet").column("record_id").to_pylist())
+        for d in (tmp_path / "a", tmp_path / "b")
+    ]
+    assert not record_ids[0] & record_ids[1]
+
+
+def test_study_ids_are_26_base32_characters_and_not_the_uuid() -> None:
+    patient_id = uuid.uuid4()
+    study_id = Pseudonymiser(b"k" * 32).study_id(patient_id)
+    assert len(study_id) == 26
+    assert set(study_id) <= set("abcdefghijklmnopqrstuvwxyz234567")
+    assert study_id not in (str(patient_id), patient_id.hex)
+    assert Pseudonymiser(b"k" * 32).record_id("response", patient_id) != study_id
+
+
+def test_a_short_pseudonym_key_is_refused() -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        Pseudonymiser(b"short")
+
+
+@given(st.integers(min_value=0, max_value=130), st.sampled_from([5, 10, 20]))
+def test_age_bands_contain_the_age_and_group_90_and_over(age: int, width: int) -> None:
+    band = age_band(age, width)
+    if age >= 90:
+        assert band == "90+"
+    else:
+        low, high = (int(x) for x in band.split("-"))
+        assert low <= age <= high <= 89
+        assert high - low < width
+
+
+def test_age_band_edges() -> None:
+    assert age_band(89, 5) == "85-89"
+    assert age_band(90, 5) == "90+"
+    assert age_band(104, 20) == "90+"
+    assert age_band(85, 20) == "80-89"
+    assert age_band(None, 5) == "unknown"
+    assert age_band(40, None) == "*"
+
+
+def test_age_is_in_completed_years() -> None:
+    assert age_on(dt.date(1980, 3, 4), dt.date(2025, 3, 3)) == 44
+    assert age_on(dt.date(1980, 3, 4), dt.date(2025, 3, 4)) == 45
+    assert age_on(dt.date(2000, 2, 29), dt.date(2025, 2, 28)) == 24
+    assert age_on(dt.date(2000, 2, 29), dt.date(2025, 3, 1)) == 25
+
+
+def test_patients_over_89_are_exported_as_90_plus(tmp_path: Path) -> None:
+    run_export(clinic(Identifiers()), tmp_path / "x", key=secrets.token_bytes(32))
+    bands = pq.read_table(tmp_path / "x" / "parquet" / "patients.parquet").column("age_band")
+    assert bands.to_pylist().count("90+") == 10
+    assert all(b in {"90+", "40-49"} for b in bands.to_pylist())
+
+
+def test_zip_keeps_three_digits_and_zeroes_sparse_areas() -> None:
+    restricted = PROFILE.restricted_zip3
+    assert safe_harbor_zip3("02139-4307", restricted) == "021"
+    assert safe_harbor_zip3("03601", restricted) == "000"
+    assert safe_harbor_zip3("89301", restricted) == "000"
+    assert safe_harbor_zip3("ab", restricted) is None
+    assert safe_harbor_zip3(None, restricted) is None
+
+
+def test_a_state_that_is_not_an_iso_code_is_not_exported() -> None:
+    timeline = patient(1, Identifiers(), birth_date=dt.date(1980, 1, 1), state="Near Mrs Smith")
+    qi = quasi_identifiers(timeline, PROFILE)
+    assert qi is not None
+    assert qi.state is None
+
+
+def test_no_research_consent_means_no_quasi_identifiers_and_no_rows() -> None:
+    timelines = clinic(Identifiers())
+    refusing = patient(99, Identifiers(), birth_date=dt.date(1980, 1, 1), consent=False)
+    assert quasi_identifiers(refusing, PROFILE) is None
+    decision = gate(timelines, PROFILE)
+    batch = deidentify(
+        refusing, profile=PROFILE, decision=decision, pseudonymiser=Pseudonymiser(b"k" * 32)
+    )
+    assert batch.patients == batch.sessions == batch.observations == batch.alerts == ()
+
+
+def _one_patient(**changes: object) -> tuple:
+    timelines = clinic(Identifiers())
+    decision = gate(timelines, PROFILE)
+    target = timelines[1]
+    return target, decision, target.__class__(**{**_fields(target), **changes})
+
+
+def _fields(timeline: object) -> dict[str, object]:
+    return {name: getattr(timeline, name) for name in timeline.__struct_fields__}  # type: ignore[attr-defined]
+
+
+def test_data_changed_after_the_gate_is_refused() -> None:
+    target, decision, changed = _one_patient()
+    extra = TreatmentSessionRecord(
+        session_id=uuid.uuid4(),
+        course_id=target.courses[0].course_id,
+        modality="ketamine_iv",
+        started_at=EPOCH + dt.timedelta(days=60),
+    )
+    changed = changed.__class__(**{**_fields(changed), "sessions": (*target.sessions, extra)})
+    with pytest.raises(CohortChanged):
+        deidentify(
+            changed, profile=PROFILE, decision=decision, pseudonymiser=Pseudonymiser(b"k" * 32)
+        )
+
+
+def test_time_is_counted_from_course_start_and_from_session_k() -> None:
+    course_start = dt.datetime(2024, 11, 2, 8, 0, tzinfo=dt.UTC)
+    course_id = uuid.uuid4()
+    sessions = tuple(
+        TreatmentSessionRecord(
+            session_id=uuid.uuid4(),
+            course_id=course_id,
+            modality="n2o",
+            started_at=course_start + dt.timedelta(days=day),
+            ended_at=course_start + dt.timedelta(days=day, minutes=60),
+            dose=50.0,
+            dose_unit="%",
+            route="inhalation",
+        )
+        for day in (0, 3, 7)
+    )
+
+    def response(at: dt.datetime) -> ScoredResponseRecord:
+        return ScoredResponseRecord(
+            response_id=uuid.uuid4(),
+            instrument_id="phq9",
+            instrument_version="1.0.0",
+            scorer_version="1.0.0",
+            authored_at=at,
+            answers=(ItemAnswerRecord(link_id="phq9-1", value=2),),
+            total=None,
+        )
+
+    base = patient(1, Identifiers(), birth_date=dt.date(1970, 1, 1))
+    timeline = base.__class__(
+        **{
+            **_fields(base),
+            "courses": (
+                TreatmentCourseRecord(course_id=course_id, modality="n2o", started_at=course_start),
+            ),
+            "sessions": sessions,
+            "responses": (
+                response(course_start - dt.timedelta(hours=12)),  # baseline, before session 1
+                response(course_start + dt.timedelta(days=3, hours=24)),  # 24 h after session 2
+                response(course_start + dt.timedelta(days=8, hours=2, minutes=30)),
+            ),
+            "side_effects": (),
+            "alerts": (),
+        }
+    )
+    qi = quasi_identifiers(timeline, PROFILE)
+    assert qi is not None
+    assert qi.age == 54
+    assert qi.first_treatment_year == 2024
+    decision = gate([timeline] * 1, PROFILE, KAnonymityPolicy(k=1))
+    batch = deidentify(
+        timeline, profile=PROFILE, decision=decision, pseudonymiser=Pseudonymiser(b"k" * 32)
+    )
+    places = [
+        (
+            r.session_index,
+            r.hours_since_session,
+            r.hours_since_course_start,
+            r.day_since_course_start,
+        )
+        for r in batch.observations
+        if r.kind == "item"
+    ]
+    assert places == [(0, None, -12.0, -1), (2, 24.0, 96.0, 4), (3, 26.5, 194.5, 8)]
+    assert [(s.session_index, s.hours_since_previous_session) for s in batch.sessions] == [
+        (1, None),
+        (2, 72.0),
+        (3, 96.0),
+    ]
+    assert {s.duration_minutes for s in batch.sessions} == {60.0}
+
+
+def test_free_text_is_dropped_by_default_and_exported_only_on_request() -> None:
+    timelines = clinic(Identifiers())
+    key = Pseudonymiser(b"k" * 32)
+    target = timelines[1]
+    default = deidentify(
+        target, profile=PROFILE, decision=gate(timelines, PROFILE), pseudonymiser=key
+    )
+    assert not [r for r in default.observations if r.kind == "free_text" or r.value_text]
+    opted = DeidentificationProfile(include_free_text=True)
+    assert opted.classification == "requires_review"
+    batch = deidentify(target, profile=opted, decision=gate(timelines, opted), pseudonymiser=key)
+    notes = [r.value_text for r in batch.observations if r.kind == "free_text"]
+    assert notes
+    assert all(note and "Perpetua" in note for note in notes)
+
+
+def test_profile_classification() -> None:
+    assert DeidentificationProfile().classification == "safe_harbor"
+    assert DeidentificationProfile(date_shift=True).classification == "limited_data_set"
+    with pytest.raises(ValueError, match="max_date_shift_days"):
+        DeidentificationProfile(max_date_shift_days=0)
+
+
+@given(st.uuids(), st.integers(min_value=1, max_value=1000))
+def test_date_shift_is_constant_per_patient_and_within_range(
+    patient_id: uuid.UUID, days: int
+) -> None:
+    pseudonymiser = Pseudonymiser(b"s" * 32)
+    shift = pseudonymiser.date_shift_days(patient_id, days)
+    assert -days <= shift <= -1
+    assert pseudonymiser.date_shift_days(patient_id, days) == shift
