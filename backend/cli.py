@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from backend.audit import cli as audit_cli
 from backend.config import ConfigError, Settings, load_settings
 from backend.lib.logging import configure_logging
 from backend.system.single_instance import AnotherInstanceRunning
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     mig.set_defaults(handler=_migrate)
     cfg = commands.add_parser("config", help="print the effective configuration, secrets masked")
     cfg.set_defaults(handler=_config)
+    audit_cli.register(commands)
     return parser
 
 

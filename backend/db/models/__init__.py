@@ -4,6 +4,8 @@ Models are persistence only: they never leave the service layer (DESIGN §3). Th
 use ``from __future__ import annotations`` (it breaks SQLModel relationships, sqlmodel#196).
 """
 
+from backend.db.models.audit_event import AuditChainHead as AuditChainHead
+from backend.db.models.audit_event import AuditLogEntry as AuditLogEntry
 from backend.db.models.clinic import CareTeam, CareTeamMembership, Clinic
 from backend.db.models.data_key import DataKey as DataKey
 from backend.db.models.device import Device
