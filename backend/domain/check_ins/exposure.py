@@ -114,23 +114,30 @@ def shortest_interval(sessions: Iterable[N2OSession]) -> timedelta | None:
 def exposure_triggers(
     sessions: Sequence[N2OSession], thresholds: ExposureThresholds
 ) -> list[ExposureTrigger]:
-    """The first session meeting each limit, in session order (at most one per kind)."""
+    """The first session meeting each limit (at most one trigger per kind)."""
     ordered = _ordered(sessions)
-    met: dict[TriggerKind, ExposureTrigger] = {}
-    for index, session in enumerate(ordered):
+    triggers = []
+    # The rolling total only grows while someone inhales, so it first reaches the limit at the
+    # end of some session's inhalation: check those instants in time order.
+    for session in sorted(ordered, key=lambda s: (s.inhalation_ended_at, s.session_id)):
         total = cumulative_inhalation(
-            ordered[: index + 1], session.inhalation_ended_at, thresholds.rolling_window
+            ordered, session.inhalation_ended_at, thresholds.rolling_window
         )
-        if total >= thresholds.cumulative_inhalation_limit and "cumulative_inhalation" not in met:
-            met["cumulative_inhalation"] = ExposureTrigger(
-                kind="cumulative_inhalation", session_id=session.session_id, value=total
+        if total >= thresholds.cumulative_inhalation_limit:
+            triggers.append(
+                ExposureTrigger(
+                    kind="cumulative_inhalation", session_id=session.session_id, value=total
+                )
             )
-        interval = session.inhalation_started_at - ordered[max(index - 1, 0)].inhalation_started_at
-        if index > 0 and interval < thresholds.minimum_interval and "short_interval" not in met:
-            met["short_interval"] = ExposureTrigger(
-                kind="short_interval", session_id=session.session_id, value=interval
+            break
+    for earlier, later in itertools.pairwise(ordered):
+        interval = later.inhalation_started_at - earlier.inhalation_started_at
+        if interval < thresholds.minimum_interval:
+            triggers.append(
+                ExposureTrigger(kind="short_interval", session_id=later.session_id, value=interval)
             )
-    return list(met.values())
+            break
+    return triggers
 
 
 def n2o_exposure(

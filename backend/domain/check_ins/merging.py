@@ -93,7 +93,7 @@ def merge_check_ins(
 def _settled_group(group: _Group, patient: PatientSchedulingContext) -> list[CheckInPlan]:
     head, *others = group.members
     earliest = min(p.nominal_due_at for p in group.members)
-    priority = max((p.priority for p in group.members), key=PRIORITY_RANK.__getitem__)
+    priority = max((p.planned_priority for p in group.members), key=PRIORITY_RANK.__getitem__)
     sent = settle(
         head,
         instruments=tuple(group.instruments),

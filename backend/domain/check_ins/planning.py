@@ -165,7 +165,7 @@ def _plan(
         protocol_version=protocol.version,
         step=occurrence,
         label=step.label,
-        priority=step.priority,
+        planned_priority=step.priority,
         planned_instruments=instruments,
         planned_opens_at=opens,
         planned_closes_at=closes,
@@ -174,6 +174,7 @@ def _plan(
         if step.reminders is not None
         else protocol.defaults.reminders,
         missed_flag_after=protocol.defaults.missed_flag_after,
+        priority=step.priority,
         instruments=instruments,
         opens_at=opens,
         closes_at=closes,

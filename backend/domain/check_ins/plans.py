@@ -77,7 +77,7 @@ class CheckInPlan(msgspec.Struct, frozen=True, kw_only=True):
     protocol_version: str
     step: str
     label: str
-    priority: Priority
+    planned_priority: Priority
     planned_instruments: tuple[str, ...]
     planned_opens_at: datetime
     planned_closes_at: datetime
@@ -85,6 +85,8 @@ class CheckInPlan(msgspec.Struct, frozen=True, kw_only=True):
     """Anchor + offset, before quiet hours."""
     reminder_delays: tuple[timedelta, ...]
     missed_flag_after: timedelta
+    priority: Priority
+    """The highest planned priority of the check-ins merged into this one."""
     instruments: tuple[str, ...]
     """What the patient is asked; empty when merged into another check-in."""
     opens_at: datetime
@@ -142,7 +144,7 @@ def settle(
         during_quiet_hours=placement.during_quiet_hours,
         reminders_at=tuple(sorted({r for r in reminders if r is not None})),
         missed_flag_at=placement.at + plan.missed_flag_after,
-        priority=priority or plan.priority,
+        priority=priority or plan.planned_priority,
         merged_into=None,
         absorbed=absorbed,
     )

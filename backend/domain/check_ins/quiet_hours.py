@@ -52,7 +52,9 @@ def is_quiet(instant: datetime, zone: ZoneInfo, quiet: QuietHours) -> bool:
 def place_in_window(
     nominal: datetime, opens: datetime, closes: datetime, zone: ZoneInfo, quiet: QuietHours
 ) -> Placement:
-    """Where a check-in nominally due at `nominal` (inside [opens, closes)) fires."""
+    """Where a check-in nominally due at `nominal` (inside [opens, closes)) fires, in UTC."""
+    # Arithmetic on datetimes sharing a ZoneInfo is wall-clock arithmetic; elapsed time is UTC.
+    nominal, opens, closes = (t.astimezone(UTC) for t in (nominal, opens, closes))
     if not is_quiet(nominal, zone, quiet):
         return Placement(at=nominal, during_quiet_hours=False)
     segments = _segments(opens, closes, zone, quiet)
@@ -71,6 +73,7 @@ def place_reminder(
     """A reminder after the due time and before the window closes: one that would come after
     the close comes at the last minute before it (a reminder after expiry is useless), then moves
     out of quiet hours like a check-in. None when no such time exists: the reminder is dropped."""
+    at, due, closes = (t.astimezone(UTC) for t in (at, due, closes))
     opens = due + LAST_MINUTE
     at = min(at, closes - LAST_MINUTE)
     if at < opens:
