@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from backend.audit import cli as audit_cli
 from backend.config import ConfigError, Settings, load_settings
+from backend.keyring import cli as keys_cli
 from backend.lib.logging import configure_logging
 from backend.system.single_instance import AnotherInstanceRunning
 
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     cfg = commands.add_parser("config", help="print the effective configuration, secrets masked")
     cfg.set_defaults(handler=_config)
     audit_cli.register(commands)
+    keys_cli.register(commands)
     return parser
 
 
