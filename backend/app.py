@@ -3,7 +3,7 @@
 import gc
 import logging
 from collections.abc import AsyncGenerator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from functools import partial
 
 from litestar import Litestar
@@ -14,10 +14,12 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ControllerRouterHandler
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from backend.config import Settings, load_settings
+from backend.config import DatabaseKind, Settings, load_settings
 from backend.crypto.blind_index import BlindIndexer
 from backend.db.engine import create_engine, create_sessionmaker
 from backend.deps import provide_db_session, provide_runtime
+from backend.domain.outbox.dispatcher import Dispatcher
+from backend.domain.outbox.wakeup import PostgresWakeup
 from backend.keyring.secrets import load_service_secrets
 from backend.keyring.service import Keyring
 from backend.lib.clock import Clock, SystemClock
@@ -28,8 +30,10 @@ from backend.routes import ROUTE_HANDLERS
 from backend.state import Runtime
 from backend.system import instances
 from backend.system.keys import load_kek
+from backend.system.notifications import load_notifications_config
 from backend.system.single_instance import InstanceLock
 from backend.version import VERSION
+from notifications.registry import NotifierRegistry
 
 logger = logging.getLogger("interlude.app")
 
@@ -53,6 +57,7 @@ def _lifespan(runtime: Runtime) -> Callable[[Litestar], AbstractAsyncContextMana
             lock = InstanceLock(settings.sqlite_path)
             lock.acquire()
         engine = create_engine(settings)
+        stack = AsyncExitStack()
         runtime.engine = engine
         runtime.sessionmaker = create_sessionmaker(engine)
         try:
@@ -70,6 +75,28 @@ def _lifespan(runtime: Runtime) -> Callable[[Litestar], AbstractAsyncContextMana
                 await instances.heartbeat(engine, instance_id, runtime.clock.now())
 
             runtime.timers.every("heartbeat", settings.timer_interval_seconds, heartbeat)
+            notifier = NotifierRegistry.from_config(runtime.notifications)
+            stack.push_async_callback(notifier.aclose)
+            dispatcher = Dispatcher(
+                engine,
+                notifier,
+                runtime.recipients,
+                instance=instance_id,
+                clock=runtime.clock,
+            )
+            runtime.dispatcher = dispatcher
+            stack.push_async_callback(dispatcher.close)
+
+            async def drain_outbox() -> None:
+                await dispatcher.drain()
+
+            # Polling is the safety net; commits wake the dispatcher at once (deps.py), and on
+            # PostgreSQL so does every other instance's commit (LISTEN/NOTIFY).
+            runtime.timers.every("outbox", min(settings.timer_interval_seconds, 5.0), drain_outbox)
+            if settings.database_kind is DatabaseKind.POSTGRESQL:
+                wakeup = PostgresWakeup(settings.database_url, dispatcher.wake)
+                wakeup.start()
+                stack.push_async_callback(wakeup.stop)
             runtime.timers.start()
             logger.info(
                 "started",
@@ -89,6 +116,8 @@ def _lifespan(runtime: Runtime) -> Callable[[Litestar], AbstractAsyncContextMana
             yield
         finally:
             await runtime.timers.shutdown()
+            await stack.aclose()
+            runtime.dispatcher = None
             if runtime.instance_id is not None:
                 try:
                     await instances.mark_stopped(engine, runtime.instance_id, runtime.clock.now())
@@ -123,6 +152,7 @@ def create_app(
         secrets=secrets,
         keyring=Keyring(kek, clock=clock, kek_loader=kek_loader),
         blind_indexes=BlindIndexer(secrets.blind_index_root),
+        notifications=load_notifications_config(settings),
     )
     route_handlers: list[ControllerRouterHandler] = [*ROUTE_HANDLERS, *extra_route_handlers]
     return Litestar(

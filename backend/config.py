@@ -69,6 +69,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     auto_migrate: bool
     instance_id: str
     timer_interval_seconds: float
+    # A JSON file with the delivery channels (notifications.registry.NotificationsConfig:
+    # webhook endpoints, SMTP, SMS, Web Push, FCM, APNs). None: every message goes to the
+    # console channel, a JSON-lines file in the data directory (the development default).
+    notifications_config: Path | None = None
 
     @property
     def is_production(self) -> bool:
@@ -117,6 +121,7 @@ _KNOWN: Final = frozenset(
         "AUTO_MIGRATE",
         "INSTANCE_ID",
         "TIMER_INTERVAL_SECONDS",
+        "NOTIFICATIONS_CONFIG",
     }
 )
 
@@ -178,7 +183,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         auto_migrate=reader.boolean("AUTO_MIGRATE", environment is Environment.DEVELOPMENT),
         instance_id=reader.text("INSTANCE_ID", f"{socket.gethostname()}-{os.getpid()}"),
         timer_interval_seconds=reader.number("TIMER_INTERVAL_SECONDS", 10.0, 0.05, 3600.0),
+        notifications_config=_optional_path(reader.optional("NOTIFICATIONS_CONFIG")),
     )
+
+
+def _optional_path(raw: str | None) -> Path | None:
+    return Path(raw).expanduser() if raw else None
 
 
 def _database_url(raw: str) -> tuple[str, DatabaseKind]:

@@ -5,6 +5,7 @@ from collections.abc import AsyncGenerator
 from litestar.datastructures import State
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from backend.domain.outbox.enqueue import WAKE_FLAG
 from backend.state import Runtime
 
 
@@ -19,7 +20,8 @@ async def provide_db_session(state: State) -> AsyncGenerator[AsyncSession, None]
 
     Services never commit (DESIGN §2); this is the unit-of-work boundary for HTTP.
     """
-    async with provide_runtime(state).require_sessionmaker()() as session:
+    runtime = provide_runtime(state)
+    async with runtime.require_sessionmaker()() as session:
         try:
             yield session
         except Exception:
@@ -27,3 +29,6 @@ async def provide_db_session(state: State) -> AsyncGenerator[AsyncSession, None]
             raise
         else:
             await session.commit()
+            if session.info.pop(WAKE_FLAG, False) and runtime.dispatcher is not None:
+                # The commit made outbox rows visible: send now, not at the next timer tick.
+                runtime.dispatcher.wake()

@@ -33,6 +33,7 @@ class Timers:
     scheduler: AsyncIOScheduler = field(default_factory=lambda: AsyncIOScheduler(timezone="UTC"))
     _states: dict[str, _TimerState] = field(default_factory=dict)
     _in_flight: set[asyncio.Task[None]] = field(default_factory=set)
+    _started_at: float | None = None
 
     def every(self, name: str, seconds: float, job: TimerJob) -> None:
         """Run ``job`` every ``seconds`` (never two at once here; late runs coalesce)."""
@@ -71,6 +72,7 @@ class Timers:
         )
 
     def start(self) -> None:
+        self._started_at = time.monotonic()
         self.scheduler.start()
         # First run right away, so readiness does not wait a whole interval.
         for job in self.scheduler.get_jobs():
@@ -97,16 +99,22 @@ class Timers:
         return bool(self.scheduler.running)
 
     def health(self) -> dict[str, str]:
-        """Each timer's state: ok, starting (no run yet), or failing / stalled."""
+        """Each timer's state: ok, starting (first run pending), or failing / stalled."""
         now = time.monotonic()
         report: dict[str, str] = {}
         for name, state in self._states.items():
             if state.consecutive_failures >= 3:
                 report[name] = "failing"
             elif state.last_success is None:
-                report[name] = "starting"
-            elif now - state.last_success > max(3 * state.interval_seconds, 5.0):
+                # The first run is due at start; one that never completes is stalled.
+                since = now - (self._started_at if self._started_at is not None else now)
+                report[name] = "stalled" if since > _grace(state) else "starting"
+            elif now - state.last_success > _grace(state):
                 report[name] = "stalled"
             else:
                 report[name] = "ok"
         return report
+
+
+def _grace(state: _TimerState) -> float:
+    return max(3 * state.interval_seconds, 5.0)

@@ -51,7 +51,8 @@ class HealthController(Controller):
         timers = runtime.timers.health()
         checks["timers"] = (
             "ok"
-            if runtime.timers.running and all(state == "ok" for state in timers.values())
+            if runtime.timers.running
+            and all(state in ("ok", "starting") for state in timers.values())
             else "not running"
         )
         checks["keys"] = "ok" if runtime.kek.kids() else "missing"

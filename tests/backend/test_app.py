@@ -20,12 +20,12 @@ class _Reading(msgspec.Struct, forbid_unknown_fields=True):
     diastolic: int = msgspec.field(default=0)
 
 
-@post("/test/readings")
+@post("/test/readings", opt={"public": True})
 async def _create_reading(data: JSONBody[_Reading]) -> dict[str, int]:
     return {"systolic": data.systolic}
 
 
-@get("/test/boom/{item_id:str}")
+@get("/test/boom/{item_id:str}", opt={"public": True})
 async def _boom(item_id: FromPath[str]) -> None:
     msg = f"secret detail about {item_id}"
     raise RuntimeError(msg)

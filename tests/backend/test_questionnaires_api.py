@@ -18,7 +18,7 @@ from questionnaires.registry import get_instrument, list_instruments, score_subm
 from tests.conftest import SettingsFactory
 
 
-@post("/test/score")
+@post("/test/score", opt={"public": True})
 async def _score(data: JSONBody[Submission]) -> dict[str, int | None]:
     return {"total": score_submission(data).total}
 

@@ -82,7 +82,7 @@ def _dispatcher(
 ) -> Dispatcher:
     return Dispatcher(
         engine,
-        {Channel.WEBHOOK.value: _webhook(url)},
+        _webhook(url),
         DirectResolver(frozenset({RecipientType.WEBHOOK})),
         instance=instance,
         clock=clock,

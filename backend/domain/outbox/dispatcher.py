@@ -10,9 +10,8 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from sqlalchemy import Row
@@ -29,13 +28,18 @@ from notifications.base import (
     FailureReason,
     Message,
     MessageData,
-    Notifier,
     Receipt,
     Urgency,
 )
 from notifications.templates import MessageKind
 
 logger = logging.getLogger("interlude.outbox")
+
+
+class Sender(Protocol):
+    """Anything that sends a message over its channel: one notifier or the channel registry."""
+
+    async def send(self, message: Message) -> Receipt: ...
 
 
 class DispatchStats(msgspec.Struct, kw_only=True):
@@ -51,7 +55,7 @@ class Dispatcher:
     def __init__(
         self,
         engine: AsyncEngine,
-        notifiers: Mapping[str, Notifier],
+        notifier: Sender,
         resolver: RecipientResolver,
         *,
         instance: str,
@@ -64,7 +68,8 @@ class Dispatcher:
     ) -> None:
         self._engine = engine
         self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
-        self._notifiers = dict(notifiers)
+        # One notifier for every channel: in the app, the NotifierRegistry that routes by channel.
+        self._notifier = notifier
         self._resolver = resolver
         self._instance = instance
         self._clock = clock
@@ -146,12 +151,8 @@ class Dispatcher:
                 )
             except ValueError:
                 return _receipt(row, DeliveryStatus.PERMANENT_FAILURE, FailureReason.REJECTED)
-            notifier = self._notifiers.get(channel)
-            if notifier is None:
-                # An operator can configure the channel; keep the message until then.
-                return _receipt(row, DeliveryStatus.RETRYABLE_FAILURE, FailureReason.MISCONFIGURED)
             try:
-                return await notifier.send(message)
+                return await self._notifier.send(message)
             except Exception as error:  # notifiers should not raise; never lose the message
                 logger.warning(
                     "notifier raised",
