@@ -20,6 +20,7 @@ from backend.db.engine import create_engine, create_sessionmaker
 from backend.deps import provide_db_session, provide_runtime
 from backend.domain.outbox.dispatcher import Dispatcher
 from backend.domain.outbox.wakeup import PostgresWakeup
+from backend.identity.middleware import AccessControlMiddleware
 from backend.keyring.secrets import load_service_secrets
 from backend.keyring.service import Keyring
 from backend.lib.clock import Clock, SystemClock
@@ -163,7 +164,7 @@ def create_app(
             "runtime": Provide(provide_runtime, sync_to_thread=False),
             "db_session": Provide(provide_db_session),
         },
-        middleware=[RequestContextMiddleware()],
+        middleware=[RequestContextMiddleware(), AccessControlMiddleware()],
         exception_handlers=exception_handlers,
         openapi_config=OpenAPIConfig(
             title="Interlude",

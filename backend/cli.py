@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from backend.audit import cli as audit_cli
 from backend.config import ConfigError, Settings, load_settings
+from backend.identity import cli as identity_cli
 from backend.keyring import cli as keys_cli
 from backend.lib.logging import configure_logging
 from backend.system.single_instance import AnotherInstanceRunning
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     cfg = commands.add_parser("config", help="print the effective configuration, secrets masked")
     cfg.set_defaults(handler=_config)
     audit_cli.register(commands)
+    identity_cli.register(commands)
     keys_cli.register(commands)
     return parser
 

@@ -10,10 +10,20 @@ from backend.domain.questionnaires.controllers import (
     FhirQuestionnaireController,
     QuestionnaireController,
 )
+from backend.identity.controllers import (
+    ClinicAdminController,
+    PatientAppController,
+    PatientController,
+    SessionController,
+)
 from backend.system.health import HealthController
 
 ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     HealthController,
     QuestionnaireController,
     FhirQuestionnaireController,
+    SessionController,
+    ClinicAdminController,
+    PatientController,
+    PatientAppController,
 ]

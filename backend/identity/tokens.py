@@ -117,8 +117,13 @@ def read_access_token(
             algorithms=[ALGORITHM],  # never trust the header's "alg" (RFC 8725 §3.1)
             issuer=ISSUER,
             audience=[a.value for a in audiences],
-            # Expiry is checked below against the service clock, so tests can move time.
-            options={"verify_exp": False, "require": ["iss", "aud", "sub", "exp", "iat", "jti"]},
+            # Times are checked below against the service clock (one clock), not time.time().
+            options={
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+                "require": ["iss", "aud", "sub", "exp", "iat", "jti"],
+            },
         )
     except jwt.InvalidAudienceError:
         raise InvalidToken("wrong_audience") from None
