@@ -17,11 +17,21 @@ from backend.db.models.questionnaire_response import QuestionnaireResponse
 from backend.db.models.refresh_token import RefreshToken
 from backend.db.models.service_instance import ServiceInstance
 from backend.db.models.staff import StaffMember
+from backend.db.models.treatment import (
+    CheckIn,
+    ClinicProtocolOverride,
+    CourseBaseline,
+    TreatmentCourse,
+    TreatmentSession,
+)
 
 __all__ = [
     "CareTeam",
     "CareTeamMembership",
+    "CheckIn",
     "Clinic",
+    "ClinicProtocolOverride",
+    "CourseBaseline",
     "Device",
     "EnrolmentCode",
     "LoginFailureCounter",
@@ -31,4 +41,6 @@ __all__ = [
     "RefreshToken",
     "ServiceInstance",
     "StaffMember",
+    "TreatmentCourse",
+    "TreatmentSession",
 ]
