@@ -21,6 +21,7 @@ from backend.db.models.treatment import (
     CheckIn,
     ClinicProtocolOverride,
     CourseBaseline,
+    PatientQuietHours,
     TreatmentCourse,
     TreatmentSession,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "LoginFailureCounter",
     "OutboxMessage",
     "Patient",
+    "PatientQuietHours",
     "QuestionnaireResponse",
     "RefreshToken",
     "ServiceInstance",

@@ -192,3 +192,16 @@ class ClinicProtocolOverride(SQLModel, table=True):
     document: bytes = Field(sa_type=LargeBinary)
     updated_by: uuid.UUID | None = Field(default=None, foreign_key="staff.id")
     updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class PatientQuietHours(SQLModel, table=True):
+    """A patient's own quiet hours (local wall-clock "HH:MM"); no row = the default 21:00-08:00
+    (issue 6). Kept beside the patient's ``time_zone``: a change of either re-plans every
+    check-in not yet sent."""
+
+    __tablename__ = "patient_quiet_hours"
+
+    patient_id: uuid.UUID = Field(foreign_key="patients.id", primary_key=True)
+    starts: str = Field(max_length=5)
+    ends: str = Field(max_length=5)
+    updated_at: datetime = Field(sa_type=UTCDateTime)

@@ -1,5 +1,5 @@
 """treatment sessions and check-ins: courses, course baselines, sessions, check-in rows (both plan
-layers, delivery state), clinic protocol overrides
+layers, delivery state), clinic protocol overrides, patient quiet hours
 
 Revision ID: 55ebc91788b9
 Revises: c5e7a9b10003
@@ -20,6 +20,15 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "patient_quiet_hours",
+        sa.Column("patient_id", sa.Uuid(), nullable=False),
+        sa.Column("starts", sa.String(length=5), nullable=False),
+        sa.Column("ends", sa.String(length=5), nullable=False),
+        sa.Column("updated_at", backend.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["patient_id"], ["patients.id"]),
+        sa.PrimaryKeyConstraint("patient_id"),
+    )
     op.create_table(
         "clinic_protocol_overrides",
         sa.Column("clinic_id", sa.Uuid(), nullable=False),
@@ -266,3 +275,4 @@ def downgrade() -> None:
 
     op.drop_table("treatment_courses")
     op.drop_table("clinic_protocol_overrides")
+    op.drop_table("patient_quiet_hours")
