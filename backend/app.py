@@ -31,6 +31,7 @@ from backend.routes import ROUTE_HANDLERS
 from backend.state import Runtime
 from backend.system import instances
 from backend.system.keys import load_kek
+from backend.system.metrics import HttpMetricsMiddleware
 from backend.system.notifications import load_notifications_config
 from backend.system.single_instance import InstanceLock
 from backend.version import VERSION
@@ -164,7 +165,8 @@ def create_app(
             "runtime": Provide(provide_runtime, sync_to_thread=False),
             "db_session": Provide(provide_db_session),
         },
-        middleware=[RequestContextMiddleware(), AccessControlMiddleware()],
+        # Metrics outermost: it must see the status of errors raised by the others.
+        middleware=[HttpMetricsMiddleware(), RequestContextMiddleware(), AccessControlMiddleware()],
         exception_handlers=exception_handlers,
         openapi_config=OpenAPIConfig(
             title="Interlude",

@@ -17,9 +17,11 @@ from backend.identity.controllers import (
     SessionController,
 )
 from backend.system.health import HealthController
+from backend.system.metrics import metrics
 
 ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     HealthController,
+    metrics,
     QuestionnaireController,
     FhirQuestionnaireController,
     SessionController,
