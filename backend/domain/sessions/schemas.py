@@ -1,0 +1,178 @@
+"""Request and response bodies of the treatment-session and check-in routes (msgspec)."""
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+from backend.domain.check_ins.protocols import Modality
+
+Minutes = Annotated[int, msgspec.Meta(ge=1, le=600)]
+Note = Annotated[str, msgspec.Meta(max_length=20_000)]
+
+
+class SessionInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A planned (or already held) session. Dose fields by modality: N2O concentration % and
+    minutes; IV ketamine mg/kg and minutes; esketamine mg (minutes = in-clinic dosing time)."""
+
+    modality: Modality
+    planned_start: datetime
+    minutes: Minutes
+    course_id: uuid.UUID | None = None
+    """None: the patient's active course of this modality (started when there is none)."""
+    n2o_concentration_percent: Annotated[int, msgspec.Meta(ge=1, le=70)] | None = None
+    ketamine_mg_per_kg: Annotated[float, msgspec.Meta(gt=0, le=5)] | None = None
+    esketamine_mg: Annotated[int, msgspec.Meta(ge=1, le=112)] | None = None
+    last_in_course: bool = False
+    notes: Note | None = None
+
+
+class SessionReschedule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    planned_start: datetime
+    minutes: Minutes | None = None
+    last_in_course: bool | None = None
+
+
+class BloodPressureReading(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    at: datetime
+    systolic: Annotated[int, msgspec.Meta(ge=40, le=300)]
+    diastolic: Annotated[int, msgspec.Meta(ge=20, le=200)]
+
+
+class Observations(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Clinic-entered observations (stored encrypted under the patient's key)."""
+
+    blood_pressure: tuple[BloodPressureReading, ...] = ()
+    cadss6: Annotated[int, msgspec.Meta(ge=0, le=24)] | None = None
+    """CADSS-6 total: six items scored 0-4."""
+    sedation_moaas: Annotated[int, msgspec.Meta(ge=0, le=5)] | None = None
+    """Sedation on the MOAA/S scale (5 = responds readily to name)."""
+
+
+class ObservationsInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    observations: Observations | None = None
+    discharged_at: datetime | None = None
+    rems_monitoring_completed: bool | None = None
+    notes: Note | None = None
+
+
+class SessionCompletion(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The session as held: actual start and end (the ladder is re-timed from the end)."""
+
+    started_at: datetime
+    ended_at: datetime
+    observations: Observations | None = None
+    discharged_at: datetime | None = None
+    rems_monitoring_completed: bool | None = None
+    notes: Note | None = None
+
+
+class SessionView(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    course_id: uuid.UUID
+    patient_id: uuid.UUID
+    modality: Modality
+    status: str
+    planned_start: datetime
+    planned_end: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    last_in_course: bool
+    n2o_concentration_percent: int | None
+    n2o_minutes: int | None
+    ketamine_mg_per_kg: float | None
+    ketamine_minutes: int | None
+    esketamine_mg: int | None
+    discharged_at: datetime | None
+    rems_monitoring_completed: bool | None
+    observations: Observations | None
+    notes: str | None
+
+
+class CheckInView(msgspec.Struct, frozen=True, kw_only=True):
+    """One rung of a patient's ladder as a clinician sees it (what was sent, answered, missed)."""
+
+    id: uuid.UUID
+    session_id: uuid.UUID
+    step: str
+    label: str
+    status: str
+    priority: str
+    instruments: tuple[str, ...]
+    answered_instruments: tuple[str, ...]
+    opens_at: datetime
+    closes_at: datetime
+    due_at: datetime
+    during_quiet_hours: bool
+    merged_into: str | None
+    devices_notified: int
+    reminders_sent: int
+    sent_at: datetime | None
+    answered_at: datetime | None
+    missed_at: datetime | None
+    missed_flag_at: datetime
+
+
+class PatientSessions(msgspec.Struct, frozen=True, kw_only=True):
+    sessions: list[SessionView]
+
+
+class CheckInLadder(msgspec.Struct, frozen=True, kw_only=True):
+    check_ins: list[CheckInView]
+
+
+class QuestionnaireToAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    instrument_id: str
+    instrument_version: str
+    title: str
+    answered: bool
+
+
+class PatientCheckIn(msgspec.Struct, frozen=True, kw_only=True):
+    """What the app shows: answer these questionnaires between `opens_at` and `closes_at`.
+    Submissions carry `id` as their `check_in_id`."""
+
+    id: uuid.UUID
+    label: str
+    due_at: datetime
+    opens_at: datetime
+    closes_at: datetime
+    questionnaires: list[QuestionnaireToAnswer]
+
+
+class DueCheckIns(msgspec.Struct, frozen=True, kw_only=True):
+    now: list[PatientCheckIn]
+    """Open and not yet fully answered."""
+    next: list[PatientCheckIn]
+    """The next few planned ones (may still move if a session is rescheduled)."""
+
+
+class ScheduleChange(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A patient's time zone and/or quiet hours ("HH:MM" local; equal start and end = none)."""
+
+    time_zone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    quiet_hours_start: Annotated[str, msgspec.Meta(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] | None = (
+        None
+    )
+    quiet_hours_end: Annotated[str, msgspec.Meta(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] | None = (
+        None
+    )
+
+
+class ScheduleView(msgspec.Struct, frozen=True, kw_only=True):
+    time_zone: str
+    quiet_hours_start: str
+    quiet_hours_end: str
+    check_ins_moved: int
+
+
+class ExposureView(msgspec.Struct, frozen=True, kw_only=True):
+    """N2O exposure (clinical-spec §5.1), hours as numbers for the dashboard."""
+
+    as_of: datetime
+    cumulative_inhalation_hours_28d: float
+    peak_cumulative_inhalation_hours_28d: float
+    shortest_interval_hours: float | None
+    haematological_monitoring_due: bool
+    triggers: list[str]
