@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 import msgspec
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from backend.domain.check_ins.linking import link_response
 from backend.domain.responses import repository
 from backend.domain.responses.schemas import (
     ResponsePage,
@@ -133,6 +134,19 @@ async def submit_response(
         str(submission.response_id) if submission.response_id else str(uuid7())
     )
     response_id = uuid7()
+    late = False
+    if submission.check_in_id is not None:
+        # Refuses another patient's check-in, a closed one, or an instrument it did not ask.
+        link = await link_response(
+            session,
+            patient_id=patient.patient_id,
+            check_in_id=submission.check_in_id,
+            instrument_id=score.instrument_id,
+            authored_at=authored_at,
+            now=now,
+            response_id=response_id,
+        )
+        late = link.late
     connection = await session.connection()
     keys = await keyring.owner_keys(session, patient.patient_id, active_only=True)
     row_id = str(response_id)
@@ -149,8 +163,8 @@ async def submit_response(
         source=source,
         authored_at=authored_at,
         received_at=now,
-        # Check-in windows decide lateness once check-ins are linked (issue 6).
-        late=False,
+        # Authored inside the check-in's window but received after it closed (issue 6).
+        late=late,
         answers_ct=keys.encrypt(
             table=TABLE_NAME,
             column="answers_ct",
