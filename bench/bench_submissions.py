@@ -201,7 +201,7 @@ def run() -> list[dict[str, Any]]:
         sqlite = create_database("sqlite", tmp / "sqlite")
         rows.append(_row("real endpoint, 1 worker", "sqlite", _real(sqlite, tmp), bare_rps))
 
-        cluster = PrivateCluster(tmp / "pg", cpus="1").init()
+        cluster = PrivateCluster(cpus="1").init()
         cluster.start()
         try:
             postgres = create_database("postgresql", tmp / "pgdb", cluster.admin_url)

@@ -61,10 +61,11 @@ def pinned(argv: list[str], cpus: str | None) -> list[str]:
 
 
 def phq9_body(values: Mapping[int, int] | None = None, **extra: Any) -> dict[str, Any]:
-    """A PHQ-9 submission as the companion app sends it (9 answers, about 0.5 kB)."""
+    """A PHQ-9 submission as the companion app sends it (9 answers, about 0.5 kB); by default a
+    moderate score with item 9 (self-harm) at 0, the common case."""
     from questionnaires.registry import get_instrument
 
-    chosen = dict.fromkeys(range(1, 10), 1) if values is None else dict(values)
+    chosen = {**dict.fromkeys(range(1, 9), 1), 9: 0} if values is None else dict(values)
     return {
         "instrumentId": "phq9",
         "instrumentVersion": get_instrument("phq9").version,
@@ -146,14 +147,15 @@ class PrivateCluster:
     refuses to run as root, so as root the cluster is owned by the ``postgres`` user.
     """
 
-    def __init__(self, workdir: Path, *, cpus: str | None = None) -> None:
+    def __init__(self, *, cpus: str | None = None) -> None:
         self.port = free_port()
-        self.dir = workdir / "pgdata"
-        self.socket_dir = workdir / "pgsock"
-        self.log = workdir / "postgres.log"
+        # Its own directory under /tmp: the ``postgres`` user cannot enter pytest's (mode 700).
+        self._workdir = Path(tempfile.mkdtemp(prefix="interlude-pg-"))
+        self.dir = self._workdir / "data"
+        self.socket_dir = self._workdir / "sock"
+        self.log = self._workdir / "postgres.log"
         self.cpus = cpus
         self._bin = _postgres_bin()
-        self._workdir = workdir
 
     @property
     def admin_url(self) -> str:
@@ -163,13 +165,18 @@ class PrivateCluster:
         command = list(argv)
         if os.geteuid() == 0:
             command = ["runuser", "-u", "postgres", "--", *command]
-        subprocess.run(pinned(command, self.cpus), check=True, timeout=timeout, capture_output=True)
+        result = subprocess.run(
+            pinned(command, self.cpus), timeout=timeout, capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            msg = f"{Path(argv[0]).name} failed: {result.stderr[-1500:] or result.stdout[-1500:]}"
+            raise RuntimeError(msg)
 
     def init(self) -> "PrivateCluster":
         self.socket_dir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
-            shutil.chown(self._workdir, "postgres")
-            shutil.chown(self.socket_dir, "postgres")
+            for path in (self._workdir, self.socket_dir):
+                shutil.chown(path, "postgres")
         self._run(
             str(self._bin / "initdb"), "-D", str(self.dir), "-U", "postgres", "-A", "trust",
             "--no-sync", "-E", "UTF8",
@@ -193,7 +200,7 @@ class PrivateCluster:
     def destroy(self) -> None:
         with contextlib.suppress(subprocess.SubprocessError, OSError):
             self.stop("immediate")
-        shutil.rmtree(self.dir, ignore_errors=True)
+        shutil.rmtree(self._workdir, ignore_errors=True)
 
 
 def _postgres_bin() -> Path:

@@ -1,0 +1,288 @@
+"""Two ``interlude serve`` replicas on one private PostgreSQL cluster, under load:
+
+- one replica is killed with SIGKILL and restarted: every submission that got a 2xx is stored
+  exactly once (phones retry with the same Idempotency-Key, through the other replica), and every
+  outbox message (an alert to a clinic webhook) is delivered; the dead replica's leases expire
+  and the survivor sends what it held;
+- PostgreSQL itself is restarted: both replicas become ready again and take submissions without
+  anyone restarting them.
+
+The cluster is private (initdb on a free port in a temp dir): the shared server on 5432 is never
+restarted. These take about a minute each (a killed replica's outbox lease is 60 s), so they run
+only when RUN_FAULT_TESTS=1 (CI should set it; not an INTERLUDE_* name, which tests/conftest.py
+clears).
+"""
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from backend.db.models.questionnaire_response import QuestionnaireResponse
+from bench.common import (
+    Database,
+    PatientLogin,
+    PrivateCluster,
+    Process,
+    WebhookReceiver,
+    World,
+    create_database,
+    engine_for,
+    enqueue_webhooks,
+    interlude_serve,
+    make_world,
+    outbox_statuses,
+    phq9_body,
+    service_env,
+)
+
+SUBMIT = "/api/v1/responses"
+PHONES = 8
+PATIENTS = 4
+MESSAGES_PER_BATCH = 20
+
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.postgres,
+    pytest.mark.skipif(
+        os.environ.get("RUN_FAULT_TESTS") != "1",
+        reason="long fault test: set RUN_FAULT_TESTS=1 (CI does)",
+    ),
+]
+
+
+@dataclass
+class Deployment:
+    cluster: PrivateCluster
+    database: Database
+    receiver: WebhookReceiver
+    replicas: list[Process]
+    world: World
+    data_dir: Path
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Iterator[Deployment]:
+    cluster = PrivateCluster().init()
+    cluster.start()
+    replicas: list[Process] = []
+    try:
+        database = create_database("postgresql", tmp_path / "db", cluster.admin_url)
+        data_dir = tmp_path / "var"
+        with WebhookReceiver() as receiver:
+            config = receiver.write_config(tmp_path / "notifications.json")
+            for name in ("a", "b"):
+                replica = interlude_serve(
+                    database.url,
+                    data_dir,
+                    log=tmp_path / f"replica-{name}.log",
+                    instance_id=f"replica-{name}",
+                    notifications_config=str(config),
+                    timer_interval_seconds="0.5",
+                    db_pool_size="5",
+                )
+                replicas.append(replica.start())
+            world = make_world(
+                replicas[0].base_url, service_env(database.url, data_dir), patients=PATIENTS
+            )
+            yield Deployment(cluster, database, receiver, replicas, world, data_dir)
+    finally:
+        for replica in replicas:
+            replica.kill()
+        cluster.destroy()
+
+
+@dataclass
+class Ledger:
+    """What the phones know: keys acknowledged with a 2xx, keys given up on."""
+
+    acknowledged: set[str] = field(default_factory=set)
+    abandoned: set[str] = field(default_factory=set)
+    failures: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+
+
+async def _phone(
+    clients: list[httpx.AsyncClient],
+    patient: PatientLogin,
+    ledger: Ledger,
+    phone: int,
+    until: float,
+) -> None:
+    """Submit one PHQ-9 after another; on a transport error or 5xx retry the same key through
+    the next replica (what the app does behind a load balancer), with a short backoff."""
+    sent = 0
+    while time.monotonic() < until:
+        key = str(uuid.uuid4())
+        for attempt in range(60):
+            client = clients[(phone + sent + attempt) % len(clients)]
+            try:
+                response = await client.post(
+                    SUBMIT,
+                    json=phq9_body(),
+                    headers={**patient.headers, "Idempotency-Key": key},
+                )
+            except httpx.HTTPError:
+                ledger.failures += 1
+                await asyncio.sleep(0.2)
+                continue
+            ledger.statuses[response.status_code] = ledger.statuses.get(response.status_code, 0) + 1
+            if response.status_code == 200:
+                ledger.acknowledged.add(key)
+                break
+            assert response.status_code >= 500, response.text  # a 4xx would be a real bug
+            ledger.failures += 1
+            await asyncio.sleep(0.2)
+        else:
+            ledger.abandoned.add(key)
+        sent += 1
+
+
+async def _stored_keys(database_url: str, patients: list[str]) -> dict[str, int]:
+    table = QuestionnaireResponse.__table__  # type: ignore[attr-defined]
+    engine = engine_for(database_url)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                select(table.c.idempotency_key, func.count())
+                .where(table.c.patient_id.in_([uuid.UUID(p) for p in patients]))
+                .group_by(table.c.idempotency_key)
+            )
+            return {str(key): int(count) for key, count in rows.all()}
+    finally:
+        await engine.dispose()
+
+
+def _require_submissions(deployment: Deployment) -> None:
+    schema = httpx.get(deployment.replicas[0].base_url + "/schema/openapi.json", timeout=10)
+    if SUBMIT not in schema.json().get("paths", {}):
+        pytest.skip("the submission route is not registered in this build")
+
+
+def _wait_delivered(deployment: Deployment, expected: int, timeout: float) -> dict[str, int]:
+    deadline = time.monotonic() + timeout
+    counts: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        counts = asyncio.run(outbox_statuses(deployment.database.url))
+        if (
+            counts.get("sent", 0) == expected
+            and len(set(deployment.receiver.received())) >= expected
+        ):
+            return counts
+        time.sleep(0.5)
+    return counts
+
+
+def _check_ledger(deployment: Deployment, ledger: Ledger) -> dict[str, int]:
+    stored = asyncio.run(
+        _stored_keys(deployment.database.url, [p.id for p in deployment.world.patients])
+    )
+    duplicates = {key: n for key, n in stored.items() if n != 1}
+    missing = ledger.acknowledged - stored.keys()
+    assert not duplicates, f"stored more than once: {len(duplicates)}"
+    assert not missing, f"acknowledged but not stored: {len(missing)}"
+    assert not ledger.abandoned, f"phones gave up on {len(ledger.abandoned)} submissions"
+    # Every stored row is one a phone sent (nothing invented, nothing doubled).
+    assert stored.keys() <= ledger.acknowledged | ledger.abandoned
+    return stored
+
+
+def test_sigkill_of_one_replica_loses_and_duplicates_nothing(deployment: Deployment) -> None:
+    _require_submissions(deployment)
+    victim, survivor = deployment.replicas
+    ledger = Ledger()
+    keys: list[str] = []
+    deployment.receiver.delay = 0.3  # sends stay in flight long enough to be cut off
+
+    async def scenario() -> None:
+        clients = [httpx.AsyncClient(base_url=r.base_url, timeout=10) for r in deployment.replicas]
+        until = time.monotonic() + 14
+        patients = deployment.world.patients
+        phones = [
+            asyncio.create_task(_phone(clients, patients[n % len(patients)], ledger, n, until))
+            for n in range(PHONES)
+        ]
+        try:
+            keys.extend(await enqueue_webhooks(deployment.database.url, MESSAGES_PER_BATCH))
+            await asyncio.sleep(3)
+            keys.extend(await enqueue_webhooks(deployment.database.url, MESSAGES_PER_BATCH))
+            await asyncio.sleep(0.2)
+            victim.kill()  # SIGKILL: no shutdown, leases and connections left behind
+            await asyncio.sleep(3)
+            keys.extend(await enqueue_webhooks(deployment.database.url, MESSAGES_PER_BATCH))
+            await asyncio.to_thread(victim.start)  # same instance id, same configuration
+            await asyncio.gather(*phones)
+        finally:
+            for client in clients:
+                await client.aclose()
+
+    asyncio.run(scenario())
+    assert survivor.popen is not None
+    assert survivor.popen.poll() is None
+    stored = _check_ledger(deployment, ledger)
+    # Held leases expire (60 s) and the messages are sent by whichever replica claims them.
+    counts = _wait_delivered(deployment, len(keys), timeout=100)
+    delivered = deployment.receiver.received()
+    print(  # noqa: T201  (the counts issue 11 asks to see)
+        f"\nSIGKILL: {len(ledger.acknowledged)} submissions acknowledged, {len(stored)} stored, "
+        f"{ledger.failures} failed attempts retried, statuses {ledger.statuses}; "
+        f"{len(keys)} messages, {len(set(delivered))} delivered, "
+        f"{len(delivered) - len(set(delivered))} duplicate deliveries; outbox {counts}"
+    )
+    assert len(ledger.acknowledged) > 0
+    assert counts == {"sent": len(keys)}, counts
+    assert len(set(delivered)) == len(keys)
+
+
+def test_postgres_restart_mid_load_recovers_without_manual_action(
+    deployment: Deployment,
+) -> None:
+    _require_submissions(deployment)
+    ledger = Ledger()
+    keys: list[str] = []
+    recovered_after: list[float] = []
+
+    async def scenario() -> None:
+        clients = [httpx.AsyncClient(base_url=r.base_url, timeout=10) for r in deployment.replicas]
+        until = time.monotonic() + 16
+        patients = deployment.world.patients
+        phones = [
+            asyncio.create_task(_phone(clients, patients[n % len(patients)], ledger, n, until))
+            for n in range(PHONES)
+        ]
+        try:
+            await asyncio.sleep(3)
+            restarted = time.monotonic()
+            await asyncio.to_thread(deployment.cluster.restart, "fast")
+            for client in clients:  # both replicas ready again, nobody touched them
+                deadline = time.monotonic() + 30
+                while (await client.get("/readyz")).status_code != 200:
+                    assert time.monotonic() < deadline, "a replica did not recover"
+                    await asyncio.sleep(0.2)
+            recovered_after.append(time.monotonic() - restarted)
+            keys.extend(await enqueue_webhooks(deployment.database.url, MESSAGES_PER_BATCH))
+            await asyncio.gather(*phones)
+        finally:
+            for client in clients:
+                await client.aclose()
+
+    asyncio.run(scenario())
+    stored = _check_ledger(deployment, ledger)
+    counts = _wait_delivered(deployment, len(keys), timeout=30)
+    print(  # noqa: T201
+        f"\nPostgreSQL restart: ready again {recovered_after[0]:.1f} s after the restart began; "
+        f"{len(ledger.acknowledged)} acknowledged, {len(stored)} stored, {ledger.failures} "
+        f"failed attempts retried, statuses {ledger.statuses}; outbox {counts}"
+    )
+    assert all(
+        replica.popen is not None and replica.popen.poll() is None
+        for replica in deployment.replicas
+    )
+    assert counts == {"sent": len(keys)}, counts
