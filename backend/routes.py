@@ -10,6 +10,10 @@ from backend.domain.questionnaires.controllers import (
     FhirQuestionnaireController,
     QuestionnaireController,
 )
+from backend.domain.responses.controllers import (
+    FhirQuestionnaireResponseController,
+    ResponseController,
+)
 from backend.identity.controllers import (
     ClinicAdminController,
     PatientAppController,
@@ -24,6 +28,8 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     metrics,
     QuestionnaireController,
     FhirQuestionnaireController,
+    ResponseController,
+    FhirQuestionnaireResponseController,
     SessionController,
     ClinicAdminController,
     PatientController,

@@ -6,6 +6,7 @@ job started twice cannot apply the same revision concurrently.
 
 import asyncio
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Final
 
@@ -33,6 +34,12 @@ def alembic_config() -> Config:
 
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+@cache
+def head_revisions() -> tuple[str, ...]:
+    """Every head of the migration history (one, unless branches were not linearised)."""
+    return tuple(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
 async def _with_connection(engine: AsyncEngine, action: Callable[[Connection], object]) -> object:

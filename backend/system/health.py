@@ -13,12 +13,11 @@ from litestar.di import NamedDependency
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from backend.db.migrate import head_revision
+from backend.db.migrate import head_revisions
 from backend.lib.problems import PROBLEM_MEDIA_TYPE
 from backend.state import Runtime
 
 _DATABASE_TIMEOUT_SECONDS = 2.0
-_HEAD = head_revision()
 
 
 async def _database_checks(runtime: Runtime) -> dict[str, str]:
@@ -32,7 +31,9 @@ async def _database_checks(runtime: Runtime) -> dict[str, str]:
                 revision = None
     except Exception:  # any failure means "not ready"; the reason is not for the caller
         return {"database": "unreachable", "schema": "unknown"}
-    return {"database": "ok", "schema": "ok" if revision == _HEAD else "not migrated"}
+    heads = head_revisions()
+    schema = "ok" if len(heads) == 1 and revision in heads else "not migrated"
+    return {"database": "ok", "schema": schema}
 
 
 class HealthController(Controller):

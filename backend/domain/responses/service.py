@@ -8,7 +8,7 @@ and stores nothing; the same key with *different* answers is a conflict, not a s
 
 import base64
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -127,6 +127,7 @@ async def submit_response(
     authored_at = submission.authored or now
     if authored_at.tzinfo is None:
         raise InvalidInput("authored must carry a time zone offset (RFC 3339)")
+    authored_at = authored_at.astimezone(UTC)
     if authored_at - now > MAX_CLOCK_SKEW:
         raise InvalidInput("authored lies in the future")
 

@@ -1,0 +1,263 @@
+"""HTTP for questionnaire responses: the patient app submits; patients and their clinicians read.
+
+Submitting needs a patient token; the patient is the token's subject, never a body field. Reading
+a patient's responses is allowed to that patient and to staff of their clinic, and every read of
+decrypted answers is audited.
+"""
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_200_OK
+from sqlalchemy import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.audit.service import AuditEvent, record_audit
+from backend.db.models.clinic import Clinic
+from backend.db.models.patient import Patient
+from backend.domain.responses import service
+from backend.domain.responses.schemas import (
+    IdempotencyKey,
+    ResponsePage,
+    ResponseSubmission,
+    ScoreSeries,
+    SubmissionResult,
+)
+from backend.identity.access import Scope, access
+from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
+from backend.identity.roles import Role
+from backend.lib.errors import Forbidden, InvalidInput, NotFound
+from backend.lib.logging import request_id_var
+from backend.state import Runtime
+from questionnaires.errors import AnswerProblem, AnswerValidationError, UnknownInstrumentError
+from questionnaires.fhir import parse_questionnaire_response, questionnaire_reference
+from questionnaires.registry import catalogue
+
+_patients = Patient.__table__  # type: ignore[attr-defined]
+_clinics = Clinic.__table__  # type: ignore[attr-defined]
+_IDEMPOTENCY_KEY = msgspec.json.Decoder(IdempotencyKey)
+
+
+async def _submitting_patient(session: AsyncSession, principal: Principal) -> service.PatientRef:
+    connection = await session.connection()
+    row = (
+        await connection.execute(
+            select(_patients.c.clinic_id, _patients.c.status, _patients.c.locale).where(
+                _patients.c.id == principal.subject_id
+            )
+        )
+    ).first()
+    if row is None or row.clinic_id != principal.clinic_id:
+        raise NotFound("no such patient")
+    if row.status != "active":
+        raise Forbidden("this patient's monitoring is not active; answers are not accepted")
+    return service.PatientRef(
+        patient_id=principal.subject_id, clinic_id=row.clinic_id, locale=row.locale
+    )
+
+
+def _idempotency_key(header: str | None) -> str | None:
+    if header is None:
+        return None
+    try:
+        return _IDEMPOTENCY_KEY.decode(msgspec.json.encode(header))
+    except msgspec.ValidationError:
+        raise InvalidInput(
+            "Idempotency-Key must be 1-128 visible ASCII characters (a UUID is ideal)"
+        ) from None
+
+
+async def _audit(
+    session: AsyncSession,
+    runtime: Runtime,
+    principal: Principal,
+    *,
+    action: str,
+    resource_type: str,
+    resource_id: str | None,
+    clinic_id: uuid.UUID | None,
+    purpose: str,
+) -> None:
+    await record_audit(
+        session,
+        AuditEvent(
+            actor_id=str(principal.subject_id),
+            actor_role=principal.role.value,
+            action=action,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            clinic_id=clinic_id,
+            purpose=purpose,
+            request_id=request_id_var.get(),
+            at=runtime.clock.now(),
+        ),
+    )
+
+
+async def _submit(
+    session: AsyncSession,
+    runtime: Runtime,
+    principal: Principal,
+    submission: ResponseSubmission,
+    idempotency_key: str | None,
+    source: str,
+) -> SubmissionResult:
+    patient = await _submitting_patient(session, principal)
+    result = await service.submit_response(
+        session,
+        runtime.keyring,
+        patient=patient,
+        submission=submission,
+        idempotency_key=_idempotency_key(idempotency_key),
+        now=runtime.clock.now(),
+        source=source,
+    )
+    if not result.replayed:
+        await _audit(
+            session,
+            runtime,
+            principal,
+            action="response.create",
+            resource_type="questionnaire_response",
+            resource_id=str(result.response_id),
+            clinic_id=patient.clinic_id,
+            purpose="treatment",
+        )
+    return result
+
+
+_PATIENT_SUBMITS = access(Role.PATIENT, scope=Scope.SELF)
+_READERS = access(Role.PATIENT, Role.CLINICIAN, Role.CLINIC_ADMIN, scope=Scope.PATIENT)
+
+
+class ResponseController(Controller):
+    path = "/api/v1"
+    dependencies = PRINCIPAL_DEPENDENCIES
+    tags = ["responses"]  # noqa: RUF012  (Litestar reads it as a class attribute)
+
+    @post(
+        "/responses",
+        opt=_PATIENT_SUBMITS,
+        status_code=HTTP_200_OK,
+        summary="Submit answers to a questionnaire; returns the score and any safety screen",
+    )
+    async def submit(
+        self,
+        data: JSONBody[ResponseSubmission],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        idempotency_key: Annotated[
+            str | None, HeaderParameter(name="Idempotency-Key", required=False)
+        ] = None,
+    ) -> SubmissionResult:
+        return await _submit(db_session, runtime, principal, data, idempotency_key, "app")
+
+    @get(
+        "/patients/{patient_id:uuid}/responses",
+        opt=_READERS,
+        summary="A patient's responses, newest first (decrypted; every read is audited)",
+    )
+    async def list_responses(
+        self,
+        patient_id: FromPath[uuid.UUID],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        cursor: FromQuery[str | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        trajectory: FromQuery[str | None] = None,
+    ) -> ResponsePage:
+        page = await service.list_responses(
+            db_session,
+            runtime.keyring,
+            patient_id,
+            cursor=cursor,
+            limit=limit,
+            trajectory_key=trajectory,
+        )
+        await _audit(
+            db_session,
+            runtime,
+            principal,
+            action="response.read",
+            resource_type="patient_responses",
+            resource_id=str(patient_id),
+            clinic_id=principal.clinic_id,
+            purpose="treatment",
+        )
+        return page
+
+    @get(
+        "/patients/{patient_id:uuid}/scores/{trajectory_key:str}",
+        opt=_READERS,
+        summary="A patient's score series on one trajectory, oldest first",
+    )
+    async def score_series(
+        self,
+        patient_id: FromPath[uuid.UUID],
+        trajectory_key: FromPath[str],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+    ) -> ScoreSeries:
+        series = await service.score_series(db_session, runtime.keyring, patient_id, trajectory_key)
+        await _audit(
+            db_session,
+            runtime,
+            principal,
+            action="score.read",
+            resource_type="patient_scores",
+            resource_id=str(patient_id),
+            clinic_id=principal.clinic_id,
+            purpose="treatment",
+        )
+        return series
+
+
+class FhirQuestionnaireResponseController(Controller):
+    path = "/fhir/QuestionnaireResponse"
+    dependencies = PRINCIPAL_DEPENDENCIES
+    tags = ["fhir"]  # noqa: RUF012
+
+    @post(
+        "/",
+        opt=_PATIENT_SUBMITS,
+        status_code=HTTP_200_OK,
+        summary="Submit a FHIR R4 QuestionnaireResponse (same rules as /api/v1/responses)",
+    )
+    async def create(
+        self,
+        data: JSONBody[dict[str, Any]],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        idempotency_key: Annotated[
+            str | None, HeaderParameter(name="Idempotency-Key", required=False)
+        ] = None,
+    ) -> SubmissionResult:
+        if data.get("resourceType") != "QuestionnaireResponse":
+            raise InvalidInput("resourceType must be QuestionnaireResponse")
+        instrument_id, version = questionnaire_reference(data)
+        try:
+            instrument = catalogue().get(instrument_id, version)
+        except UnknownInstrumentError:
+            raise AnswerValidationError([AnswerProblem(code="wrong_instrument")]) from None
+        parsed = parse_questionnaire_response(data, instrument)
+        authored = data.get("authored")
+        try:
+            authored_at = msgspec.convert(authored, type=datetime | None)
+        except msgspec.ValidationError:
+            raise InvalidInput("authored must be an RFC 3339 date-time") from None
+        submission = ResponseSubmission(
+            instrument_id=parsed.instrument_id,
+            instrument_version=parsed.instrument_version,
+            answers=parsed.answers,
+            authored=authored_at,
+        )
+        return await _submit(db_session, runtime, principal, submission, idempotency_key, "fhir")
