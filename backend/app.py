@@ -18,6 +18,7 @@ from backend.config import DatabaseKind, Settings, load_settings
 from backend.crypto.blind_index import BlindIndexer
 from backend.db.engine import create_engine, create_sessionmaker
 from backend.deps import provide_db_session, provide_runtime
+from backend.domain.alerts.jobs import register_alert_timers
 from backend.domain.check_ins.delivery import CheckInTimers
 from backend.domain.check_ins.recipients import DeviceResolver
 from backend.domain.outbox.dispatcher import Dispatcher
@@ -98,6 +99,7 @@ def _lifespan(runtime: Runtime) -> Callable[[Litestar], AbstractAsyncContextMana
             # Polling is the safety net; commits wake the dispatcher at once (deps.py), and on
             # PostgreSQL so does every other instance's commit (LISTEN/NOTIFY).
             runtime.timers.every("outbox", min(settings.timer_interval_seconds, 5.0), drain_outbox)
+            register_alert_timers(runtime)
             # Check-ins: devices' push tokens are decrypted at send time; due check-ins are handed
             # to the outbox by every instance (claimed with a lease). A 1 s tick keeps the lag
             # from due time to hand-over within the 2 s p99 target (issue 6, bench/).

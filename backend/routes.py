@@ -6,6 +6,11 @@ say so explicitly with ``opt={"public": True}``; every other route must carry a 
 
 from litestar.types import ControllerRouterHandler
 
+from backend.domain.alerts.controllers import (
+    AlertController,
+    AlertSettingsController,
+    N2OHoldController,
+)
 from backend.domain.questionnaires.controllers import (
     FhirQuestionnaireController,
     QuestionnaireController,
@@ -34,4 +39,7 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     ClinicAdminController,
     PatientController,
     PatientAppController,
+    AlertController,
+    N2OHoldController,
+    AlertSettingsController,
 ]

@@ -4,6 +4,13 @@ Models are persistence only: they never leave the service layer (DESIGN §3). Th
 use ``from __future__ import annotations`` (it breaks SQLModel relationships, sqlmodel#196).
 """
 
+from backend.db.models.alert import (
+    Alert,
+    AlertOccurrence,
+    AlertOnCallEntry,
+    AlertParameterOverride,
+    N2OSessionHold,
+)
 from backend.db.models.audit_event import AuditChainHead as AuditChainHead
 from backend.db.models.audit_event import AuditLogEntry as AuditLogEntry
 from backend.db.models.clinic import CareTeam, CareTeamMembership, Clinic
@@ -27,6 +34,10 @@ from backend.db.models.treatment import (
 )
 
 __all__ = [
+    "Alert",
+    "AlertOccurrence",
+    "AlertOnCallEntry",
+    "AlertParameterOverride",
     "CareTeam",
     "CareTeamMembership",
     "CheckIn",
@@ -36,6 +47,7 @@ __all__ = [
     "Device",
     "EnrolmentCode",
     "LoginFailureCounter",
+    "N2OSessionHold",
     "OutboxMessage",
     "Patient",
     "PatientQuietHours",

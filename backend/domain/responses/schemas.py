@@ -6,6 +6,7 @@ from typing import Annotated
 
 import msgspec
 
+from backend.domain.alerts.candidate import PatientAction
 from backend.domain.safety.crisis import CrisisScreen
 from questionnaires.answers import Answer
 
@@ -51,6 +52,9 @@ class SubmissionResult(msgspec.Struct, frozen=True, kw_only=True, rename="camel"
     score: ScoreSummary
     # True when this is the stored result of an earlier submission with the same key.
     replayed: bool
+    # What the app must do now, from the alert rules (clinical-spec §5): e.g. show the crisis
+    # resources, re-ask a skipped suicide item, advise same-day medical assessment.
+    patient_actions: tuple[PatientAction, ...] = ()
 
 
 class ResponseRecord(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):

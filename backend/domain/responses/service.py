@@ -14,6 +14,8 @@ import msgspec
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.domain.check_ins.linking import link_response
+from backend.domain.alerts.candidate import PatientAction
+from backend.domain.alerts.evaluation import evaluate_after_submission
 from backend.domain.responses import repository
 from backend.domain.responses.schemas import (
     ResponsePage,
@@ -79,6 +81,7 @@ def _result(
     received_at: datetime,
     late: bool,
     replayed: bool,
+    patient_actions: tuple[PatientAction, ...] = (),
 ) -> SubmissionResult:
     return SubmissionResult(
         safety=crisis_screen_for(
@@ -91,6 +94,7 @@ def _result(
         late=late,
         score=_summary(score),
         replayed=replayed,
+        patient_actions=patient_actions,
     )
 
 
@@ -177,6 +181,11 @@ async def submit_response(
         ),
     )
     if await repository.insert_unless_duplicate(connection, row):
+        # Same transaction: the alert a safety answer raises commits with the answer or not at
+        # all (DESIGN §7). A replay below returns the stored result without evaluating again.
+        notices = await evaluate_after_submission(
+            session, keyring, patient_id=patient.patient_id, clinic_id=patient.clinic_id, now=now
+        )
         return _result(
             patient=patient,
             score=score,
@@ -185,6 +194,7 @@ async def submit_response(
             received_at=now,
             late=row.late,
             replayed=False,
+            patient_actions=tuple(dict.fromkeys(n.action for n in notices)),
         )
 
     existing = await repository.by_idempotency_key(connection, patient.patient_id, key)

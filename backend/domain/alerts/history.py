@@ -1,0 +1,177 @@
+"""A patient's `PatientTimeline`, assembled from the database for the pure rules.
+
+Responses are decrypted with one key read (`Keyring.owner_keys`) and re-read as the rules see
+them (`timeline.scored_response`: free text dropped). Sessions, course baselines and unanswered
+check-ins come from the patient's current treatment course.
+
+Re-asks: the submission API carries no "this is a re-ask" marker, so a response counts as the
+re-ask of an earlier one when it is the next response to the same instrument, within the re-ask
+wait, after a response that left a suicide item blank (clinical-spec §5.3 rule 5: re-ask once).
+"""
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Final
+
+import msgspec
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.domain.alerts import sources
+from backend.domain.alerts.parameters import AlertParameters
+from backend.domain.alerts.rows import AnyRow
+from backend.domain.alerts.timeline import (
+    CourseBaseline,
+    MissedCheckIn,
+    Modality,
+    PatientTimeline,
+    ScoredResponse,
+    TreatmentSession,
+    scored_response,
+)
+from backend.keyring.service import Keyring, OwnerKeys
+from questionnaires.answers import Answer
+from questionnaires.registry import catalogue
+from questionnaires.scoring import Score
+
+B12_RISK_INSTRUMENT: Final = "b12-risk"
+_RESPONSES_TABLE: Final = "questionnaire_responses"
+_MODALITY: Final[dict[str, Modality]] = {
+    "n2o": "n2o",
+    "iv_ketamine": "ketamine_iv",
+    "esketamine": "esketamine",
+}
+
+
+class _Decrypted(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    authored: datetime
+    score: Score
+    answers: dict[str, bool | int | float | str]
+
+
+def _decrypt(keys: OwnerKeys, row: AnyRow) -> _Decrypted:
+    row_id = str(row.id)
+    answers = msgspec.msgpack.decode(
+        keys.decrypt(
+            table=_RESPONSES_TABLE, column="answers_ct", row_id=row_id, blob=bytes(row.answers_ct)
+        ),
+        type=tuple[Answer, ...],
+    )
+    score = msgspec.msgpack.decode(
+        keys.decrypt(
+            table=_RESPONSES_TABLE, column="score_ct", row_id=row_id, blob=bytes(row.score_ct)
+        ),
+        type=Score,
+    )
+    return _Decrypted(
+        id=row_id,
+        authored=row.authored_at,
+        score=score,
+        answers={a.link_id: a.value for a in answers},
+    )
+
+
+def _reasks(responses: list[_Decrypted], wait: timedelta) -> dict[str, str]:
+    """Re-ask id -> id of the response whose blank suicide item it re-asked."""
+    found: dict[str, str] = {}
+    for index, first in enumerate(responses):
+        # A re-ask is asked once: a blank re-ask is not re-asked again.
+        if not first.score.unanswered_safety_items or first.id in found:
+            continue
+        instrument = first.score.instrument_id
+        following = (r for r in responses[index + 1 :] if r.score.instrument_id == instrument)
+        second = next(following, None)
+        if second is not None and second.authored - first.authored <= wait:
+            found[second.id] = first.id
+    return found
+
+
+def _scored(responses: list[_Decrypted], wait: timedelta) -> list[ScoredResponse]:
+    reask_of = _reasks(responses, wait)
+    scored = []
+    for response in responses:
+        instrument = catalogue().get(
+            response.score.instrument_id, response.score.instrument_version
+        )
+        scored.append(
+            scored_response(
+                response.score,
+                instrument,
+                response_id=response.id,
+                authored=response.authored,
+                answers=response.answers,
+                reask_of=reask_of.get(response.id),
+            )
+        )
+    return scored
+
+
+def _b12_risk_factors(responses: list[_Decrypted]) -> tuple[str, ...]:
+    """The yes answers of the latest B12 risk questionnaire (clinical-spec §5.1)."""
+    latest = [r for r in responses if r.score.instrument_id == B12_RISK_INSTRUMENT]
+    if not latest:
+        return ()
+    answers = latest[-1].answers
+    return tuple(sorted(link_id for link_id, value in answers.items() if value is True))
+
+
+def _session(row: AnyRow) -> TreatmentSession:
+    return TreatmentSession(
+        id=str(row.id),
+        modality=_MODALITY[row.modality],
+        start=row.started_at or row.planned_start_at,
+        end=row.ended_at or (row.planned_end_at if row.started_at is None else None),
+        n2o_concentration_percent=row.n2o_concentration_percent,
+        n2o_minutes=row.n2o_minutes,
+    )
+
+
+async def patient_timeline(
+    session: AsyncSession,
+    keyring: Keyring,
+    patient_id: uuid.UUID,
+    parameters: AlertParameters,
+    *,
+    now: datetime,
+) -> PatientTimeline:
+    connection = await session.connection()
+    rows = await sources.responses_of(connection, patient_id)
+    decrypted: list[_Decrypted] = []
+    if rows:
+        keys = await keyring.owner_keys(session, patient_id)
+        decrypted = [_decrypt(keys, row) for row in rows]
+    wait = timedelta(minutes=parameters.suicidality.reask_wait_minutes)
+    responses = _scored(decrypted, wait)
+
+    sessions: tuple[TreatmentSession, ...] = ()
+    baselines: list[CourseBaseline] = []
+    missed: tuple[MissedCheckIn, ...] = ()
+    course = await sources.current_course(connection, patient_id)
+    if course is not None:
+        sessions = tuple(
+            _session(s) for s in await sources.sessions_of_course(connection, course.id)
+        )
+        by_id = {r.id: r for r in responses}
+        for baseline in await sources.baselines_of_course(connection, course.id):
+            response = by_id.get(str(baseline.response_id))
+            if response is not None and response.total is not None:
+                baselines.append(
+                    CourseBaseline(
+                        trajectory_key=response.trajectory_key,
+                        response_id=response.id,
+                        total=response.total,
+                        authored=response.authored,
+                    )
+                )
+        missed = tuple(
+            MissedCheckIn(id=str(c.id), due=c.due_at, session_id=str(c.session_id))
+            for c in await sources.unanswered_check_ins(connection, course.id, now)
+        )
+    return PatientTimeline(
+        patient_id=str(patient_id),
+        sessions=sessions,
+        responses=tuple(responses),
+        baselines=tuple(baselines),
+        missed_check_ins=missed,
+        b12_risk_factors=_b12_risk_factors(decrypted),
+    )

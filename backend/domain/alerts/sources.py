@@ -1,0 +1,110 @@
+"""SQL reading what a patient's alert timeline is made of: responses, the current treatment course
+(its sessions, baselines and check-ins). Read-only, on the caller's connection."""
+
+import uuid
+from datetime import datetime
+from typing import Final, cast
+
+from sqlalchemy import Table, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from backend.db.models.questionnaire_response import QuestionnaireResponse
+from backend.db.models.treatment import CheckIn, CourseBaseline, TreatmentCourse, TreatmentSession
+from backend.domain.alerts.rows import AnyRow
+
+RESPONSES: Final = cast(Table, QuestionnaireResponse.__table__)  # type: ignore[attr-defined]
+_COURSES: Final = cast(Table, TreatmentCourse.__table__)  # type: ignore[attr-defined]
+_SESSIONS: Final = cast(Table, TreatmentSession.__table__)  # type: ignore[attr-defined]
+_BASELINES: Final = cast(Table, CourseBaseline.__table__)  # type: ignore[attr-defined]
+_CHECK_INS: Final = cast(Table, CheckIn.__table__)  # type: ignore[attr-defined]
+
+UNANSWERED_CHECK_IN_STATUSES: Final = ("sent", "missed")
+"""Check-ins the patient was sent and has not completed. Pending or failed ones never reached the
+patient, so not answering them is not the patient's miss."""
+
+
+async def responses_of(connection: AsyncConnection, patient_id: uuid.UUID) -> list[AnyRow]:
+    r = RESPONSES.c
+    statement = (
+        select(r.id, r.instrument_id, r.instrument_version, r.authored_at, r.answers_ct, r.score_ct)
+        .where(r.patient_id == patient_id)
+        .order_by(r.authored_at, r.id)
+    )
+    return list((await connection.execute(statement)).all())
+
+
+async def current_course(connection: AsyncConnection, patient_id: uuid.UUID) -> AnyRow | None:
+    """The active course, else the latest one (a course that ended is still monitored after)."""
+    c = _COURSES.c
+    statement = (
+        select(c.id, c.modality, c.status)
+        .where(c.patient_id == patient_id)
+        .order_by((c.status == "active").desc(), c.created_at.desc(), c.id.desc())
+        .limit(1)
+    )
+    return (await connection.execute(statement)).first()
+
+
+async def sessions_of_course(connection: AsyncConnection, course_id: uuid.UUID) -> list[AnyRow]:
+    s = _SESSIONS.c
+    statement = (
+        select(
+            s.id,
+            s.modality,
+            s.status,
+            s.planned_start_at,
+            s.planned_end_at,
+            s.started_at,
+            s.ended_at,
+            s.n2o_concentration_percent,
+            s.n2o_minutes,
+        )
+        .where(s.course_id == course_id, s.status != "cancelled")
+        .order_by(s.planned_start_at, s.id)
+    )
+    return list((await connection.execute(statement)).all())
+
+
+async def baselines_of_course(connection: AsyncConnection, course_id: uuid.UUID) -> list[AnyRow]:
+    b = _BASELINES.c
+    statement = select(b.instrument_id, b.response_id).where(b.course_id == course_id)
+    return list((await connection.execute(statement)).all())
+
+
+async def unanswered_check_ins(
+    connection: AsyncConnection, course_id: uuid.UUID, now: datetime
+) -> list[AnyRow]:
+    c = _CHECK_INS.c
+    statement = (
+        select(c.id, c.session_id, c.due_at)
+        .where(
+            c.course_id == course_id,
+            c.status.in_(UNANSWERED_CHECK_IN_STATUSES),
+            c.answered_at.is_(None),
+            c.due_at <= now,
+        )
+        .order_by(c.due_at, c.id)
+    )
+    return list((await connection.execute(statement)).all())
+
+
+async def recently_active_patients(
+    connection: AsyncConnection, since: datetime, *, after: uuid.UUID | None, limit: int
+) -> list[AnyRow]:
+    """Patients (and clinics) with a response received, a session, or a check-in due since
+    ``since``: the ones time-driven rules can still fire for. Keyset-paged by patient id."""
+    r, s, c = RESPONSES.c, _SESSIONS.c, _CHECK_INS.c
+    union = (
+        select(r.patient_id, r.clinic_id)
+        .where(r.received_at >= since)
+        .union(
+            select(s.patient_id, s.clinic_id).where(s.planned_start_at >= since),
+            select(c.patient_id, c.clinic_id).where(c.due_at >= since),
+        )
+        .subquery()
+    )
+    statement = select(union.c.patient_id, union.c.clinic_id)
+    if after is not None:
+        statement = statement.where(union.c.patient_id > after)
+    statement = statement.order_by(union.c.patient_id).limit(limit)
+    return list((await connection.execute(statement)).all())
