@@ -4,8 +4,6 @@ Each domain area adds its controllers here (one line each). Routes that need no 
 say so explicitly with ``opt={"public": True}``; every other route must carry a guard.
 """
 
-from litestar.types import ControllerRouterHandler
-
 from backend.domain.alerts.controllers import (
     AlertController,
     AlertSettingsController,
@@ -27,6 +25,7 @@ from backend.identity.controllers import (
 )
 from backend.system.health import HealthController
 from backend.system.metrics import metrics
+from litestar.types import ControllerRouterHandler
 
 ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     HealthController,
