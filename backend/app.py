@@ -6,6 +6,14 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from functools import partial
 
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.types import ControllerRouterHandler
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
 from backend.config import DatabaseKind, Settings, load_settings
 from backend.crypto.blind_index import BlindIndexer
 from backend.db.engine import create_engine, create_sessionmaker
@@ -23,6 +31,7 @@ from backend.lib.clock import Clock, SystemClock
 from backend.lib.logging import configure_logging
 from backend.lib.problems import exception_handlers
 from backend.lib.request_context import RequestContextMiddleware
+from backend.routes import ROUTE_HANDLERS
 from backend.state import Runtime
 from backend.system import instances
 from backend.system.keys import load_kek
@@ -30,16 +39,7 @@ from backend.system.metrics import HttpMetricsMiddleware
 from backend.system.notifications import load_notifications_config
 from backend.system.single_instance import InstanceLock
 from backend.version import VERSION
-from litestar import Litestar
-from litestar.datastructures import State
-from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
-from litestar.types import ControllerRouterHandler
 from notifications.registry import NotifierRegistry
-from sqlalchemy.exc import OperationalError, ProgrammingError
-
-from backend.routes import ROUTE_HANDLERS
 
 logger = logging.getLogger("interlude.app")
 

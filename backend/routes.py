@@ -4,6 +4,8 @@ Each domain area adds its controllers here (one line each). Routes that need no 
 say so explicitly with ``opt={"public": True}``; every other route must carry a guard.
 """
 
+from litestar.types import ControllerRouterHandler
+
 from backend.domain.alerts.controllers import (
     AlertController,
     AlertSettingsController,
@@ -25,7 +27,6 @@ from backend.identity.controllers import (
 )
 from backend.system.health import HealthController
 from backend.system.metrics import metrics
-from litestar.types import ControllerRouterHandler
 
 ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     HealthController,

@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Annotated
 
 import msgspec
+
 from backend.domain.alerts.candidate import PatientAction
 from backend.domain.safety.crisis import CrisisScreen
 from questionnaires.answers import Answer

@@ -11,19 +11,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import msgspec
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from backend.domain.alerts.candidate import PatientAction
 from backend.domain.alerts.evaluation import evaluate_after_submission
 from backend.domain.check_ins.linking import link_response
-from backend.domain.safety.crisis import crisis_screen_for
-from backend.keyring.service import Keyring, OwnerKeys
-from backend.lib.errors import Conflict, InvalidInput
-from backend.lib.ids import uuid7
-from questionnaires.answers import Answer, Submission
-from questionnaires.errors import AnswerProblem, AnswerValidationError
-from questionnaires.registry import catalogue
-from questionnaires.scoring import Score
-from sqlmodel.ext.asyncio.session import AsyncSession
-
 from backend.domain.responses import repository
 from backend.domain.responses.schemas import (
     ResponsePage,
@@ -34,6 +26,14 @@ from backend.domain.responses.schemas import (
     ScoreSummary,
     SubmissionResult,
 )
+from backend.domain.safety.crisis import crisis_screen_for
+from backend.keyring.service import Keyring, OwnerKeys
+from backend.lib.errors import Conflict, InvalidInput
+from backend.lib.ids import uuid7
+from questionnaires.answers import Answer, Submission
+from questionnaires.errors import AnswerProblem, AnswerValidationError
+from questionnaires.registry import catalogue
+from questionnaires.scoring import Score
 
 TABLE_NAME = "questionnaire_responses"
 # Phones' clocks drift; an authored time this far in the future is an error, not skew.
