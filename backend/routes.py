@@ -11,6 +11,7 @@ from backend.domain.alerts.controllers import (
     AlertSettingsController,
     N2OHoldController,
 )
+from backend.domain.exports.controllers import ExportController
 from backend.domain.questionnaires.controllers import (
     FhirQuestionnaireController,
     QuestionnaireController,
@@ -42,4 +43,5 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     AlertController,
     N2OHoldController,
     AlertSettingsController,
+    ExportController,
 ]
