@@ -78,6 +78,9 @@ logger = logging.getLogger("interlude.exports")
 EXPORTS_DIR: Final = "exports"
 DEFAULT_LEASE: Final = timedelta(minutes=2)
 DEFAULT_RETENTION: Final = timedelta(days=7)
+DOWNLOAD_GRACE: Final = timedelta(minutes=10)
+"""A downloaded archive is deleted this long after the download began (the response streams
+from the file)."""
 MAX_ATTEMPTS: Final = 3
 """A job that keeps failing to finish (cohort changing under it, crashes) stops being retried."""
 PSEUDONYM_KEY_COLUMN: Final = "pseudonym_key_ct"
@@ -531,8 +534,11 @@ class ExportRunner:
         removed = 0
         async with self._sessions() as session:
             connection = await session.connection()
-            await repository.expire_due(connection, now=self._clock.now())
-            for row in await repository.with_files_to_delete(connection):
+            now = self._clock.now()
+            await repository.expire_due(connection, now=now)
+            for row in await repository.with_files_to_delete(
+                connection, downloaded_before=now - DOWNLOAD_GRACE
+            ):
                 path = self._dir / Path(str(row.result_path)).name
                 path.unlink(missing_ok=True)
                 await repository.forget_file(connection, row.id)

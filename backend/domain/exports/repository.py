@@ -143,10 +143,17 @@ async def expire_due(connection: AsyncConnection, *, now: datetime) -> list[Row[
     return list((await connection.execute(statement)).all())
 
 
-async def with_files_to_delete(connection: AsyncConnection) -> list[Any]:
-    """Jobs whose archive is no longer to be handed out (downloaded or expired)."""
+async def with_files_to_delete(
+    connection: AsyncConnection, *, downloaded_before: datetime
+) -> list[Any]:
+    """Jobs whose archive is no longer to be handed out: expired, or downloaded long enough ago
+    that the download's response has surely opened the file."""
     statement = select(_j.id, _j.result_path).where(
-        _j.state.in_(("downloaded", "expired")), _j.result_path.is_not(None)
+        _j.result_path.is_not(None),
+        or_(
+            _j.state == "expired",
+            and_(_j.state == "downloaded", _j.downloaded_at <= downloaded_before),
+        ),
     )
     return list((await connection.execute(statement)).all())
 
