@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from backend.audit import cli as audit_cli
 from backend.config import ConfigError, Settings, load_settings
+from backend.domain.demo import cli as demo_cli
 from backend.identity import cli as identity_cli
 from backend.keyring import cli as keys_cli
 from backend.lib.logging import configure_logging
@@ -28,14 +29,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from backend.db import migrate
     from backend.system.keys import load_kek
-    from backend.keyring.secrets import load_service_secrets
-    from backend.system.notifications import load_notifications_config
     from backend.system.single_instance import InstanceLock
 
     # Check what can be checked before anything starts, so a problem is one clear line.
-    load_notifications_config(settings)
     load_kek(settings)
-    load_service_secrets(settings)
     if settings.sqlite_path is not None:
         probe = InstanceLock(settings.sqlite_path)
         probe.acquire()
@@ -100,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     cfg = commands.add_parser("config", help="print the effective configuration, secrets masked")
     cfg.set_defaults(handler=_config)
     audit_cli.register(commands)
+    demo_cli.register(commands)
     identity_cli.register(commands)
     keys_cli.register(commands)
     return parser

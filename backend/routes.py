@@ -6,12 +6,12 @@ say so explicitly with ``opt={"public": True}``; every other route must carry a 
 
 from litestar.types import ControllerRouterHandler
 
+from backend.dashboard.router import DASHBOARD_ROUTER, DASHBOARD_STATIC_ROUTER
 from backend.domain.alerts.controllers import (
     AlertController,
     AlertSettingsController,
     N2OHoldController,
 )
-from backend.domain.exports.controllers import ExportController
 from backend.domain.questionnaires.controllers import (
     FhirQuestionnaireController,
     QuestionnaireController,
@@ -43,5 +43,6 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     AlertController,
     N2OHoldController,
     AlertSettingsController,
-    ExportController,
+    DASHBOARD_ROUTER,
+    DASHBOARD_STATIC_ROUTER,
 ]

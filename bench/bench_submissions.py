@@ -65,7 +65,8 @@ def _check_endpoint(base_url: str, headers: dict[str, str]) -> None:
     if good.status_code != 200:
         msg = f"{base_url}: good submission got {good.status_code}"
         raise RuntimeError(msg)
-    bad_body = phq9_body(unexpectedField=1)  # refused by the Struct itself (unknown field)
+    bad_body = phq9_body()
+    bad_body["answers"][0]["value"] = 4 if "Authorization" in headers else "x"
     bad = httpx.post(base_url + SUBMIT, json=bad_body, headers=headers, timeout=10)
     if bad.status_code not in (400, 422):
         msg = f"{base_url}: invalid submission got {bad.status_code}"

@@ -1,0 +1,310 @@
+"""What the patient page shows, assembled from the services that own each part.
+
+Scores come decrypted from ``responses.service`` (``score_series``, ``list_responses``); sessions
+and check-ins are plain columns (``queries``); the baseline is the alert rules' own B0
+(``alerts.timeline.course_baseline``) so the plot marks the value the rebound rule measures
+against, and N2O exposure is the rules' ``n2o_exposure``. Pure assembly is kept apart from I/O
+(``build_trajectory``, ``exposure_summary``, ``ladder``) so it can be tested without a database.
+"""
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import msgspec
+from sqlalchemy import Row
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.dashboard import queries
+from backend.dashboard.plots import Band, EventMark, ScoreMark, Trajectory, nadir_after
+from backend.domain.alerts.parameters import load_parameters
+from backend.domain.alerts.timeline import (
+    PatientTimeline,
+    ScoredResponse,
+    TreatmentSession,
+    course_baseline,
+    n2o_exposure,
+)
+from backend.domain.responses import service as responses
+from backend.domain.responses.schemas import ScorePoint
+from backend.keyring.service import Keyring
+from questionnaires.model import Instrument, NoTotal
+from questionnaires.registry import catalogue
+
+MODALITY_LABELS: Final = {"n2o": "N2O", "iv_ketamine": "IV ketamine", "esketamine": "Esketamine"}
+# Checklists shown as a history table rather than a plot (no total score).
+HISTORY_INSTRUMENTS: Final = ("side-effects", "n2o-neuro", "ketamine-bladder-misuse")
+_DEFAULT_BASELINE_DAYS: Final = 14.0
+
+
+class PlotRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One row of a plot's table (its text alternative)."""
+
+    at: datetime
+    total: int
+    band: str | None
+    prorated: bool
+    marks: str
+
+
+class TrajectoryView(msgspec.Struct, frozen=True, kw_only=True):
+    trajectory: Trajectory
+    rows: list[PlotRow]
+
+
+class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
+    at: datetime
+    instrument: str
+    reported: list[str]
+
+
+class LadderStep(msgspec.Struct, frozen=True, kw_only=True):
+    label: str
+    due_at: datetime
+    status: str
+    sent_at: datetime | None
+    answered_at: datetime | None
+    missed_at: datetime | None
+    reminders_sent: int
+
+
+class Exposure(msgspec.Struct, frozen=True, kw_only=True):
+    sessions: int
+    total_minutes: int
+    rolling_minutes: int
+    rolling_days: int
+    limit_hours: float
+    hours_since_previous: float | None
+
+
+def session_start(row: Row[Any]) -> datetime:
+    started: datetime | None = row.started_at
+    planned: datetime = row.planned_start_at
+    return started if started is not None else planned
+
+
+def timeline_sessions(rows: Sequence[Row[Any]]) -> tuple[TreatmentSession, ...]:
+    return tuple(
+        TreatmentSession(
+            id=str(row.id),
+            modality=row.modality,
+            start=session_start(row),
+            end=row.ended_at,
+            n2o_concentration_percent=row.n2o_concentration_percent,
+            n2o_minutes=row.n2o_minutes,
+        )
+        for row in rows
+    )
+
+
+def _band_label(instrument: Instrument, code: str | None) -> str | None:
+    return next((b.label for b in instrument.bands if b.code == code), code)
+
+
+def build_trajectory(
+    *,
+    element_id: str,
+    instrument: Instrument,
+    points: Sequence[ScorePoint],
+    sessions: tuple[TreatmentSession, ...],
+    alerts: Sequence[EventMark],
+    baseline_within_days: float,
+) -> TrajectoryView:
+    """A plot and its table for one trajectory: bands from the instrument, B0 as the alert rules
+    derive it, the nadir after the first session."""
+    scores = tuple(
+        ScoreMark(at=p.authored_at, total=p.total, prorated=p.prorated)
+        for p in points
+        if p.total is not None
+    )
+    timeline = PatientTimeline(
+        patient_id="plot",
+        sessions=sessions,
+        responses=tuple(
+            ScoredResponse(
+                id=str(p.response_id),
+                instrument_id=instrument.id,
+                instrument_version=p.instrument_version,
+                trajectory_key=instrument.trajectory_key,
+                recall_hours=instrument.recall.hours,
+                authored=p.authored_at,
+                total=p.total,
+                prorated=p.prorated,
+            )
+            for p in points
+        ),
+    )
+    b0 = course_baseline(timeline, instrument.trajectory_key, within_days=baseline_within_days)
+    baseline = ScoreMark(at=b0.authored, total=b0.total) if b0 is not None else None
+    first_session = min((s.start for s in sessions), default=None)
+    nadir = nadir_after(scores, first_session)
+    bands = tuple(Band(label=b.label, low=b.min, high=b.max) for b in instrument.bands)
+    y_min = instrument.total_min if instrument.total_min is not None else 0
+    y_max = instrument.total_max
+    if y_max is None:
+        y_max = max([b.high for b in bands] + [m.total for m in scores] + [1])
+    trajectory = Trajectory(
+        title=f"{instrument.title} ({instrument.recall.text}) over time",
+        scores=scores,
+        y_min=y_min,
+        y_max=y_max,
+        bands=bands,
+        sessions=tuple(
+            EventMark(at=s.start, label=f"{MODALITY_LABELS.get(s.modality, s.modality)} session")
+            for s in sessions
+        ),
+        alerts=tuple(alerts),
+        baseline=baseline,
+        nadir=nadir,
+        element_id=element_id,
+    )
+    rows = []
+    for point in points:
+        if point.total is None:
+            continue
+        marks = []
+        if baseline is not None and b0 is not None and str(point.response_id) == b0.response_id:
+            marks.append("baseline")
+        if nadir is not None and nadir.at == point.authored_at and nadir.total == point.total:
+            marks.append("nadir")
+        rows.append(
+            PlotRow(
+                at=point.authored_at,
+                total=point.total,
+                band=_band_label(instrument, point.band),
+                prorated=point.prorated,
+                marks=", ".join(marks),
+            )
+        )
+    return TrajectoryView(trajectory=trajectory, rows=rows)
+
+
+def exposure_summary(
+    sessions: tuple[TreatmentSession, ...], *, rolling_days: int, limit_hours: float, now: datetime
+) -> Exposure | None:
+    """N2O exposure so far (sessions that have started), or None without N2O sessions."""
+    done = tuple(s for s in sessions if s.modality == "n2o" and s.start <= now)
+    if not done:
+        return None
+    summaries = n2o_exposure(done, rolling_days=rolling_days)
+    window_start = now - timedelta(days=rolling_days)
+    return Exposure(
+        sessions=len(done),
+        total_minutes=sum(s.n2o_exposure_minutes() for s in done),
+        rolling_minutes=sum(s.n2o_exposure_minutes() for s in done if s.start > window_start),
+        rolling_days=rolling_days,
+        limit_hours=limit_hours,
+        hours_since_previous=summaries[-1].hours_since_previous_session,
+    )
+
+
+def ladder(rows: Sequence[Row[Any]]) -> list[LadderStep]:
+    return [
+        LadderStep(
+            label=row.label,
+            due_at=row.due_at,
+            status=row.status,
+            sent_at=row.sent_at,
+            answered_at=row.answered_at,
+            missed_at=row.missed_at,
+            reminders_sent=row.reminders_sent,
+        )
+        for row in rows
+    ]
+
+
+def reported_items(instrument: Instrument, answers: Sequence[Any]) -> list[str]:
+    """Topics of the items answered with anything but "no"/0 (what the patient reported)."""
+    reported = []
+    for answer in answers:
+        value = answer.value
+        if value in (None, False, 0, "", "no"):
+            continue
+        item = instrument.item(answer.link_id)
+        topic = item.topic if item is not None else answer.link_id
+        if isinstance(value, bool):
+            reported.append(topic)
+        elif item is not None and item.options:
+            option = next((o for o in item.options if o.value == value), None)
+            reported.append(
+                f"{topic}: {option.text if option is not None and option.text else value}"
+            )
+        else:
+            reported.append(f"{topic}: {value}")
+    return reported
+
+
+class PatientPage(msgspec.Struct, frozen=True, kw_only=True):
+    trajectories: list[TrajectoryView]
+    history: list[HistoryEntry]
+    ladder: list[LadderStep]
+    exposure: Exposure | None
+    sessions: list[TreatmentSession]
+
+
+async def load_patient_page(
+    session: AsyncSession,
+    keyring: Keyring,
+    patient_id: uuid.UUID,
+    *,
+    alerts: Sequence[EventMark],
+    now: datetime,
+) -> PatientPage:
+    """Everything on the patient page but the identity and alert panels (the caller audits)."""
+    connection = await session.connection()
+    session_rows = await queries.sessions_of_patient(connection, patient_id)
+    sessions = timeline_sessions(session_rows)
+    parameters = load_parameters()
+    trajectories: list[TrajectoryView] = []
+    history: list[HistoryEntry] = []
+    for row in await queries.trajectory_keys(connection, patient_id):
+        instrument = catalogue().get(row.instrument_id, row.version)
+        if instrument.id in HISTORY_INSTRUMENTS:
+            page = await responses.list_responses(
+                session,
+                keyring,
+                patient_id,
+                cursor=None,
+                limit=50,
+                trajectory_key=row.trajectory_key,
+            )
+            history.extend(
+                HistoryEntry(
+                    at=record.authored_at,
+                    instrument=instrument.title,
+                    reported=reported_items(instrument, record.answers),
+                )
+                for record in page.items
+            )
+            continue
+        if isinstance(instrument.scoring, NoTotal) or not instrument.bands:
+            continue
+        series = await responses.score_series(session, keyring, patient_id, row.trajectory_key)
+        rebound = parameters.rebound.get(row.trajectory_key)
+        trajectories.append(
+            build_trajectory(
+                element_id=f"plot-{instrument.id}",
+                instrument=instrument,
+                points=series.points,
+                sessions=sessions,
+                alerts=alerts,
+                baseline_within_days=rebound.baseline_within_days
+                if rebound is not None
+                else _DEFAULT_BASELINE_DAYS,
+            )
+        )
+    history.sort(key=lambda entry: entry.at, reverse=True)
+    neuro = parameters.n2o_neuro
+    return PatientPage(
+        trajectories=trajectories,
+        history=history,
+        ladder=ladder(await queries.check_ins_of_patient(connection, patient_id)),
+        exposure=exposure_summary(
+            sessions,
+            rolling_days=neuro.exposure_rolling_days,
+            limit_hours=neuro.exposure_limit_hours,
+            now=now,
+        ),
+        sessions=list(sessions),
+    )

@@ -1,0 +1,145 @@
+"""The patient list and the patient page (trajectories, sessions, check-ins, alerts)."""
+
+import uuid
+from typing import Any
+
+from litestar import Controller, get
+from litestar.di import NamedDependency
+from litestar.params import FromPath
+from litestar.response import Template
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.audit.service import AuditEvent, record_audit
+from backend.dashboard import queries
+from backend.dashboard.alert_views import patient_alert_panel
+from backend.dashboard.pages import DASHBOARD_ROLES, page
+from backend.dashboard.patient_view import MODALITY_LABELS, load_patient_page
+from backend.dashboard.plots import trajectory_svg
+from backend.identity import patients
+from backend.identity.access import Scope, access
+from backend.identity.identifiers import FieldSealer
+from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
+from backend.lib.logging import request_id_var
+from backend.state import Runtime
+
+
+async def audit_read(
+    session: AsyncSession,
+    runtime: Runtime,
+    principal: Principal,
+    *,
+    action: str,
+    resource_type: str,
+    resource_id: str | None,
+) -> None:
+    """The audit row the JSON API writes for the same read (same action names)."""
+    await record_audit(
+        session,
+        AuditEvent(
+            actor_id=str(principal.subject_id),
+            actor_role=principal.role.value,
+            action=action,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            clinic_id=principal.clinic_id,
+            purpose="treatment",
+            request_id=request_id_var.get(),
+            at=runtime.clock.now(),
+        ),
+    )
+
+
+async def patient_names(
+    session: AsyncSession, runtime: Runtime, patient_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """Decrypted display names (one data-key read per patient; the caller audits the list)."""
+    names: dict[uuid.UUID, str] = {}
+    rows = await queries.patients_by_id(await session.connection(), patient_ids)
+    for row in rows:
+        if row.name_ciphertext is None:
+            continue
+        sealer = await FieldSealer.open(
+            runtime, session, row.id, "patients", row.id, for_writing=False
+        )
+        names[row.id] = sealer.unseal("name_ciphertext", row.name_ciphertext) or ""
+    return names
+
+
+class DashboardPatientController(Controller):
+    path = "/patients"
+    dependencies = PRINCIPAL_DEPENDENCIES
+
+    @get("/", opt=access(*DASHBOARD_ROLES, scope=Scope.CLINIC), name="dashboard-patients")
+    async def list_patients(
+        self,
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Template:
+        assert principal.clinic_id is not None
+        rows = await queries.clinic_patients(await db_session.connection(), principal.clinic_id)
+        names = await patient_names(db_session, runtime, [row.id for row in rows])
+        await audit_read(
+            db_session,
+            runtime,
+            principal,
+            action="patient.list",
+            resource_type="patient",
+            resource_id=None,
+        )
+        return page(
+            "patients.html",
+            principal,
+            current="patients",
+            patients=[
+                {"id": row.id, "name": names.get(row.id, "—"), "status": row.status} for row in rows
+            ],
+        )
+
+    @get(
+        "/{patient_id:uuid}",
+        opt=access(*DASHBOARD_ROLES, scope=Scope.PATIENT),
+        name="dashboard-patient",
+    )
+    async def patient(
+        self,
+        patient_id: FromPath[uuid.UUID],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Template:
+        now = runtime.clock.now()
+        panel = await patient_alert_panel(db_session, principal, patient_id, now=now)
+        content = await load_patient_page(
+            db_session, runtime.keyring, patient_id, alerts=panel.marks, now=now
+        )
+        # Audited last: the read of identifiers (patient.read, inside read_patient), then the
+        # same score/response reads the API records.
+        view = await patients.read_patient(db_session, runtime, principal, patient_id)
+        for action, resource_type in (
+            ("score.read", "patient_scores"),
+            ("response.read", "patient_responses"),
+        ):
+            await audit_read(
+                db_session,
+                runtime,
+                principal,
+                action=action,
+                resource_type=resource_type,
+                resource_id=str(patient_id),
+            )
+        plots: list[dict[str, Any]] = [
+            {"svg": trajectory_svg(t.trajectory), "rows": t.rows, "title": t.trajectory.title}
+            for t in content.trajectories
+        ]
+        return page(
+            "patient.html",
+            principal,
+            current="patients",
+            patient=view,
+            plots=plots,
+            content=content,
+            alerts=panel,
+            modality_labels=MODALITY_LABELS,
+            now=now,
+        )
