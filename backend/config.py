@@ -18,7 +18,12 @@ from sqlalchemy.exc import ArgumentError
 PREFIX: Final = "INTERLUDE_"
 # Variables that belong to the test harness, not to the service; accepted and ignored here.
 _HARNESS_VARIABLES: Final = frozenset(
-    {"INTERLUDE_TEST_POSTGRES_URL", "INTERLUDE_REQUIRE_POSTGRES", "INTERLUDE_BENCH_POSTGRES_URL"}
+    {
+        "INTERLUDE_TEST_POSTGRES_URL",
+        "INTERLUDE_REQUIRE_POSTGRES",
+        "INTERLUDE_REQUIRE_BROWSER",
+        "INTERLUDE_BENCH_POSTGRES_URL",
+    }
 )
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 

@@ -33,6 +33,7 @@ for _name in list(os.environ):
     if _name.startswith("INTERLUDE_") and _name not in {
         "INTERLUDE_TEST_POSTGRES_URL",
         "INTERLUDE_REQUIRE_POSTGRES",
+        "INTERLUDE_REQUIRE_BROWSER",
     }:
         del os.environ[_name]
 
