@@ -23,6 +23,7 @@ from backend.deps import provide_db_session, provide_runtime
 from backend.domain.alerts.jobs import register_alert_timers
 from backend.domain.check_ins.delivery import CheckInTimers
 from backend.domain.check_ins.recipients import DeviceResolver
+from backend.domain.exports.jobs import ExportRunner
 from backend.domain.outbox.dispatcher import Dispatcher
 from backend.domain.outbox.enqueue import RecipientType
 from backend.domain.outbox.wakeup import PostgresWakeup
@@ -115,6 +116,18 @@ def _lifespan(runtime: Runtime) -> Callable[[Litestar], AbstractAsyncContextMana
 
             runtime.timers.every(
                 "check_ins", min(settings.timer_interval_seconds, 1.0), run_check_in_timers
+            )
+            exports = ExportRunner(
+                runtime.sessionmaker,
+                runtime.keyring,
+                runtime.clock,
+                data_dir=settings.data_dir,
+                instance=instance_id,
+            )
+            stack.push_async_callback(exports.close)
+            runtime.timers.every("exports", settings.timer_interval_seconds, exports.tick)
+            runtime.timers.every(
+                "exports-cleanup", max(settings.timer_interval_seconds, 60.0), exports.cleanup
             )
             if settings.database_kind is DatabaseKind.POSTGRESQL:
                 wakeup = PostgresWakeup(settings.database_url, dispatcher.wake)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from backend.audit import cli as audit_cli
 from backend.config import ConfigError, Settings, load_settings
+from backend.domain.exports import cli as exports_cli
 from backend.domain.demo import cli as demo_cli
 from backend.identity import cli as identity_cli
 from backend.keyring import cli as keys_cli
@@ -100,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo_cli.register(commands)
     identity_cli.register(commands)
     keys_cli.register(commands)
+    exports_cli.register(commands)
     return parser
 
 

@@ -12,6 +12,7 @@ from backend.domain.alerts.controllers import (
     AlertSettingsController,
     N2OHoldController,
 )
+from backend.domain.exports.controllers import ExportController
 from backend.domain.questionnaires.controllers import (
     FhirQuestionnaireController,
     QuestionnaireController,
@@ -43,6 +44,7 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     AlertController,
     N2OHoldController,
     AlertSettingsController,
+    ExportController,
     DASHBOARD_ROUTER,
     DASHBOARD_STATIC_ROUTER,
 ]

@@ -17,6 +17,7 @@ from backend.db.models.clinic import CareTeam, CareTeamMembership, Clinic
 from backend.db.models.data_key import DataKey as DataKey
 from backend.db.models.device import Device
 from backend.db.models.enrolment_code import EnrolmentCode
+from backend.db.models.export_job import ExportJob, ExportStudy, ExportStudyClinic
 from backend.db.models.login_failure import LoginFailureCounter
 from backend.db.models.outbox import OutboxMessage
 from backend.db.models.patient import Patient
@@ -46,6 +47,9 @@ __all__ = [
     "CourseBaseline",
     "Device",
     "EnrolmentCode",
+    "ExportJob",
+    "ExportStudy",
+    "ExportStudyClinic",
     "LoginFailureCounter",
     "N2OSessionHold",
     "OutboxMessage",

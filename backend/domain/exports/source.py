@@ -1,0 +1,337 @@
+"""Where an export's input comes from: the database, read in small groups of patients.
+
+Only patients of the study's clinics whose research consent allows it (and who were not erased)
+are read at all. Patients are walked by keyset pagination on their id, a few dozen at a time, each
+group in its own short transaction: on SQLite the service has one pooled connection and every
+transaction takes the write lock (``backend/db/engine.py``), so an export must never hold it for
+long. Between groups the requests of the patient app go first.
+
+Reading is split in two so the event loop stays free (engineering-notes §E.6): `read_group`
+(async, I/O only) fetches ciphertexts and each patient's key rows; `SealedGroup.open` (plain CPU
+work, meant for `anyio.to_thread.run_sync`) decrypts and builds the pipeline's
+`PatientTimeline`s. Names, contact details and record numbers are never decrypted: the export
+does not need them, so they never exist in the export's memory.
+"""
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import date
+from typing import Any, Final, cast
+
+import msgspec
+from sqlalchemy import Row, Table, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.db.models.patient import Patient
+from backend.db.models.questionnaire_response import QuestionnaireResponse
+from backend.db.models.treatment import TreatmentCourse, TreatmentSession
+from backend.domain.exports.records import (
+    ItemAnswerRecord,
+    Modality,
+    PatientRecord,
+    PatientTimeline,
+    Route,
+    ScoredResponseRecord,
+    TreatmentCourseRecord,
+    TreatmentSessionRecord,
+)
+from backend.keyring.service import Keyring, OwnerKeys
+
+PATIENTS: Final = cast(Table, Patient.__table__)  # type: ignore[attr-defined]
+RESPONSES: Final = cast(Table, QuestionnaireResponse.__table__)  # type: ignore[attr-defined]
+COURSES: Final = cast(Table, TreatmentCourse.__table__)  # type: ignore[attr-defined]
+SESSIONS: Final = cast(Table, TreatmentSession.__table__)  # type: ignore[attr-defined]
+_p = PATIENTS.c
+_r = RESPONSES.c
+_co = COURSES.c
+_se = SESSIONS.c
+
+RESPONSES_TABLE: Final = "questionnaire_responses"
+PATIENTS_TABLE: Final = "patients"
+DEFAULT_GROUP_PATIENTS: Final = 64
+RESPONSE_PAGE_ROWS: Final = 5_000
+
+# The treatment tables name modalities as the clinic does; the export's codebook as records.py.
+_MODALITY: Final[dict[str, Modality]] = {
+    "n2o": "n2o",
+    "iv_ketamine": "ketamine_iv",
+    "esketamine": "esketamine_in",
+}
+_ROUTE: Final[dict[str, Route]] = {
+    "n2o": "inhalation",
+    "iv_ketamine": "intravenous",
+    "esketamine": "intranasal",
+}
+
+
+class _StoredAnswer(msgspec.Struct, frozen=True, rename="camel"):
+    """An answer as `responses.service` stores it (msgpack of `questionnaires.answers.Answer`)."""
+
+    link_id: str
+    value: bool | int | float | str
+
+
+class _StoredScore(msgspec.Struct, frozen=True):
+    """The fields of `questionnaires.scoring.Score` an export uses; the rest is skipped unread."""
+
+    total: int | None
+    band: str | None = None
+    prorated: bool = False
+
+
+_decode_answers = msgspec.msgpack.Decoder(tuple[_StoredAnswer, ...]).decode
+_decode_score = msgspec.msgpack.Decoder(_StoredScore).decode
+
+
+def consenting(clinic_ids: Sequence[uuid.UUID]) -> Any:
+    """Who may be exported at all: consenting, not erased, in one of the study's clinics."""
+    return (
+        _p.clinic_id.in_(list(clinic_ids)),
+        _p.research_consent.is_(True),
+        _p.status != "erased",
+    )
+
+
+class SealedPatient(msgspec.Struct, frozen=True, kw_only=True):
+    patient_id: uuid.UUID
+    clinic_id: uuid.UUID
+    time_zone: str
+    date_of_birth_ct: bytes | None
+    keys: OwnerKeys
+
+
+class SealedGroup(msgspec.Struct, frozen=True, kw_only=True):
+    """A few patients' data as stored: ciphertexts plus the key rows that open them."""
+
+    patients: tuple[SealedPatient, ...]
+    courses: dict[uuid.UUID, list[TreatmentCourseRecord]]
+    sessions: dict[uuid.UUID, list[TreatmentSessionRecord]]
+    responses: dict[uuid.UUID, list[Row[Any]]]
+
+    @property
+    def response_count(self) -> int:
+        return sum(len(rows) for rows in self.responses.values())
+
+    def open(self) -> list[PatientTimeline]:
+        """Decrypt and build the timelines (CPU only: run it in a worker thread)."""
+        return [self._timeline(patient) for patient in self.patients]
+
+    def _timeline(self, patient: SealedPatient) -> PatientTimeline:
+        keys = patient.keys
+        birth_date = None
+        if patient.date_of_birth_ct is not None:
+            birth_date = date.fromisoformat(
+                keys.decrypt(
+                    table=PATIENTS_TABLE,
+                    column="date_of_birth_ciphertext",
+                    row_id=str(patient.patient_id),
+                    blob=bytes(patient.date_of_birth_ct),
+                ).decode("utf-8")
+            )
+        return PatientTimeline(
+            patient=PatientRecord(
+                patient_id=patient.patient_id,
+                clinic_id=patient.clinic_id,
+                research_consent=True,
+                birth_date=birth_date,
+                # Not recorded by the service (yet): exported as unknown, never guessed.
+                sex="unknown",
+                state=None,
+                zip_code=None,
+                time_zone=patient.time_zone,
+            ),
+            courses=tuple(self.courses.get(patient.patient_id, ())),
+            sessions=tuple(self.sessions.get(patient.patient_id, ())),
+            responses=tuple(
+                _open_response(keys, row) for row in self.responses.get(patient.patient_id, ())
+            ),
+        )
+
+
+def _open_response(keys: OwnerKeys, row: Row[Any]) -> ScoredResponseRecord:
+    row_id = str(row.id)
+    answers = _decode_answers(
+        keys.decrypt(
+            table=RESPONSES_TABLE, column="answers_ct", row_id=row_id, blob=bytes(row.answers_ct)
+        )
+    )
+    score = _decode_score(
+        keys.decrypt(
+            table=RESPONSES_TABLE, column="score_ct", row_id=row_id, blob=bytes(row.score_ct)
+        )
+    )
+    return ScoredResponseRecord(
+        response_id=row.id,
+        instrument_id=row.instrument_id,
+        instrument_version=row.instrument_version,
+        scorer_version=row.scorer_version,
+        authored_at=row.authored_at,
+        answers=tuple(ItemAnswerRecord(link_id=a.link_id, value=a.value) for a in answers),
+        total=score.total,
+        band=score.band,
+        prorated=score.prorated,
+    )
+
+
+async def read_group(
+    session: AsyncSession,
+    keyring: Keyring,
+    clinic_ids: Sequence[uuid.UUID],
+    *,
+    after: uuid.UUID | None,
+    limit: int = DEFAULT_GROUP_PATIENTS,
+    with_responses: bool,
+    only: Callable[[uuid.UUID], bool] | None = None,
+) -> tuple[SealedGroup, uuid.UUID | None]:
+    """The next `limit` consenting patients after `after` (by id) with their treatment history,
+    and with their responses when `with_responses`. `only` filters patients out after paging
+    (the second pass skips patients the k-anonymity gate never saw). Returns the group and the
+    cursor of the next page, None after the last."""
+    connection = await session.connection()
+    statement = select(_p.id, _p.clinic_id, _p.time_zone, _p.date_of_birth_ciphertext).where(
+        *consenting(clinic_ids)
+    )
+    if after is not None:
+        statement = statement.where(_p.id > after)
+    rows = (await connection.execute(statement.order_by(_p.id).limit(limit))).all()
+    wanted = [row for row in rows if only is None or only(row.id)]
+    patients = [
+        SealedPatient(
+            patient_id=row.id,
+            clinic_id=row.clinic_id,
+            time_zone=row.time_zone,
+            date_of_birth_ct=row.date_of_birth_ciphertext,
+            keys=await keyring.owner_keys(session, row.id),
+        )
+        for row in wanted
+    ]
+    ids = [p.patient_id for p in patients]
+    courses, sessions = await _treatment(connection, ids)
+    responses = await _responses(connection, ids) if with_responses and ids else {}
+    group = SealedGroup(
+        patients=tuple(patients), courses=courses, sessions=sessions, responses=responses
+    )
+    # A short page is the last one; the cursor moves past filtered-out patients too.
+    return group, (rows[-1].id if len(rows) == limit else None)
+
+
+async def _treatment(
+    connection: AsyncConnection, ids: list[uuid.UUID]
+) -> tuple[
+    dict[uuid.UUID, list[TreatmentCourseRecord]], dict[uuid.UUID, list[TreatmentSessionRecord]]
+]:
+    courses: dict[uuid.UUID, list[TreatmentCourseRecord]] = {}
+    sessions: dict[uuid.UUID, list[TreatmentSessionRecord]] = {}
+    if not ids:
+        return courses, sessions
+    known: set[uuid.UUID] = set()
+    course_rows = await connection.execute(
+        select(_co.id, _co.patient_id, _co.modality, _co.started_at)
+        .where(_co.patient_id.in_(ids), _co.started_at.is_not(None))
+        .order_by(_co.patient_id, _co.started_at, _co.id)
+    )
+    for row in course_rows.all():
+        known.add(row.id)
+        courses.setdefault(row.patient_id, []).append(
+            TreatmentCourseRecord(
+                course_id=row.id, modality=_MODALITY[row.modality], started_at=row.started_at
+            )
+        )
+    session_rows = await connection.execute(
+        select(
+            _se.id,
+            _se.course_id,
+            _se.patient_id,
+            _se.modality,
+            _se.started_at,
+            _se.ended_at,
+            _se.n2o_concentration_percent,
+            _se.ketamine_mg_per_kg,
+            _se.esketamine_mg,
+        )
+        .where(
+            _se.patient_id.in_(ids),
+            _se.started_at.is_not(None),
+            _se.status.in_(("started", "completed")),
+        )
+        .order_by(_se.patient_id, _se.started_at, _se.id)
+    )
+    for srow in session_rows.all():
+        row = cast(Any, srow)
+        if row.course_id not in known:
+            continue
+        dose, unit = _dose(row)
+        sessions.setdefault(row.patient_id, []).append(
+            TreatmentSessionRecord(
+                session_id=row.id,
+                course_id=row.course_id,
+                modality=_MODALITY[row.modality],
+                started_at=row.started_at,
+                ended_at=row.ended_at,
+                dose=dose,
+                dose_unit=unit,
+                route=_ROUTE[row.modality],
+            )
+        )
+    return courses, sessions
+
+
+def _dose(row: Any) -> tuple[float | None, str | None]:
+    if row.modality == "n2o" and row.n2o_concentration_percent is not None:
+        return float(row.n2o_concentration_percent), "%"
+    if row.modality == "iv_ketamine" and row.ketamine_mg_per_kg is not None:
+        return float(row.ketamine_mg_per_kg), "mg/kg"
+    if row.modality == "esketamine" and row.esketamine_mg is not None:
+        return float(row.esketamine_mg), "mg"
+    return None, None
+
+
+async def _responses(
+    connection: AsyncConnection, ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[Row[Any]]]:
+    """The group's responses in keyset pages on (patient_id, id), so no single result set is
+    larger than a page."""
+    found: dict[uuid.UUID, list[Row[Any]]] = {}
+    columns = (
+        _r.id,
+        _r.patient_id,
+        _r.instrument_id,
+        _r.instrument_version,
+        _r.scorer_version,
+        _r.authored_at,
+        _r.answers_ct,
+        _r.score_ct,
+    )
+    after: tuple[uuid.UUID, uuid.UUID] | None = None
+    while True:
+        statement = select(*columns).where(_r.patient_id.in_(ids))
+        if after is not None:
+            statement = statement.where(
+                (_r.patient_id > after[0]) | ((_r.patient_id == after[0]) & (_r.id > after[1]))
+            )
+        page = (
+            await connection.execute(
+                statement.order_by(_r.patient_id, _r.id).limit(RESPONSE_PAGE_ROWS)
+            )
+        ).all()
+        for item in page:
+            found.setdefault(item.patient_id, []).append(cast(Row[Any], item))
+        if len(page) < RESPONSE_PAGE_ROWS:
+            return found
+        after = (page[-1].patient_id, page[-1].id)
+
+
+async def count_cohort(
+    connection: AsyncConnection, clinic_ids: Sequence[uuid.UUID]
+) -> tuple[int, int]:
+    """(consenting patients, their responses): the denominators of an export's progress."""
+    patients = await connection.scalar(
+        select(func.count()).select_from(PATIENTS).where(*consenting(clinic_ids))
+    )
+    responses = await connection.scalar(
+        select(func.count())
+        .select_from(RESPONSES.join(PATIENTS, _r.patient_id == _p.id))
+        .where(*consenting(clinic_ids))
+    )
+    return int(patients or 0), int(responses or 0)
