@@ -98,7 +98,7 @@ class Evidence(msgspec.Struct, frozen=True, kw_only=True):
     session_ids: tuple[str, ...] = ()
     check_in_ids: tuple[str, ...] = ()
     event_ids: tuple[str, ...] = ()
-    measures: dict[str, int | float | str | None] = msgspec.field(default_factory=dict)
+    measures: dict[str, bool | int | float | str | None] = msgspec.field(default_factory=dict)
     """Derived figures (gain, rise, fraction, minutes...) so a reviewer sees the arithmetic."""
 
 

@@ -1,0 +1,111 @@
+"""Escalation of unacknowledged alerts with a manual clock, including across a restart."""
+
+import asyncio
+from datetime import timedelta
+
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from backend.app import create_app
+from backend.config import Settings
+from backend.domain.alerts.escalation import escalate_due_alerts
+from backend.identity.roles import Role
+from tests.alerts.stored import alerts_of, audit_actions, outbox_for, phq9, submit
+from tests.identity.conftest import (
+    MovableClock,
+    World,
+    _test_engines,
+    build_world,
+    make_staff,
+    runtime_of,
+)
+
+
+async def _escalate(api: AsyncTestClient[Litestar], clock: MovableClock) -> None:
+    # The app's own timer may get there first; either way each step happens once.
+    await escalate_due_alerts(runtime_of(api).require_sessionmaker(), now=clock.now())
+
+
+async def _escalations(api: AsyncTestClient[Litestar], alert_id: object) -> list[str]:
+    messages = await outbox_for(api, alert_id)  # type: ignore[arg-type]
+    return [m.recipient_id for m in messages if m.kind == "alert_escalation"]
+
+
+async def test_unacknowledged_alerts_escalate_along_the_on_call_list(
+    api: AsyncTestClient[Litestar], world: World, clock: MovableClock
+) -> None:
+    admin, first = world.staff["admin_a"], world.staff["clinician_a"]
+    second = await make_staff(api, Role.CLINICIAN, world.clinic_a, "doc2.a@example.org")
+    on_call = await api.put(
+        "/api/v1/clinic/alert-on-call",
+        headers=admin.headers,
+        json={"staffIds": [str(second.id), str(first.id)]},
+    )
+    assert on_call.status_code == 200, on_call.text
+
+    await submit(api, clock, world.patients["patient_a"], "phq9", phq9(8, item9=1))
+    await submit(api, clock, world.patients["patient_a2"], "phq9", phq9(8, item9=1))
+    [waiting] = await alerts_of(api, world.patients["patient_a"].id)
+    [seen] = await alerts_of(api, world.patients["patient_a2"].id)
+    assert waiting.sla_minutes == 480  # PRIORITY: review the same working day
+    acknowledged = await api.post(f"/api/v1/alerts/{seen.id}/acknowledge", headers=first.headers)
+    assert acknowledged.status_code == 200
+
+    clock.advance(minutes=479)
+    await _escalate(api, clock)
+    assert await _escalations(api, waiting.id) == []
+
+    expected: list[str] = []
+    for level, recipient in enumerate((second.id, first.id, admin.id), start=1):
+        clock.advance(minutes=2 if level == 1 else 480)
+        await _escalate(api, clock)
+        expected.append(str(recipient))
+        assert await _escalations(api, waiting.id) == expected
+        [row] = await alerts_of(api, world.patients["patient_a"].id)
+        assert row.escalation_level == level
+        assert row.status == "open"
+    # After the clinic admins there is nobody further: the alert stays open, the timer stops.
+    assert row.next_escalation_at is None
+    clock.advance(days=3)
+    await _escalate(api, clock)
+    assert await _escalations(api, waiting.id) == expected
+    assert (await audit_actions(api, waiting.id)).count("alert.escalate") == 3
+
+    # The acknowledged alert never escalated.
+    assert await _escalations(api, seen.id) == []
+    [seen_now] = await alerts_of(api, world.patients["patient_a2"].id)
+    assert seen_now.escalation_level == 0
+
+
+async def test_an_escalation_due_while_the_service_was_down_fires_after_restart(
+    settings: Settings, clock: MovableClock
+) -> None:
+    async with AsyncTestClient(app=create_app(settings, clock=clock)) as first_run:
+        world = await build_world(first_run, clock)
+        patient = world.patients["patient_a"]
+        await submit(first_run, clock, patient, "phq9", phq9(8, item9=2))
+        [alert] = await alerts_of(first_run, patient.id)
+        assert alert.next_escalation_at == clock.now() + timedelta(minutes=60)
+    engine = _test_engines.pop(id(first_run), None)
+    assert engine is not None
+    await engine.dispose()
+
+    clock.advance(minutes=90)  # the service is down when the urgent alert's hour runs out
+
+    async with AsyncTestClient(app=create_app(settings, clock=clock)) as second_run:
+        try:
+            # The timers run once at start; no request and no direct call is needed.
+            for _ in range(100):
+                [row] = await alerts_of(second_run, patient.id)
+                if row.escalation_level:
+                    break
+                await asyncio.sleep(0.1)
+            assert row.escalation_level == 1
+            # No on-call list: the clinic admins are the escalation.
+            assert await _escalations(second_run, alert.id) == [str(world.staff["admin_a"].id)]
+            messages = await outbox_for(second_run, alert.id)
+            assert {m.urgency for m in messages} == {"high"}
+        finally:
+            engine = _test_engines.pop(id(second_run), None)
+            if engine is not None:
+                await engine.dispose()
