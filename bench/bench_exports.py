@@ -1,0 +1,380 @@
+"""Research export throughput: responses per second for a large export, beside its two floors.
+
+Three measurements over the same database, in the same run (issue 9):
+
+1. ``plain pyarrow write``: the export's observation rows (ten per PHQ-9 response) written from
+   ready Arrow arrays with ``ParquetWriter``: what writing alone costs;
+2. ``read + decrypt``: the export's source reading every consenting patient's responses in
+   groups (keyset pagination) and decrypting answers and score: the real floor, since the
+   database holds only ciphertext;
+3. ``end to end``: `jobs.produce_bundle` with Parquet only: gate pass, read, decrypt,
+   de-identify, write.
+
+The database is SQLite in a temporary directory, filled with real ciphertexts (each response's
+two fields encrypted under its patient's data key, bound to its row, as the submission path
+stores them) and one course of four sessions per patient. Peak memory is the process's maximum
+RSS, sampled after an end-to-end run at a tenth of the size and after the full one: if memory is
+bounded by a group of patients, the two agree.
+
+``python -m bench.bench_exports [--responses N] [--per-patient N]``; the default is 1,000,000
+responses (seeding takes a minute or two; pass fewer to try it quickly).
+"""
+
+import argparse
+import asyncio
+import os
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Final
+
+import msgspec
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+from backend.config import Settings, load_settings
+from backend.crypto.blind_index import BlindIndexer
+from backend.db import migrate
+from backend.db.engine import create_engine, create_sessionmaker
+from backend.domain.exports.codebook import OBSERVATIONS
+from backend.domain.exports.deid import DeidentificationProfile
+from backend.domain.exports.jobs import ExportSpec, produce_bundle
+from backend.domain.exports.source import COURSES, PATIENTS, RESPONSES, SESSIONS, read_group
+from backend.domain.exports.writers import ExportFormats
+from backend.identity import staff as staff_service
+from backend.identity.roles import Role
+from backend.keyring.secrets import load_service_secrets
+from backend.keyring.service import Keyring
+from backend.lib.clock import SystemClock
+from backend.lib.ids import uuid7
+from backend.state import Runtime
+from backend.system.keys import load_kek
+from questionnaires.answers import Answer, Submission
+from questionnaires.registry import catalogue
+
+DEFAULT_RESPONSES: Final = 1_000_000
+DEFAULT_PER_PATIENT: Final = 200
+TARGET_RESPONSES_PER_SECOND: Final = 200_000
+TARGET_RATIO_TO_DECRYPT: Final = 0.5
+_INSERT_BATCH: Final = 5_000
+_encode = msgspec.msgpack.Encoder().encode
+
+
+def _peak_rss_mib() -> float:
+    # Linux reports ru_maxrss in KiB.
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+async def _seed(
+    settings: Settings, keyring: Keyring, responses: int, per_patient: int
+) -> uuid.UUID:
+    await migrate.upgrade_async(settings)
+    engine = create_engine(settings)
+    sessions = create_sessionmaker(engine)
+    clock = SystemClock()
+    secrets = load_service_secrets(settings)
+    runtime = Runtime(
+        settings=settings,
+        clock=clock,
+        kek=keyring.kek,
+        secrets=secrets,
+        keyring=keyring,
+        blind_indexes=BlindIndexer(secrets.blind_index_root),
+    )
+    async with sessions() as session:
+        clinic = await staff_service.create_clinic(
+            session, runtime, name="Bench Clinic", totp_required_for_all_staff=False
+        )
+        staff = await staff_service.create_staff(
+            session,
+            runtime,
+            clinic_id=clinic.id,
+            role=Role.CLINICIAN,
+            email="bench@example.org",
+            name="Bench Clinician",
+            created_by=None,
+            provision_totp=False,
+        )
+        await session.commit()
+    answers = tuple(Answer(link_id=f"phq9-{i}", value=i % 4) for i in range(1, 10))
+    score = catalogue().score(
+        Submission(instrument_id="phq9", instrument_version="1.0.0", answers=answers)
+    )
+    answers_pt = _encode(sorted(answers, key=lambda a: a.link_id))
+    score_pt = _encode(score)
+    now = datetime.now(UTC)
+    start = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    patients = max(responses // per_patient, 1)
+    made = 0
+    for p in range(patients):
+        patient_id = uuid7()
+        count = per_patient if p < patients - 1 else responses - made
+        made += count
+        async with sessions() as session:
+            await keyring.create_key(session, patient_id)
+            keys = await keyring.owner_keys(session, patient_id, active_only=True)
+            connection = await session.connection()
+            # One age band for all, so the k-anonymity gate keeps everyone (the bench measures
+            # throughput, not suppression).
+            birth = date(1982, 1 + p % 12, 1 + p % 28)
+            await connection.execute(
+                PATIENTS.insert().values(
+                    id=patient_id,
+                    clinic_id=clinic.id,
+                    status="active",
+                    monitoring_consent=True,
+                    research_consent=True,
+                    consent_updated_at=now,
+                    time_zone="Europe/London",
+                    locale="en",
+                    date_of_birth_ciphertext=keys.encrypt(
+                        table="patients",
+                        column="date_of_birth_ciphertext",
+                        row_id=str(patient_id),
+                        plaintext=birth.isoformat().encode(),
+                    ),
+                    created_by=staff.staff.id,
+                    created_at=now,
+                )
+            )
+            course_id = uuid7()
+            first = start + timedelta(days=p % 300)
+            await connection.execute(
+                COURSES.insert().values(
+                    id=course_id,
+                    patient_id=patient_id,
+                    clinic_id=clinic.id,
+                    modality="n2o",
+                    protocol_id="n2o-default",
+                    protocol_version="1",
+                    status="active",
+                    started_at=first,
+                    created_at=now,
+                )
+            )
+            await connection.execute(
+                SESSIONS.insert(),
+                [
+                    {
+                        "id": uuid7(),
+                        "course_id": course_id,
+                        "patient_id": patient_id,
+                        "clinic_id": clinic.id,
+                        "modality": "n2o",
+                        "n2o_concentration_percent": 50,
+                        "n2o_minutes": 60,
+                        "planned_start_at": first + timedelta(days=3 * k),
+                        "planned_end_at": first + timedelta(days=3 * k, hours=1),
+                        "started_at": first + timedelta(days=3 * k),
+                        "ended_at": first + timedelta(days=3 * k, hours=1),
+                        "status": "completed",
+                        "is_last_in_course": False,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for k in range(4)
+                ],
+            )
+            rows = []
+            for k in range(count):
+                response_id = uuid7()
+                row_id = str(response_id)
+                rows.append(
+                    {
+                        "id": response_id,
+                        "clinic_id": clinic.id,
+                        "patient_id": patient_id,
+                        "check_in_id": None,
+                        "idempotency_key": row_id,
+                        "instrument_id": "phq9",
+                        "instrument_version": "1.0.0",
+                        "trajectory_key": score.trajectory_key,
+                        "scorer_version": score.scorer_version,
+                        "source": "app",
+                        "authored_at": first + timedelta(hours=2 + 7 * k),
+                        "received_at": now,
+                        "late": False,
+                        "answers_ct": keys.encrypt(
+                            table="questionnaire_responses",
+                            column="answers_ct",
+                            row_id=row_id,
+                            plaintext=answers_pt,
+                        ),
+                        "score_ct": keys.encrypt(
+                            table="questionnaire_responses",
+                            column="score_ct",
+                            row_id=row_id,
+                            plaintext=score_pt,
+                        ),
+                    }
+                )
+            for i in range(0, len(rows), _INSERT_BATCH):
+                await connection.execute(RESPONSES.insert(), rows[i : i + _INSERT_BATCH])
+            await session.commit()
+    await engine.dispose()
+    return clinic.id
+
+
+async def _read_and_decrypt(settings: Settings, keyring: Keyring, clinic: uuid.UUID) -> int:
+    """The source's read loop and the decryption, nothing else (same groups as the export)."""
+    engine = create_engine(settings)
+    sessions = create_sessionmaker(engine)
+    decrypted = 0
+    after = None
+    while True:
+        async with sessions() as session:
+            group, after = await read_group(
+                session, keyring, [clinic], after=after, with_responses=True
+            )
+        decrypted += sum(len(t.responses) for t in group.open())
+        if after is None:
+            break
+    await engine.dispose()
+    return decrypted
+
+
+async def _end_to_end(
+    settings: Settings, keyring: Keyring, clinic: uuid.UUID, out: Path
+) -> dict[str, int]:
+    engine = create_engine(settings)
+    sessions = create_sessionmaker(engine)
+    outcome = await produce_bundle(
+        sessions,
+        keyring,
+        ExportSpec(
+            name="bench",
+            clinic_ids=(clinic,),
+            profile=DeidentificationProfile(),
+            formats=ExportFormats(parquet=True, csv=False),
+        ),
+        key=os.urandom(32),
+        directory=out,
+    )
+    await engine.dispose()
+    return dict(outcome.result.row_counts)
+
+
+def _plain_pyarrow(rows: int, out: Path) -> float:
+    """Seconds to write `rows` observation rows from ready Arrow arrays."""
+    schema = OBSERVATIONS.schema(DeidentificationProfile())
+    chunk = 32_768
+    columns = []
+    for column in schema:
+        if pa.types.is_string(column.type):
+            columns.append(pa.array([f"v{i % 97}" for i in range(chunk)], type=column.type))
+        elif pa.types.is_boolean(column.type):
+            columns.append(pa.array([i % 2 == 0 for i in range(chunk)], type=column.type))
+        else:
+            columns.append(pa.array([i % 50 for i in range(chunk)]).cast(column.type))
+    batch = pa.RecordBatch.from_arrays(columns, schema=schema)
+    started = time.perf_counter()
+    with pq.ParquetWriter(out, schema, compression="zstd") as writer:
+        written = 0
+        while written < rows:
+            part = batch if rows - written >= chunk else batch.slice(0, rows - written)
+            writer.write_batch(part)
+            written += part.num_rows
+    return time.perf_counter() - started
+
+
+def run(
+    responses: int = DEFAULT_RESPONSES, per_patient: int = DEFAULT_PER_PATIENT
+) -> list[dict[str, object]]:
+    with tempfile.TemporaryDirectory(prefix="bench-exports-") as raw:
+        tmp = Path(raw)
+        results: list[dict[str, object]] = []
+        small = max(responses // 10, per_patient)
+        databases: dict[str, tuple[Settings, uuid.UUID]] = {}
+        keyring_by_db: dict[str, Keyring] = {}
+        for label, size in (("small", small), ("full", responses)):
+            settings = load_settings(
+                {
+                    "INTERLUDE_DATA_DIR": str(tmp / label),
+                    "INTERLUDE_LOG_LEVEL": "WARNING",
+                }
+            )
+            keyring = Keyring(load_kek(settings))
+            started = time.perf_counter()
+            clinic = asyncio.run(_seed(settings, keyring, size, per_patient))
+            print(
+                f"seeded {size} responses in {time.perf_counter() - started:.1f} s",
+                file=sys.stderr,
+            )
+            databases[label] = (settings, clinic)
+            keyring_by_db[label] = keyring
+
+        settings, clinic = databases["full"]
+        keyring = keyring_by_db["full"]
+        observation_rows = responses * 10
+        plain_seconds = _plain_pyarrow(observation_rows, tmp / "plain.parquet")
+        results.append(
+            {
+                "suite": "exports",
+                "name": "plain pyarrow write (observation rows)",
+                "responses": responses,
+                "rows": observation_rows,
+                "seconds": round(plain_seconds, 2),
+                "rows_per_s": round(observation_rows / plain_seconds),
+                "responses_per_s": round(responses / plain_seconds),
+            }
+        )
+        started = time.perf_counter()
+        decrypted = asyncio.run(_read_and_decrypt(settings, keyring, clinic))
+        decrypt_seconds = time.perf_counter() - started
+        assert decrypted == responses, (decrypted, responses)
+        decrypt_rate = responses / decrypt_seconds
+        results.append(
+            {
+                "suite": "exports",
+                "name": "read + decrypt only (SQLite)",
+                "responses": responses,
+                "seconds": round(decrypt_seconds, 2),
+                "responses_per_s": round(decrypt_rate),
+            }
+        )
+        small_settings, small_clinic = databases["small"]
+        asyncio.run(
+            _end_to_end(small_settings, keyring_by_db["small"], small_clinic, tmp / "e2e-small")
+        )
+        peak_small = _peak_rss_mib()
+        started = time.perf_counter()
+        counts = asyncio.run(_end_to_end(settings, keyring, clinic, tmp / "e2e"))
+        e2e_seconds = time.perf_counter() - started
+        assert counts["observations"] == observation_rows, counts
+        rate = responses / e2e_seconds
+        results.append(
+            {
+                "suite": "exports",
+                "name": "end to end: gate, read, decrypt, de-identify, write Parquet (SQLite)",
+                "responses": responses,
+                "rows": sum(counts.values()),
+                "seconds": round(e2e_seconds, 2),
+                "responses_per_s": round(rate),
+                "ratio_to_read_decrypt": round(rate / decrypt_rate, 2),
+                "peak_rss_mib_after_tenth": peak_small,
+                "peak_rss_mib_after_full": _peak_rss_mib(),
+                "target_responses_per_s": TARGET_RESPONSES_PER_SECOND,
+                "meets_target": rate >= TARGET_RESPONSES_PER_SECOND
+                and rate / decrypt_rate >= TARGET_RATIO_TO_DECRYPT,
+            }
+        )
+        return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--responses", type=int, default=DEFAULT_RESPONSES)
+    parser.add_argument("--per-patient", type=int, default=DEFAULT_PER_PATIENT)
+    args = parser.parse_args(argv)
+    for line in run(args.responses, args.per_patient):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
