@@ -560,8 +560,18 @@ _WRK_SCRIPT: Final = """
 wrk.method = "POST"
 wrk.body = os.getenv("BENCH_BODY")
 wrk.headers["Content-Type"] = "application/json"
-local auth = os.getenv("BENCH_AUTH")
-if auth ~= nil and auth ~= "" then wrk.headers["Authorization"] = auth end
+local auths = {}
+for token in string.gmatch(os.getenv("BENCH_AUTH") or "", "[^\\n]+") do
+  auths[#auths + 1] = token
+end
+local turn = 0
+request = function()
+  if #auths > 0 then
+    turn = turn % #auths + 1
+    wrk.headers["Authorization"] = auths[turn]
+  end
+  return wrk.format()
+end
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -594,12 +604,15 @@ def run_wrk(
     url: str,
     body: bytes,
     *,
-    authorization: str | None = None,
+    authorization: str | list[str] | None = None,
     connections: int = 64,
     seconds: float = 10.0,
     cpus: str | None = "1",
 ) -> LoadResult:
+    """wrk POSTing ``body``; several authorizations are used in turn (many patients' phones)."""
     wrk = ensure_wrk()
+    if isinstance(authorization, list):
+        authorization = "\n".join(authorization)
     if wrk is None:
         msg = "wrk is not installed"
         raise RuntimeError(msg)
