@@ -30,10 +30,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from backend.db import migrate
     from backend.system.keys import load_kek
+    from backend.keyring.secrets import load_service_secrets
+    from backend.system.notifications import load_notifications_config
     from backend.system.single_instance import InstanceLock
 
     # Check what can be checked before anything starts, so a problem is one clear line.
+    load_notifications_config(settings)
     load_kek(settings)
+    load_service_secrets(settings)
     if settings.sqlite_path is not None:
         probe = InstanceLock(settings.sqlite_path)
         probe.acquire()

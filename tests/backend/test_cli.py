@@ -199,3 +199,34 @@ def test_a_second_serve_on_the_same_sqlite_file_is_refused(tmp_path: Path) -> No
     assert result.returncode == 2
     assert "another Interlude instance" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_in_production_without_service_secrets_refuses_in_one_line(tmp_path: Path) -> None:
+    from backend.crypto.kek import generate_key_material
+
+    result = _run(
+        ["serve"],
+        {"INTERLUDE_ENV": "production", "INTERLUDE_KEK": generate_key_material()},
+        tmp_path,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "INTERLUDE_BLIND_INDEX_KEY" in lines[0] or "INTERLUDE_TOKEN_SIGNING_KEY" in lines[0]
+
+
+def test_serve_with_a_broken_notifications_config_refuses_in_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "notifications.json"
+    config.write_text('{"webhook": {"endpoints": 5}}')
+    result = _run(
+        ["serve"],
+        {
+            "INTERLUDE_DATA_DIR": str(tmp_path / "var"),
+            "INTERLUDE_NOTIFICATIONS_CONFIG": str(config),
+        },
+        tmp_path,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("interlude: configuration error: INTERLUDE_NOTIFICATIONS_CONFIG: ")
