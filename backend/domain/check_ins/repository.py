@@ -249,30 +249,31 @@ async def mark_sent(
     instance: str,
     now: datetime,
 ) -> int:
-    """(check-in id, devices notified, next reminder) triples, guarded by the lease owner."""
+    """(check-in id, devices notified, next reminder) triples, guarded by the lease owner;
+    returns how many this instance still owned (executemany has no reliable row count, so the
+    status change is one statement with RETURNING and the per-row values a second one)."""
     if not sent:
         return 0
-    statement = (
+    owned = await connection.execute(
         update(TABLE)
         .where(
-            _c.id == bindparam("b_id"),
+            _c.id.in_([i for i, _, _ in sent]),
             _c.claimed_by == instance,
             _c.status == "claimed",
         )
-        .values(
-            status="sent",
-            sent_at=now,
-            lease_until=None,
-            devices_notified=bindparam("b_devices"),
-            next_reminder_at=bindparam("b_next"),
-            updated_at=now,
+        .values(status="sent", sent_at=now, lease_until=None, updated_at=now)
+        .returning(_c.id)
+    )
+    mine = set(owned.scalars().all())
+    rows = [{"b_id": i, "b_devices": d, "b_next": at} for i, d, at in sent if i in mine]
+    if rows:
+        await connection.execute(
+            update(TABLE)
+            .where(_c.id == bindparam("b_id"))
+            .values(devices_notified=bindparam("b_devices"), next_reminder_at=bindparam("b_next")),
+            rows,
         )
-    )
-    result = await connection.execute(
-        statement,
-        [{"b_id": i, "b_devices": devices, "b_next": at} for i, devices, at in sent],
-    )
-    return int(result.rowcount or 0)
+    return len(mine)
 
 
 async def claim_reminders(
