@@ -14,6 +14,8 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from backend.lib.errors import DomainError, FieldProblem
 from backend.lib.logging import request_id_var
@@ -136,7 +138,18 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     )
 
 
+def _database_unavailable(exc: BaseException) -> bool:
+    """The database could not be reached or gave no connection in time (not a bad query)."""
+    if isinstance(exc, SQLAlchemyTimeoutError):  # connection pool exhausted
+        return True
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    return isinstance(exc, ConnectionError | TimeoutError)
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    if _database_unavailable(exc):
+        return handle_database_unavailable(request, exc)
     request_id = _request_id()
     # The type and traceback are logged; the message may quote data, so it goes nowhere else.
     logger.error(
@@ -152,6 +165,28 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
             detail=f"The service failed unexpectedly; quote request id {request_id}.",
             request_id=request_id,
         )
+    )
+
+
+def handle_database_unavailable(
+    request: Request[Any, Any, Any], exc: Exception
+) -> Response[Problem]:
+    """503 with Retry-After: the request can be retried as is once the database is back (a phone
+    retrying a submission with its Idempotency-Key stores it exactly once)."""
+    request_id = _request_id()
+    logger.warning(
+        "database unavailable",
+        extra={"fields": {"request_id": request_id, "error_type": type(exc).__name__}},
+    )
+    return _respond(
+        Problem(
+            type=_TYPE_PREFIX + "service-unavailable",
+            title="Service Unavailable",
+            status=503,
+            detail="The database is unavailable; retry shortly.",
+            request_id=request_id,
+        ),
+        headers={"retry-after": "2"},
     )
 
 

@@ -5,8 +5,11 @@ import logging
 import msgspec
 import pytest
 from litestar import Litestar, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.testing import AsyncTestClient
+from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.app import DatabaseNotMigrated, create_app
 from backend.config import Settings
@@ -31,7 +34,13 @@ async def _boom(item_id: FromPath[str]) -> None:
     raise RuntimeError(msg)
 
 
-_TEST_ROUTES = [_create_reading, _boom]
+@get("/test/db", opt={"public": True})
+async def _touch_database(db_session: NamedDependency[AsyncSession]) -> dict[str, int]:
+    connection = await db_session.connection()
+    return {"one": int(await connection.scalar(text("SELECT 1")) or 0)}
+
+
+_TEST_ROUTES = [_create_reading, _boom, _touch_database]
 
 
 @pytest.fixture
@@ -242,3 +251,25 @@ async def test_instances_are_registered_and_marked_stopped(
     assert rows[0]["name"] == "node-a"
     assert rows[0]["stopped_at"] is not None
     assert rows[0]["heartbeat_at"] >= rows[0]["started_at"]
+
+
+async def test_an_unreachable_database_is_a_503_with_retry_after(
+    test_client: AsyncTestClient[Litestar], make_settings: SettingsFactory
+) -> None:
+    from backend.db.engine import create_engine, create_sessionmaker
+
+    assert (await test_client.get("/test/db")).json() == {"one": 1}
+    runtime = test_client.app.state.runtime
+    healthy = runtime.sessionmaker
+    gone = create_engine(make_settings("postgresql+asyncpg://nobody@127.0.0.1:1/nowhere"))
+    runtime.sessionmaker = create_sessionmaker(gone)
+    try:
+        response = await test_client.get("/test/db")
+    finally:
+        runtime.sessionmaker = healthy
+        await gone.dispose()
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "2"
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "nowhere" not in response.text
+    assert "nobody" not in response.text
