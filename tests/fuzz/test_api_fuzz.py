@@ -204,11 +204,6 @@ _KNOWN_ISSUES: tuple[tuple[Callable[[Failure], bool], str], ...] = (
         ),
         "answer value union rendered as oneOf (an integer also matches number); needs anyOf",
     ),
-    (
-        lambda f: "ST108" in f.problem and f.request.startswith("GET /api/v1/questionnaires "),
-        "GET /api/v1/questionnaires: the body has a value that is not a string where the schema "
-        "says string",
-    ),
 )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, Response, get
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery
 
 from backend.domain.questionnaires.schemas import InstrumentList, InstrumentSummary
@@ -88,11 +89,20 @@ class QuestionnaireController(Controller):
     # The catalogue holds no patient data: instrument structure and public wording only.
     opt = {"public": True}  # noqa: RUF012
 
-    @get("/", summary="List the questionnaires this service can score (latest versions)")
+    @get(
+        "/",
+        summary="List the questionnaires this service can score (latest versions)",
+        # The body is encoded once and cached; document what it is, not "bytes".
+        responses={200: ResponseSpec(InstrumentList, description="The catalogue")},
+    )
     async def list_questionnaires(self, request: Request[Any, Any, Any]) -> Response[bytes]:
         return _conditional(request, _catalogue_json(), "application/json")
 
-    @get("/{instrument_id:str}", summary="One questionnaire definition (latest or ?version=)")
+    @get(
+        "/{instrument_id:str}",
+        summary="One questionnaire definition (latest or ?version=)",
+        responses={200: ResponseSpec(Instrument, description="The instrument definition")},
+    )
     async def get_questionnaire(
         self,
         request: Request[Any, Any, Any],
@@ -107,7 +117,15 @@ class FhirQuestionnaireController(Controller):
     tags = ["fhir"]  # noqa: RUF012
     opt = {"public": True}  # noqa: RUF012
 
-    @get("/{instrument_id:str}", summary="A questionnaire as a FHIR R4 Questionnaire resource")
+    @get(
+        "/{instrument_id:str}",
+        summary="A questionnaire as a FHIR R4 Questionnaire resource",
+        responses={
+            200: ResponseSpec(
+                dict[str, Any], description="FHIR R4 Questionnaire", media_type=FHIR_JSON
+            )
+        },
+    )
     async def read(
         self,
         request: Request[Any, Any, Any],
