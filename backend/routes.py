@@ -21,6 +21,10 @@ from backend.domain.responses.controllers import (
     FhirQuestionnaireResponseController,
     ResponseController,
 )
+from backend.domain.sessions.controllers import (
+    PatientCheckInController,
+    TreatmentSessionController,
+)
 from backend.identity.controllers import (
     ClinicAdminController,
     PatientAppController,
@@ -41,6 +45,8 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     ClinicAdminController,
     PatientController,
     PatientAppController,
+    TreatmentSessionController,
+    PatientCheckInController,
     AlertController,
     N2OHoldController,
     AlertSettingsController,

@@ -1,0 +1,328 @@
+"""HTTP routes for treatment sessions, check-in ladders and the patient's due check-ins.
+
+Staff routes are PATIENT-scoped (the middleware checks the patient is in the caller's clinic);
+every read or change of patient data is audited (purpose ``treatment``), late in the request.
+"""
+
+from datetime import time
+from uuid import UUID
+
+from litestar import Controller, get, post, put
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.domain.check_ins import schedule
+from backend.domain.check_ins.quiet_hours import QuietHours
+from backend.domain.sessions import service
+from backend.domain.sessions.exposure import patient_n2o_exposure
+from backend.domain.sessions.schemas import (
+    CheckInLadder,
+    DueCheckIns,
+    ExposureView,
+    ObservationsInput,
+    PatientSessions,
+    ScheduleChange,
+    ScheduleView,
+    SessionCompletion,
+    SessionInput,
+    SessionReschedule,
+    SessionView,
+)
+from backend.identity.access import Scope, access
+from backend.identity.audit_trail import audit
+from backend.identity.patients import check_time_zone
+from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
+from backend.identity.roles import Role
+from backend.lib.errors import InvalidInput
+from backend.state import Runtime
+
+CLINICAL = (Role.CLINICIAN, Role.CLINIC_ADMIN)
+
+
+async def _audit(
+    db_session: AsyncSession,
+    runtime: Runtime,
+    principal: Principal,
+    action: str,
+    resource_type: str,
+    resource_id: UUID,
+    patient_id: UUID,
+) -> None:
+    patient = await service.get_patient(db_session, patient_id)
+    await audit(
+        db_session,
+        runtime,
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        clinic_id=patient.clinic_id,
+        purpose="treatment",
+        actor=principal,
+    )
+
+
+async def _view(db_session: AsyncSession, runtime: Runtime, row: object) -> SessionView:
+    (view,) = await service.session_views(db_session, runtime.keyring, [row])  # type: ignore[list-item]
+    return view
+
+
+class TreatmentSessionController(Controller):
+    path = "/api/v1/patients/{patient_id:uuid}"
+    tags = ["treatment sessions"]  # noqa: RUF012
+    dependencies = PRINCIPAL_DEPENDENCIES
+
+    @post(
+        "/sessions",
+        opt=access(*CLINICAL, scope=Scope.PATIENT),
+        status_code=201,
+        summary="Record a planned session; its check-ins are scheduled in the same transaction",
+    )
+    async def record(
+        self,
+        patient_id: FromPath[UUID],
+        data: JSONBody[SessionInput],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> SessionView:
+        row = await service.record_session(
+            db_session,
+            runtime.keyring,
+            patient_id=patient_id,
+            data=data,
+            staff_id=principal.subject_id,
+            now=runtime.clock.now(),
+        )
+        view = await _view(db_session, runtime, row)
+        await _audit(
+            db_session, runtime, principal, "session.create", "session", row.id, patient_id
+        )
+        return view
+
+    @get("/sessions", opt=access(*CLINICAL, scope=Scope.PATIENT))
+    async def list_sessions(
+        self,
+        patient_id: FromPath[UUID],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> PatientSessions:
+        rows = await service.list_sessions(db_session, patient_id)
+        views = await service.session_views(db_session, runtime.keyring, rows)
+        await _audit(db_session, runtime, principal, "read", "sessions", patient_id, patient_id)
+        return PatientSessions(sessions=views)
+
+    @put(
+        "/sessions/{session_id:uuid}/schedule",
+        opt=access(*CLINICAL, scope=Scope.PATIENT),
+        summary="Reschedule a planned session (only its unsent check-ins move)",
+    )
+    async def reschedule(
+        self,
+        patient_id: FromPath[UUID],
+        session_id: FromPath[UUID],
+        data: JSONBody[SessionReschedule],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> SessionView:
+        row = await service.reschedule_session(
+            db_session,
+            patient_id=patient_id,
+            session_id=session_id,
+            data=data,
+            now=runtime.clock.now(),
+        )
+        view = await _view(db_session, runtime, row)
+        await _audit(
+            db_session, runtime, principal, "session.reschedule", "session", row.id, patient_id
+        )
+        return view
+
+    @post(
+        "/sessions/{session_id:uuid}/cancel",
+        opt=access(*CLINICAL, scope=Scope.PATIENT),
+        status_code=200,
+        summary="Cancel a planned session (its unsent check-ins are cancelled)",
+    )
+    async def cancel(
+        self,
+        patient_id: FromPath[UUID],
+        session_id: FromPath[UUID],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> SessionView:
+        row = await service.cancel_session(
+            db_session, patient_id=patient_id, session_id=session_id, now=runtime.clock.now()
+        )
+        view = await _view(db_session, runtime, row)
+        await _audit(
+            db_session, runtime, principal, "session.cancel", "session", row.id, patient_id
+        )
+        return view
+
+    @post(
+        "/sessions/{session_id:uuid}/complete",
+        opt=access(*CLINICAL, scope=Scope.PATIENT),
+        status_code=200,
+        summary="Record the session as held, with its actual times and observations",
+    )
+    async def complete(
+        self,
+        patient_id: FromPath[UUID],
+        session_id: FromPath[UUID],
+        data: JSONBody[SessionCompletion],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> SessionView:
+        row = await service.complete_session(
+            db_session,
+            runtime.keyring,
+            patient_id=patient_id,
+            session_id=session_id,
+            data=data,
+            now=runtime.clock.now(),
+        )
+        view = await _view(db_session, runtime, row)
+        await _audit(
+            db_session, runtime, principal, "session.complete", "session", row.id, patient_id
+        )
+        return view
+
+    @put(
+        "/sessions/{session_id:uuid}/observations",
+        opt=access(*CLINICAL, scope=Scope.PATIENT),
+        summary="Record observations (blood pressure, CADSS-6, sedation, discharge, REMS, notes)",
+    )
+    async def observations(
+        self,
+        patient_id: FromPath[UUID],
+        session_id: FromPath[UUID],
+        data: JSONBody[ObservationsInput],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> SessionView:
+        row = await service.record_observations(
+            db_session,
+            runtime.keyring,
+            patient_id=patient_id,
+            session_id=session_id,
+            data=data,
+            now=runtime.clock.now(),
+        )
+        view = await _view(db_session, runtime, row)
+        await _audit(
+            db_session, runtime, principal, "session.observations", "session", row.id, patient_id
+        )
+        return view
+
+    @get(
+        "/check-ins",
+        opt=access(*CLINICAL, scope=Scope.PATIENT),
+        summary="The patient's check-in ladder: what was sent, opened, answered, missed",
+    )
+    async def check_in_ladder(
+        self,
+        patient_id: FromPath[UUID],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> CheckInLadder:
+        await service.get_patient(db_session, patient_id)
+        rows = await schedule.ladder(db_session, patient_id)
+        await _audit(db_session, runtime, principal, "read", "check_ins", patient_id, patient_id)
+        return CheckInLadder(check_ins=rows)
+
+    @get(
+        "/n2o-exposure",
+        opt=access(*CLINICAL, scope=Scope.PATIENT),
+        summary="N2O exposure: rolling 28-day inhalation hours and shortest interval (§5.1)",
+    )
+    async def exposure(
+        self,
+        patient_id: FromPath[UUID],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> ExposureView:
+        await service.get_patient(db_session, patient_id)
+        now = runtime.clock.now()
+        exposure = await patient_n2o_exposure(db_session, patient_id, as_of=now)
+        await _audit(db_session, runtime, principal, "read", "n2o_exposure", patient_id, patient_id)
+        interval = exposure.shortest_interval
+        return ExposureView(
+            as_of=now,
+            cumulative_inhalation_hours_28d=exposure.cumulative_inhalation.total_seconds() / 3600,
+            peak_cumulative_inhalation_hours_28d=(
+                exposure.peak_cumulative_inhalation.total_seconds() / 3600
+            ),
+            shortest_interval_hours=None if interval is None else interval.total_seconds() / 3600,
+            haematological_monitoring_due=exposure.haematological_monitoring_due,
+            triggers=[t.kind for t in exposure.triggers],
+        )
+
+    @put(
+        "/schedule",
+        opt=access(Role.PATIENT, *CLINICAL, scope=Scope.PATIENT),
+        summary="Change the patient's time zone and/or quiet hours; unsent check-ins move",
+    )
+    async def change_schedule(
+        self,
+        patient_id: FromPath[UUID],
+        data: JSONBody[ScheduleChange],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> ScheduleView:
+        if data.time_zone is not None:
+            check_time_zone(data.time_zone, "/time_zone")
+        quiet = None
+        if (data.quiet_hours_start is None) != (data.quiet_hours_end is None):
+            raise InvalidInput("give both quiet_hours_start and quiet_hours_end, or neither")
+        if data.quiet_hours_start is not None and data.quiet_hours_end is not None:
+            quiet = QuietHours(
+                start=time.fromisoformat(data.quiet_hours_start),
+                end=time.fromisoformat(data.quiet_hours_end),
+            )
+        patient, quiet_hours, moved = await service.change_patient_schedule(
+            db_session,
+            patient_id=patient_id,
+            time_zone=data.time_zone,
+            quiet_hours=quiet,
+            now=runtime.clock.now(),
+        )
+        await _audit(
+            db_session, runtime, principal, "patient.schedule", "patient", patient_id, patient_id
+        )
+        return ScheduleView(
+            time_zone=patient.time_zone,
+            quiet_hours_start=quiet_hours.start.strftime("%H:%M"),
+            quiet_hours_end=quiet_hours.end.strftime("%H:%M"),
+            check_ins_moved=moved,
+        )
+
+
+class PatientCheckInController(Controller):
+    path = "/api/v1/check-ins"
+    tags = ["patient app"]  # noqa: RUF012
+    dependencies = PRINCIPAL_DEPENDENCIES
+
+    @get(
+        "",
+        opt=access(Role.PATIENT, scope=Scope.SELF),
+        summary="What is due now and next, with the questionnaires to answer and their windows",
+    )
+    async def due(
+        self,
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> DueCheckIns:
+        patient_id = principal.subject_id
+        result = await schedule.due_for_patient(db_session, patient_id, now=runtime.clock.now())
+        await _audit(db_session, runtime, principal, "read", "check_ins", patient_id, patient_id)
+        return result
