@@ -105,7 +105,9 @@ class Keyring:
                 select(_c.dek_version, _c.destroyed_at).where(_c.owner_id == owner_id)
             )
         ).all()
-        if any(row.destroyed_at is not None for row in rows):
+        # Erased = no live version left (``shred``); a version destroyed by DEK rotation
+        # (``destroy_version``) beside a live one is not erasure.
+        if rows and all(row.destroyed_at is not None for row in rows):
             raise OwnerErasedError(f"data keys of owner {owner_id} were destroyed (erased)")
         version = max((row.dek_version for row in rows), default=0) + 1
         now = self._clock.now()
