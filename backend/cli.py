@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 from backend.audit import cli as audit_cli
 from backend.config import ConfigError, Settings, load_settings
-from backend.domain.exports import cli as exports_cli
 from backend.domain.demo import cli as demo_cli
+from backend.domain.exports import cli as exports_cli
 from backend.identity import cli as identity_cli
 from backend.keyring import cli as keys_cli
 from backend.lib.logging import configure_logging
@@ -29,8 +29,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from backend.db import migrate
-    from backend.system.keys import load_kek
     from backend.keyring.secrets import load_service_secrets
+    from backend.system.keys import load_kek
     from backend.system.notifications import load_notifications_config
     from backend.system.single_instance import InstanceLock
 
