@@ -23,6 +23,7 @@ from backend.deps import provide_db_session, provide_runtime
 from backend.domain.alerts.jobs import register_alert_timers
 from backend.domain.check_ins.delivery import CheckInTimers
 from backend.domain.check_ins.recipients import DeviceResolver
+from backend.identity.recipients import StaffEmailResolver
 from backend.domain.exports.jobs import ExportRunner
 from backend.domain.outbox.dispatcher import Dispatcher
 from backend.domain.outbox.enqueue import RecipientType
@@ -107,6 +108,7 @@ def _lifespan(runtime: Runtime) -> Callable[[Litestar], AbstractAsyncContextMana
             # to the outbox by every instance (claimed with a lease). A 1 s tick keeps the lag
             # from due time to hand-over within the 2 s p99 target (issue 6, bench/).
             runtime.recipients.register(RecipientType.DEVICE, DeviceResolver(runtime.keyring))
+            runtime.recipients.register(RecipientType.STAFF, StaffEmailResolver(runtime.keyring))
             check_in_timers = CheckInTimers(
                 engine, instance=instance_id, clock=runtime.clock, on_enqueued=dispatcher.wake
             )
