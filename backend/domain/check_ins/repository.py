@@ -205,12 +205,46 @@ async def claim_due(
     limit: int,
 ) -> list[Row[Any]]:
     """Claim up to ``limit`` due check-ins whose window is still open (the outbox pattern:
-    `backend.domain.outbox.repository.claim_due`). Expired leases are reclaimable."""
-    due = and_(
-        _c.due_at <= now,
-        _c.closes_at > now,
-        or_(_c.status == "pending", and_(_c.status == "claimed", _c.lease_until < now)),
+    `backend.domain.outbox.repository.claim_due`). Expired leases are reclaimable.
+
+    Two statements rather than one with an OR: each then walks an index range
+    (``status, due_at``) in due order, where the OR made SQLite scan every open window
+    (measured in bench/bench_check_ins.py at 100,000 scheduled check-ins)."""
+    stale = await _claim(
+        connection,
+        and_(
+            _c.status == "claimed",
+            _c.lease_until < now,
+            _c.due_at <= now,
+            _c.closes_at > now,
+        ),
+        instance=instance,
+        now=now,
+        lease=lease,
+        limit=limit,
     )
+    if len(stale) >= limit:
+        return stale
+    fresh = await _claim(
+        connection,
+        and_(_c.status == "pending", _c.due_at <= now, _c.closes_at > now),
+        instance=instance,
+        now=now,
+        lease=lease,
+        limit=limit - len(stale),
+    )
+    return stale + fresh
+
+
+async def _claim(
+    connection: AsyncConnection,
+    due: Any,
+    *,
+    instance: str,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+) -> list[Row[Any]]:
     candidates = (
         select(_c.id)
         .where(due)
