@@ -14,6 +14,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ControllerRouterHandler
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from backend.audit.sealer import AuditSealer
 from backend.config import DatabaseKind, Settings, load_settings
 from backend.crypto.blind_index import BlindIndexer
 from backend.dashboard.router import dashboard_template_config
@@ -130,6 +131,12 @@ def _lifespan(runtime: Runtime) -> Callable[[Litestar], AbstractAsyncContextMana
             runtime.timers.every("exports", settings.timer_interval_seconds, exports.tick)
             runtime.timers.every(
                 "exports-cleanup", max(settings.timer_interval_seconds, 60.0), exports.cleanup
+            )
+            # Requests insert audit events unsealed; every instance seals them into the chains
+            # (a chain is locked by one sealer at a time, SKIP LOCKED: instances don't queue).
+            audit_sealer = AuditSealer(engine, runtime.clock)
+            runtime.timers.every(
+                "audit-seal", min(settings.timer_interval_seconds, 1.0), audit_sealer.tick
             )
             if settings.database_kind is DatabaseKind.POSTGRESQL:
                 wakeup = PostgresWakeup(settings.database_url, dispatcher.wake)

@@ -1,34 +1,34 @@
-"""Append to and verify the tamper-evident audit log (DESIGN §8, issue 4).
+"""Record and verify the tamper-evident audit log (DESIGN §8, issue 4).
 
-Appending: one chain per clinic (``chain_for``). The appender locks the chain's row in
-``audit_chain_heads`` (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite has one writer and our engine
-begins every transaction with ``BEGIN IMMEDIATE``), writes the event with the head's hash as
-``prev_hash`` and moves the head, all in the caller's transaction. So appends from any number of
-app instances form one valid sequence per chain, and an append that rolls back leaves no gap. The
-lock is held until the caller commits: requests of one clinic that audit are serialised from their
-append to their commit, which is why the chain is per clinic and why callers should append late in
-their unit of work.
+Recording: ``record_audit`` only INSERTs the event, unsealed, in the caller's transaction, so the
+event commits with the change it records or not at all, and a request never waits for another
+(the old design locked the clinic's chain head from the append to the commit, which serialised a
+clinic's requests: ~70 % of PostgreSQL samples waiting on it at 64 connections, issue 5 bench).
+``backend.audit.sealer`` later gives committed events their place in their chain.
 
-Verifying walks every chain in ``seq`` order inside one snapshot and recomputes each hash.
+Verifying walks every chain's sealed events in ``seq`` order inside one snapshot, recomputes each
+hash and checks the head; events not sealed yet are "pending" while younger than a grace period,
+and a failure after it (the sealer is not running).
 """
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
 
 import msgspec
-from sqlalchemy import Row, Table, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Row, Table, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.audit.chain import GENESIS_HASH, ChainedEvent, chain_for, event_hash
 from backend.db.models.audit_event import AuditChainHead, AuditLogEntry
+from backend.lib.ids import uuid7
 
 __all__ = [
     "AUDIT_CHAIN_HEADS",
     "AUDIT_EVENTS",
     "OUTCOMES",
+    "SEAL_GRACE",
     "AuditEvent",
     "AuditVerification",
     "BrokenLink",
@@ -42,6 +42,9 @@ _e = AUDIT_EVENTS.c
 _h = AUDIT_CHAIN_HEADS.c
 
 OUTCOMES: Final = frozenset({"success", "denied", "failed"})
+SEAL_GRACE: Final = timedelta(minutes=5)
+"""How long an event may stay unsealed before ``verify`` calls it a failure. Every instance seals
+about once a second, so only a stopped sealer (or a transaction open for minutes) gets near it."""
 _VERIFY_BATCH: Final = 1000
 
 
@@ -67,67 +70,43 @@ class AuditEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class BrokenLink(msgspec.Struct, frozen=True, kw_only=True):
-    """Where a chain first fails verification, and how."""
+    """Where the log first fails verification, and how. ``seq`` is None for an unsealed event."""
 
     chain: str
-    seq: int
+    seq: int | None
     event_id: str | None
     reason: str
 
 
 class AuditVerification(msgspec.Struct, frozen=True, kw_only=True):
+    """``events`` sealed events verified in ``chains`` chains; ``pending`` unsealed within grace."""
+
     ok: bool
     chains: int
     events: int
+    pending: int = 0
     first_broken: BrokenLink | None = None
 
 
 async def record_audit(session: AsyncSession, event: AuditEvent) -> None:
-    """Append ``event`` to its clinic's chain in the caller's transaction (which commits it)."""
+    """Insert ``event``, unsealed, in the caller's transaction (which commits it). Takes no lock."""
     _check(event)
     connection = await session.connection()
-    chain = chain_for(event.clinic_id)
-    seq, prev_hash = await _lock_head(connection, chain, event.at)
-    stored = ChainedEvent(
-        id=uuid.uuid4(),
-        chain=chain,
-        seq=seq + 1,
-        at=event.at.astimezone(UTC),
-        actor_id=event.actor_id,
-        actor_role=event.actor_role,
-        action=event.action,
-        resource_type=event.resource_type,
-        resource_id=event.resource_id,
-        clinic_id=event.clinic_id,
-        purpose=event.purpose,
-        request_id=event.request_id,
-        outcome=event.outcome,
-        prev_hash=prev_hash,
-    )
-    digest = event_hash(stored)
     await connection.execute(
         AUDIT_EVENTS.insert().values(
-            id=stored.id,
-            chain=chain,
-            seq=stored.seq,
-            at=stored.at,
-            actor_id=stored.actor_id,
-            actor_role=stored.actor_role,
-            action=stored.action,
-            resource_type=stored.resource_type,
-            resource_id=stored.resource_id,
-            clinic_id=stored.clinic_id,
-            purpose=stored.purpose,
-            request_id=stored.request_id,
-            outcome=stored.outcome,
-            prev_hash=prev_hash,
-            hash=digest,
+            id=uuid7(),
+            chain=chain_for(event.clinic_id),
+            at=event.at.astimezone(UTC),
+            actor_id=event.actor_id,
+            actor_role=event.actor_role,
+            action=event.action,
+            resource_type=event.resource_type,
+            resource_id=event.resource_id,
+            clinic_id=event.clinic_id,
+            purpose=event.purpose,
+            request_id=event.request_id,
+            outcome=event.outcome,
         )
-    )
-    await connection.execute(
-        update(AUDIT_CHAIN_HEADS)
-        .where(_h.chain == chain)
-        .values(seq=stored.seq, hash=digest, updated_at=stored.at)
     )
 
 
@@ -147,28 +126,36 @@ def _check(event: AuditEvent) -> None:
             raise ValueError(f"audit field {name} must not be empty")
 
 
-async def _lock_head(connection: AsyncConnection, chain: str, at: datetime) -> tuple[int, str]:
-    locked = select(_h.seq, _h.hash).where(_h.chain == chain).with_for_update()
-    row = (await connection.execute(locked)).first()
-    if row is None:
-        # First event of this chain. Two instances may race here: ON CONFLICT DO NOTHING lets the
-        # loser fall through to the locking read, which then waits for the winner's commit.
-        insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-        await connection.execute(
-            insert(AUDIT_CHAIN_HEADS)
-            .values(chain=chain, seq=0, hash=GENESIS_HASH, updated_at=at)
-            .on_conflict_do_nothing(index_elements=["chain"])
-        )
-        row = (await connection.execute(locked)).one()
-    return int(row.seq), str(row.hash)
+def chained_event(row: Row[Any], *, seq: int, prev_hash: str) -> ChainedEvent:
+    """A stored event row (sealed or not) with the position ``seq`` after ``prev_hash``."""
+    return ChainedEvent(
+        id=row.id,
+        chain=row.chain,
+        seq=seq,
+        at=row.at,
+        actor_id=row.actor_id,
+        actor_role=row.actor_role,
+        action=row.action,
+        resource_type=row.resource_type,
+        resource_id=row.resource_id,
+        clinic_id=row.clinic_id,
+        purpose=row.purpose,
+        request_id=row.request_id,
+        outcome=row.outcome,
+        prev_hash=prev_hash,
+    )
 
 
-async def verify_audit_chain(engine: AsyncEngine) -> AuditVerification:
-    """Recompute every chain; report the first broken link (edited, missing, moved or extra row).
+async def verify_audit_chain(
+    engine: AsyncEngine, *, now: datetime | None = None, grace: timedelta = SEAL_GRACE
+) -> AuditVerification:
+    """Check every seal and report the first broken link (edited, missing, moved or extra event,
+    removed seal, or an event left unsealed for longer than ``grace`` before ``now``).
 
-    Runs in one snapshot (REPEATABLE READ on PostgreSQL; SQLite's write lock), so events appended
-    meanwhile cannot make a valid log look broken.
+    Runs in one snapshot (REPEATABLE READ on PostgreSQL; SQLite's write lock), so events recorded
+    or sealed meanwhile cannot make a valid log look broken.
     """
+    now = datetime.now(UTC) if now is None else now
     chains = 0
     events = 0
     async with engine.connect() as connection:
@@ -179,10 +166,12 @@ async def verify_audit_chain(engine: AsyncEngine) -> AuditVerification:
                 str(row.chain): (int(row.seq), str(row.hash))
                 for row in (await connection.execute(select(_h.chain, _h.seq, _h.hash))).all()
             }
-            event_chains = set(
-                (await connection.execute(select(_e.chain).distinct())).scalars().all()
+            sealed_chains = set(
+                (await connection.execute(select(_e.chain).where(_e.seq.is_not(None)).distinct()))
+                .scalars()
+                .all()
             )
-            for chain in sorted(set(heads) | event_chains):
+            for chain in sorted(set(heads) | sealed_chains):
                 chains += 1
                 checked, broken = await _verify_one(connection, chain, heads.get(chain))
                 events += checked
@@ -190,7 +179,10 @@ async def verify_audit_chain(engine: AsyncEngine) -> AuditVerification:
                     return AuditVerification(
                         ok=False, chains=chains, events=events, first_broken=broken
                     )
-    return AuditVerification(ok=True, chains=chains, events=events)
+            pending, broken = await _check_unsealed(connection, now - grace)
+    return AuditVerification(
+        ok=broken is None, chains=chains, events=events, pending=pending, first_broken=broken
+    )
 
 
 async def _verify_one(
@@ -218,24 +210,7 @@ async def _verify_one(
                 )
             if row.prev_hash != prev_hash:
                 return checked, _broken(row, "does not link to the event before it")
-            recomputed = event_hash(
-                ChainedEvent(
-                    id=row.id,
-                    chain=row.chain,
-                    seq=row.seq,
-                    at=row.at,
-                    actor_id=row.actor_id,
-                    actor_role=row.actor_role,
-                    action=row.action,
-                    resource_type=row.resource_type,
-                    resource_id=row.resource_id,
-                    clinic_id=row.clinic_id,
-                    purpose=row.purpose,
-                    request_id=row.request_id,
-                    outcome=row.outcome,
-                    prev_hash=row.prev_hash,
-                )
-            )
+            recomputed = event_hash(chained_event(row, seq=row.seq, prev_hash=row.prev_hash))
             if recomputed != row.hash:
                 return checked, _broken(row, "was altered (its hash does not match its content)")
             checked += 1
@@ -257,6 +232,35 @@ async def _verify_one(
         )
         return checked, BrokenLink(chain=chain, seq=last_seq, event_id=None, reason=reason)
     return checked, None
+
+
+async def _check_unsealed(
+    connection: AsyncConnection, stale_before: datetime
+) -> tuple[int, BrokenLink | None]:
+    """Count unsealed events; one older than ``stale_before``, or half sealed, is a failure."""
+    unsealed = _e.seq.is_(None)
+    pending = int((await connection.execute(select(func.count()).where(unsealed))).scalar_one())
+    wrong = (
+        await connection.execute(
+            select(_e.id, _e.chain, _e.at, _e.prev_hash, _e.hash)
+            .where(
+                unsealed,
+                or_(_e.at < stale_before, _e.prev_hash.is_not(None), _e.hash.is_not(None)),
+            )
+            .order_by(_e.at, _e.id)
+            .limit(1)
+        )
+    ).first()
+    if wrong is None:
+        return pending, None
+    reason = (
+        "unsealed event carries part of a seal"
+        if wrong.prev_hash is not None or wrong.hash is not None
+        else "unsealed event is older than the sealing grace period (is the audit sealer running?)"
+    )
+    return pending, BrokenLink(
+        chain=str(wrong.chain), seq=None, event_id=str(wrong.id), reason=reason
+    )
 
 
 def _broken(row: Row[Any], problem: str) -> BrokenLink:

@@ -1,4 +1,4 @@
-"""The audit log on SQLite and PostgreSQL: appends chain, tampering is detected, appends race."""
+"""The audit log on SQLite and PostgreSQL: sealed events chain, tampering is detected."""
 
 import asyncio
 import uuid
@@ -12,17 +12,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.audit.chain import chain_for
+from backend.audit.sealer import seal_pending
 from backend.audit.service import (
     AUDIT_CHAIN_HEADS,
     AUDIT_EVENTS,
     AuditEvent,
+    AuditVerification,
     record_audit,
     verify_audit_chain,
 )
+from tests.support import ManualClock
 
 Sessions = async_sessionmaker[AsyncSession]
 CLINIC = uuid.UUID("00000000-0000-4000-8000-0000000000c1")
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+NOW = T0 + timedelta(minutes=1)
+"""When the tests verify: every event is within the sealing grace."""
 
 
 def _event(n: int, *, clinic: uuid.UUID | None = CLINIC, **changes: object) -> AuditEvent:
@@ -41,11 +46,25 @@ def _event(n: int, *, clinic: uuid.UUID | None = CLINIC, **changes: object) -> A
     return AuditEvent(**fields)  # type: ignore[arg-type]
 
 
-async def _append(sessions: Sessions, events: Iterable[AuditEvent]) -> None:
+async def _record(sessions: Sessions, events: Iterable[AuditEvent]) -> None:
     for event in events:
         async with sessions() as session:
             await record_audit(session, event)
             await session.commit()
+
+
+async def _seal(engine: AsyncEngine) -> int:
+    return await seal_pending(engine, ManualClock(NOW))
+
+
+async def _verify(engine: AsyncEngine) -> AuditVerification:
+    return await verify_audit_chain(engine, now=NOW)
+
+
+async def _append(engine: AsyncEngine, sessions: Sessions, events: Iterable[AuditEvent]) -> None:
+    """Record the events one request at a time, then let the sealer chain them."""
+    await _record(sessions, events)
+    await _seal(engine)
 
 
 async def _tamper(engine: AsyncEngine, *statements: str) -> None:
@@ -63,14 +82,16 @@ async def _tamper(engine: AsyncEngine, *statements: str) -> None:
 
 
 async def test_an_untouched_log_verifies(engine: AsyncEngine, sessions: Sessions) -> None:
-    assert (await verify_audit_chain(engine)).ok  # empty is intact
+    assert (await _verify(engine)).ok  # empty is intact
     other = uuid.uuid4()
-    await _append(sessions, [_event(n) for n in range(1, 6)])
-    await _append(sessions, [_event(n, clinic=other) for n in range(1, 4)])
+    await _append(engine, sessions, [_event(n) for n in range(1, 6)])
+    await _append(engine, sessions, [_event(n, clinic=other) for n in range(1, 4)])
     await _append(
-        sessions, [_event(9, clinic=None, actor_id=None, actor_role="anonymous", outcome="denied")]
+        engine,
+        sessions,
+        [_event(9, clinic=None, actor_id=None, actor_role="anonymous", outcome="denied")],
     )
-    result = await verify_audit_chain(engine)
+    result = await _verify(engine)
     assert result.ok, result.first_broken
     assert (result.chains, result.events) == (3, 9)
 
@@ -90,18 +111,18 @@ async def test_an_untouched_log_verifies(engine: AsyncEngine, sessions: Sessions
 async def test_the_database_refuses_updates_and_deletes(
     engine: AsyncEngine, sessions: Sessions
 ) -> None:
-    await _append(sessions, [_event(1)])
+    await _append(engine, sessions, [_event(1)])
     for statement in ("UPDATE audit_events SET action = 'write'", "DELETE FROM audit_events"):
         with pytest.raises(DBAPIError, match="append-only"):
             async with engine.begin() as connection:
                 await connection.execute(text(statement))
-    assert (await verify_audit_chain(engine)).ok
+    assert (await _verify(engine)).ok
 
 
 async def test_a_deleted_event_is_detected(engine: AsyncEngine, sessions: Sessions) -> None:
-    await _append(sessions, [_event(n) for n in range(1, 6)])
+    await _append(engine, sessions, [_event(n) for n in range(1, 6)])
     await _tamper(engine, "DELETE FROM audit_events WHERE seq = 3")
-    result = await verify_audit_chain(engine)
+    result = await _verify(engine)
     assert not result.ok
     assert result.first_broken is not None
     assert result.first_broken.seq == 3
@@ -111,18 +132,18 @@ async def test_a_deleted_event_is_detected(engine: AsyncEngine, sessions: Sessio
 async def test_a_deleted_newest_event_is_detected_by_the_head(
     engine: AsyncEngine, sessions: Sessions
 ) -> None:
-    await _append(sessions, [_event(n) for n in range(1, 4)])
+    await _append(engine, sessions, [_event(n) for n in range(1, 4)])
     await _tamper(engine, "DELETE FROM audit_events WHERE seq = 3")
-    result = await verify_audit_chain(engine)
+    result = await _verify(engine)
     assert not result.ok
     assert result.first_broken is not None
     assert "head records event 3" in result.first_broken.reason
 
 
 async def test_an_edited_event_is_detected(engine: AsyncEngine, sessions: Sessions) -> None:
-    await _append(sessions, [_event(n) for n in range(1, 6)])
+    await _append(engine, sessions, [_event(n) for n in range(1, 6)])
     await _tamper(engine, "UPDATE audit_events SET actor_id = 'someone-else' WHERE seq = 2")
-    result = await verify_audit_chain(engine)
+    result = await _verify(engine)
     assert not result.ok
     assert result.first_broken is not None
     assert (result.first_broken.seq, result.first_broken.chain) == (2, chain_for(CLINIC))
@@ -132,24 +153,24 @@ async def test_an_edited_event_is_detected(engine: AsyncEngine, sessions: Sessio
 async def test_an_edit_that_recomputes_its_own_hash_breaks_the_next_link(
     engine: AsyncEngine, sessions: Sessions
 ) -> None:
-    await _append(sessions, [_event(n) for n in range(1, 4)])
+    await _append(engine, sessions, [_event(n) for n in range(1, 4)])
     # Even a forger who recomputes row 2's hash cannot fix row 3's prev_hash (which is covered by
     # row 3's hash) without rewriting every later row and the head.
     await _tamper(engine, f"UPDATE audit_events SET hash = '{'f' * 64}' WHERE seq = 2")
-    result = await verify_audit_chain(engine)
+    result = await _verify(engine)
     assert result.first_broken is not None
     assert result.first_broken.seq == 2
 
 
 async def test_two_swapped_events_are_detected(engine: AsyncEngine, sessions: Sessions) -> None:
-    await _append(sessions, [_event(n) for n in range(1, 6)])
+    await _append(engine, sessions, [_event(n) for n in range(1, 6)])
     await _tamper(
         engine,
         "UPDATE audit_events SET seq = -1 WHERE seq = 2",
         "UPDATE audit_events SET seq = 2 WHERE seq = 3",
         "UPDATE audit_events SET seq = 3 WHERE seq = -1",
     )
-    result = await verify_audit_chain(engine)
+    result = await _verify(engine)
     assert not result.ok
     assert result.first_broken is not None
     assert result.first_broken.seq == 2
@@ -158,25 +179,26 @@ async def test_two_swapped_events_are_detected(engine: AsyncEngine, sessions: Se
 async def test_a_forged_event_past_the_head_is_detected(
     engine: AsyncEngine, sessions: Sessions
 ) -> None:
-    await _append(sessions, [_event(n) for n in range(1, 3)])
+    await _append(engine, sessions, [_event(n) for n in range(1, 3)])
     async with engine.connect() as connection:
         row = (await connection.execute(select(AUDIT_EVENTS).where(AUDIT_EVENTS.c.seq == 2))).one()
     forged = {**row._mapping, "id": uuid.uuid4(), "seq": 3, "prev_hash": row.hash}
     async with engine.begin() as connection:
         await connection.execute(AUDIT_EVENTS.insert().values(**forged))
-    result = await verify_audit_chain(engine)
+    result = await _verify(engine)
     assert not result.ok
     assert result.first_broken is not None
     assert result.first_broken.seq == 3
 
 
 async def test_a_rolled_back_append_leaves_no_gap(engine: AsyncEngine, sessions: Sessions) -> None:
-    await _append(sessions, [_event(1)])
+    await _append(engine, sessions, [_event(1)])
     async with sessions() as session:
         await record_audit(session, _event(2))
         await session.rollback()
-    await _append(sessions, [_event(3)])
-    result = await verify_audit_chain(engine)
+    await _append(engine, sessions, [_event(3)])
+    assert (await _verify(engine)).pending == 0
+    result = await _verify(engine)
     assert result.ok, result.first_broken
     assert result.events == 2
 
@@ -194,7 +216,8 @@ async def test_concurrent_appends_form_one_valid_chain_per_clinic(
             await session.commit()
 
     await asyncio.gather(*(append(n) for n in range(60)))
-    result = await verify_audit_chain(engine)
+    assert await _seal(engine) == 60
+    result = await _verify(engine)
     assert result.ok, result.first_broken
     assert (result.chains, result.events) == (3, 60)
     async with engine.connect() as connection:

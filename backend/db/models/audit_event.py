@@ -1,19 +1,24 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, Index, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from backend.db.types import UTCDateTime
+
+_UNSEALED = text("seq IS NULL")
 
 
 class AuditLogEntry(SQLModel, table=True):
     """One read or change of patient data, or a security event: who, what, which resource, why.
 
-    Append-only and hash-chained (``backend/audit``): ``hash`` is SHA-256 over this row's fields
-    and ``prev_hash``, the hash of the row before it in the same chain, so an edited, deleted or
-    reordered row breaks the chain. On PostgreSQL and SQLite a trigger also refuses UPDATE and
-    DELETE. There is one chain per clinic, plus ``system`` for events outside any clinic.
+    Append-only and hash-chained (``backend/audit``). A request inserts the event without a seal
+    (``seq``, ``prev_hash``, ``hash`` NULL), so it never waits for other requests; the sealer then
+    gives it its place in its chain: ``seq``, ``prev_hash`` (the hash of the event before it) and
+    ``hash``, SHA-256 over the event's fields and ``prev_hash``. An edited, deleted or reordered
+    sealed event breaks the chain. On PostgreSQL and SQLite triggers refuse DELETE and every
+    UPDATE except that one sealing (all three seal columns NULL → set, nothing else changed).
+    There is one chain per clinic, plus ``system`` for events outside any clinic.
 
     No PHI, ever: identifiers, roles, verbs and purposes only (DESIGN §8).
     """
@@ -23,11 +28,20 @@ class AuditLogEntry(SQLModel, table=True):
         UniqueConstraint("chain", "seq", name="uq_audit_events_chain_seq"),
         Index("ix_audit_events_clinic_id_at", "clinic_id", "at"),
         Index("ix_audit_events_resource", "resource_type", "resource_id"),
+        # The sealer's work list: small whatever the size of the log.
+        Index(
+            "ix_audit_events_unsealed",
+            "chain",
+            "at",
+            "id",
+            postgresql_where=_UNSEALED,
+            sqlite_where=_UNSEALED,
+        ),
     )
 
     id: uuid.UUID = Field(primary_key=True)
     chain: str = Field(max_length=64)
-    seq: int = Field(sa_column=Column(BigInteger(), nullable=False))
+    seq: int | None = Field(default=None, sa_column=Column(BigInteger(), nullable=True))
     at: datetime = Field(sa_type=UTCDateTime)
     actor_id: str | None = Field(default=None, max_length=128)
     actor_role: str = Field(max_length=32)
@@ -38,14 +52,15 @@ class AuditLogEntry(SQLModel, table=True):
     purpose: str = Field(max_length=64)
     request_id: str | None = Field(default=None, max_length=128)
     outcome: str = Field(max_length=16)
-    prev_hash: str = Field(max_length=64)  # hex SHA-256
-    hash: str = Field(max_length=64)
+    prev_hash: str | None = Field(default=None, max_length=64)  # hex SHA-256; NULL until sealed
+    hash: str | None = Field(default=None, max_length=64)
 
 
 class AuditChainHead(SQLModel, table=True):
-    """The last event of each audit chain; appenders lock this row to serialise.
+    """The last sealed event of each audit chain; sealers lock this row to serialise.
 
-    Also a check on the tail: deleting the newest events leaves the head pointing past them. (An
+    Only sealers touch it (``FOR UPDATE SKIP LOCKED``), never a request. Also a check on the tail:
+    deleting the newest sealed events (or their seals) leaves the head pointing past them. (An
     attacker who can rewrite both tables can truncate undetected; anchor heads outside the database
     for that, e.g. in the operator's log shipping.)
     """
