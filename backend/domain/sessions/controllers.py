@@ -12,6 +12,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from backend.domain.alerts.holds import n2o_hold_for, record_hold_override
 from backend.domain.check_ins import schedule
 from backend.domain.check_ins.quiet_hours import QuietHours
 from backend.domain.sessions import service
@@ -34,7 +35,7 @@ from backend.identity.audit_trail import audit
 from backend.identity.patients import check_time_zone
 from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
 from backend.identity.roles import Role
-from backend.lib.errors import InvalidInput
+from backend.lib.errors import Conflict, InvalidInput
 from backend.state import Runtime
 
 CLINICAL = (Role.CLINICIAN, Role.CLINIC_ADMIN)
@@ -65,6 +66,11 @@ async def _audit(
 async def _view(db_session: AsyncSession, runtime: Runtime, row: object) -> SessionView:
     (view,) = await service.session_views(db_session, runtime.keyring, [row])  # type: ignore[list-item]
     return view
+
+
+class N2OSessionOnHold(Conflict):
+    problem_type = "n2o-session-on-hold"
+    title = "N2O sessions are on hold for this patient"
 
 
 class TreatmentSessionController(Controller):
@@ -178,6 +184,16 @@ class TreatmentSessionController(Controller):
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
     ) -> SessionView:
+        # A patient with N2O neurological red flags is on hold (clinical-spec §5.1): an N2O
+        # session is not held until a clinician clears the hold, or overrides it for this one
+        # session, which is audited.
+        planned = await service.get_session(db_session, patient_id, session_id)
+        hold = await n2o_hold_for(db_session, patient_id) if planned.modality == "n2o" else None
+        if hold is not None and not data.override_n2o_hold:
+            raise N2OSessionOnHold(
+                "this patient's N2O sessions are on hold after neurological red flags; a "
+                "clinician must clear the hold, or override it for this session"
+            )
         row = await service.complete_session(
             db_session,
             runtime.keyring,
@@ -186,6 +202,10 @@ class TreatmentSessionController(Controller):
             data=data,
             now=runtime.clock.now(),
         )
+        if hold is not None:
+            await record_hold_override(
+                db_session, principal, hold, treatment_session_id=row.id, now=runtime.clock.now()
+            )
         view = await _view(db_session, runtime, row)
         await _audit(
             db_session, runtime, principal, "session.complete", "session", row.id, patient_id

@@ -66,6 +66,8 @@ class SessionCompletion(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     discharged_at: datetime | None = None
     rems_monitoring_completed: bool | None = None
     notes: Note | None = None
+    # A clinician's decision to hold this N2O session despite an active hold (audited).
+    override_n2o_hold: bool = False
 
 
 class SessionView(msgspec.Struct, frozen=True, kw_only=True):
