@@ -24,12 +24,12 @@ from backend.deps import provide_db_session, provide_runtime
 from backend.domain.alerts.jobs import register_alert_timers
 from backend.domain.check_ins.delivery import CheckInTimers
 from backend.domain.check_ins.recipients import DeviceResolver
-from backend.identity.recipients import StaffEmailResolver
 from backend.domain.exports.jobs import ExportRunner
 from backend.domain.outbox.dispatcher import Dispatcher
 from backend.domain.outbox.enqueue import RecipientType
 from backend.domain.outbox.wakeup import PostgresWakeup
 from backend.identity.middleware import AccessControlMiddleware
+from backend.identity.recipients import StaffEmailResolver
 from backend.keyring.secrets import load_service_secrets
 from backend.keyring.service import Keyring
 from backend.lib.clock import Clock, SystemClock
