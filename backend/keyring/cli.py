@@ -73,8 +73,8 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
         "rotate-deks",
         help="give every owner a new data key and re-encrypt their fields (online, resumable)",
         description=(
-            "Data-key rotation while the service runs: every owner (patient, staff member) gets a"
-            " new data key that new writes use at once; every field under an older key is"
+            "Data-key rotation while the service runs: every owner (patient, staff member, export)"
+            " gets a new data key that new writes use at once; every field under an older key is"
             " re-encrypted in short transactions that never overwrite a concurrent change; an old"
             f" key is destroyed once nothing uses it and it was retired over {grace_minutes}"
             " minutes ago. Progress shows here and in `interlude keys status`. Interrupted, or"

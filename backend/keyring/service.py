@@ -180,6 +180,9 @@ class Keyring:
     ) -> "OwnerKeys":
         """One query for the owner's live key rows; the result encrypts and decrypts many fields.
 
+        With ``active_only`` the result encrypts under the active version (and still decrypts
+        every live version); without it, it only decrypts (``versions`` narrows the read).
+
         For paths that handle several fields of one owner at once (a submission's answers, a
         clinician's view of a history). Use it within the same request: it reflects the key rows
         as they were when read.
@@ -187,19 +190,19 @@ class Keyring:
         # Read the cache generation before the rows, so a shred that lands in between keeps its
         # unwrapped key out of the cache (DekCache docstring).
         generation = self._cache.generation
-        statement = select(_c.dek_version, _c.kek_id, _c.wrapped_dek).where(
+        statement = select(_c.dek_version, _c.kek_id, _c.wrapped_dek, _c.retired_at).where(
             _c.owner_id == owner_id, _c.wrapped_dek.is_not(None), _c.destroyed_at.is_(None)
         )
-        if active_only:
-            statement = (
-                statement.where(_c.retired_at.is_(None)).order_by(_c.dek_version.desc()).limit(1)
-            )
-        elif versions is not None:
+        # ``active_only`` still reads every live version: a writer often decrypts too (a field
+        # it rewrites beside one it reads), and during DEK rotation (backend.keyring.dek_rotation)
+        # the owner's other rows may still be under the retired version. Keys unwrap lazily.
+        if versions is not None and not active_only:
             statement = statement.where(_c.dek_version.in_(versions))
         connection = await session.connection()
         rows = (await connection.execute(statement)).all()
         wrapped = {int(row.dek_version): (str(row.kek_id), bytes(row.wrapped_dek)) for row in rows}
-        active = max(wrapped) if active_only and wrapped else None
+        current = [int(row.dek_version) for row in rows if row.retired_at is None]
+        active = max(current) if active_only and current else None
         return OwnerKeys(self, owner_id, wrapped, active_version=active, generation=generation)
 
     async def shred(self, session: AsyncSession, owner_id: uuid.UUID) -> int:

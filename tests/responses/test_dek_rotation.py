@@ -5,17 +5,23 @@ import asyncio
 import os
 import subprocess
 import sys
+import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import pyotp
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlmodel import SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.app import create_app
 from backend.config import Settings
+from backend.crypto import KekProvider
+from backend.domain.sessions import service as sessions
 from backend.keyring.dek_rotation import (
     DekRotationProgress,
     NoRotationToResumeError,
@@ -23,9 +29,9 @@ from backend.keyring.dek_rotation import (
     dek_rotation_status,
     rotate_data_keys,
 )
-from backend.keyring.service import DATA_KEYS
+from backend.keyring.service import DATA_KEYS, Keyring, OwnerKeys
 from tests.conftest import SettingsFactory
-from tests.identity.conftest import MovableClock, World, log_in
+from tests.identity.conftest import MovableClock, World, build_world, log_in, runtime_of
 from tests.responses.keys_world import (
     backdated_clock,
     engine_of,
@@ -194,3 +200,113 @@ async def test_the_cli_rotates_against_the_running_app(
     resumed = await asyncio.to_thread(_interlude, ["keys", "rotate-deks", "--resume"], env)
     assert resumed.returncode == 0, resumed.stderr
     assert f"rows re-encrypted: {len(fields)};" in resumed.stdout  # nothing twice
+
+
+async def test_a_write_with_the_key_read_before_the_switch_is_kept_and_its_key_too(
+    api: AsyncTestClient[Litestar], world: World, clock: MovableClock
+) -> None:
+    """A request that read patient A's key just before the rotation switched it writes after the
+    owner was re-encrypted: the rotation keeps the old version while the row names it, then
+    re-encrypts the row on resume, and the written value is what the API reads."""
+    patient = world.patients["patient_a"]
+    runtime = runtime_of(api)
+    engine = engine_of(api)
+    async with runtime.require_sessionmaker()() as session:
+        in_flight = await runtime.keyring.owner_keys(session, patient.id, active_only=True)
+        row = (await sessions.list_sessions(session, patient.id))[0]
+    assert in_flight.active_version == 1
+
+    keyring = separate_keyring(api, clock)
+    clock.advance(minutes=1)
+    first = await rotate_data_keys(engine, keyring, clock=clock)
+    assert first.owners_done == first.owners_total
+
+    note = "Written by a request that read the key before the switch."
+    late = in_flight.encrypt(
+        table="treatment_sessions", column="notes_ct", row_id=str(row.id), plaintext=note.encode()
+    )
+    table = SQLModel.metadata.tables["treatment_sessions"]
+    async with engine.begin() as connection:
+        await connection.execute(update(table).where(table.c.id == row.id).values(notes_ct=late))
+
+    clock.advance(minutes=6)  # the grace period is over, but a row still names version 1
+    resumed = await rotate_data_keys(engine, keyring, resume=True, clock=clock)
+    assert resumed.finished_at is not None
+    assert resumed.rows_unreadable == 0
+    fields = [f for f in await stored_fields(engine) if f.owner_id == patient.id]
+    assert {f.dek_version for f in fields} == {2}
+    async with runtime.require_sessionmaker()() as session:
+        rows = await sessions.list_sessions(session, patient.id)
+        views = await sessions.session_views(session, runtime.keyring, rows)
+    assert next(v.notes for v in views if v.id == row.id) == note
+
+
+@pytest.mark.postgres
+async def test_an_app_write_inside_a_rotation_batch_is_not_overwritten(
+    postgres_database_url: str, make_settings: SettingsFactory
+) -> None:
+    """The app changes a ciphertext between the rotation's read of the row and its update: the
+    compare-and-swap update misses, the app's value stays. (PostgreSQL: SQLite runs one writer
+    at a time, so its transactions cannot interleave like this.)"""
+    clock = backdated_clock()
+    settings = make_settings(postgres_database_url)
+    async with AsyncTestClient(app=create_app(settings, clock=clock)) as api:
+        world = await build_world(api, clock)
+        clinician = world.staff["clinician_a"]
+        first = await api.post("/api/v1/auth/staff/totp", headers=clinician.headers)
+        assert first.status_code == 201, first.text  # a pending TOTP secret, under version 1
+        enrolments: list[str] = []
+
+        async def enrol_again() -> None:
+            again = await api.post("/api/v1/auth/staff/totp", headers=clinician.headers)
+            assert again.status_code == 201, again.text
+            enrolments.append(again.json()["secret"])
+
+        keyring = _WriteDuringBatch(
+            runtime_of(api).kek, clock=clock, owner=clinician.id, write=enrol_again
+        )
+        clock.advance(minutes=1)
+        done = await rotate_data_keys(engine_of(api), keyring, clock=clock)
+        assert enrolments  # the app wrote inside the rotation's batch
+        assert done.owners_done == done.owners_total
+        assert {f.dek_version for f in await stored_fields(engine_of(api))} == {2}
+        secret = enrolments[0]
+        clock.advance(seconds=30)
+        confirmed = await api.post(
+            "/api/v1/auth/staff/totp/confirm",
+            json={"code": pyotp.TOTP(secret).at(clock.now())},
+            headers=clinician.headers,
+        )
+        assert confirmed.status_code == 200, confirmed.text  # the app's secret, not the old one
+
+
+class _WriteDuringBatch(Keyring):
+    """The real keyring, which lets one app request run at the point where the rotation has read
+    a batch of the owner's rows and not yet written them."""
+
+    def __init__(
+        self,
+        kek: KekProvider,
+        *,
+        clock: MovableClock,
+        owner: uuid.UUID,
+        write: Callable[[], Awaitable[None]],
+    ) -> None:
+        super().__init__(kek, clock=clock)
+        self._owner = owner
+        self._write: Callable[[], Awaitable[None]] | None = write
+
+    async def owner_keys(
+        self,
+        session: AsyncSession,
+        owner_id: uuid.UUID,
+        *,
+        active_only: bool = False,
+        versions: tuple[int, ...] | None = None,
+    ) -> OwnerKeys:
+        if owner_id == self._owner and not active_only and self._write is not None:
+            write, self._write = self._write, None
+            await write()
+        return await super().owner_keys(
+            session, owner_id, active_only=active_only, versions=versions
+        )
