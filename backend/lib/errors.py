@@ -57,3 +57,9 @@ class Forbidden(DomainError):
     status_code = 403
     problem_type = "forbidden"
     title = "Not allowed"
+
+
+class Gone(DomainError):
+    status_code = 410
+    problem_type = "gone"
+    title = "No longer available"

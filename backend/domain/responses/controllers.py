@@ -31,7 +31,7 @@ from backend.domain.responses.schemas import (
 from backend.identity.access import Scope, access
 from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
 from backend.identity.roles import Role
-from backend.lib.errors import Forbidden, InvalidInput, NotFound
+from backend.lib.errors import Forbidden, Gone, InvalidInput, NotFound
 from backend.lib.logging import request_id_var
 from backend.state import Runtime
 from questionnaires.errors import AnswerProblem, AnswerValidationError, UnknownInstrumentError
@@ -59,6 +59,16 @@ async def _submitting_patient(session: AsyncSession, principal: Principal) -> se
     return service.PatientRef(
         patient_id=principal.subject_id, clinic_id=row.clinic_id, locale=row.locale
     )
+
+
+async def _ensure_readable(session: AsyncSession, patient_id: uuid.UUID) -> None:
+    """An erased patient's data keys are destroyed: say so (410), don't fail decrypting (500)."""
+    connection = await session.connection()
+    status = await connection.scalar(select(_patients.c.status).where(_patients.c.id == patient_id))
+    if status is None:
+        raise NotFound("no such patient")
+    if status == "erased":
+        raise Gone("this patient's data was erased")
 
 
 def _idempotency_key(header: str | None) -> str | None:
@@ -173,6 +183,7 @@ class ResponseController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
         trajectory: FromQuery[str | None] = None,
     ) -> ResponsePage:
+        await _ensure_readable(db_session, patient_id)
         page = await service.list_responses(
             db_session,
             runtime.keyring,
@@ -206,6 +217,7 @@ class ResponseController(Controller):
         db_session: NamedDependency[AsyncSession],
         principal: NamedDependency[Principal],
     ) -> ScoreSeries:
+        await _ensure_readable(db_session, patient_id)
         series = await service.score_series(db_session, runtime.keyring, patient_id, trajectory_key)
         await _audit(
             db_session,
