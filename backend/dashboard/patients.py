@@ -9,7 +9,6 @@ from litestar.params import FromPath
 from litestar.response import Template
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.audit.service import AuditEvent, record_audit
 from backend.dashboard import queries
 from backend.dashboard.alert_views import patient_alert_panel
 from backend.dashboard.pages import DASHBOARD_ROLES, page
@@ -17,9 +16,9 @@ from backend.dashboard.patient_view import MODALITY_LABELS, load_patient_page
 from backend.dashboard.plots import trajectory_svg
 from backend.identity import patients
 from backend.identity.access import Scope, access
+from backend.identity.audit_trail import audit
 from backend.identity.identifiers import FieldSealer
 from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
-from backend.lib.logging import request_id_var
 from backend.state import Runtime
 
 
@@ -33,19 +32,15 @@ async def audit_read(
     resource_id: str | None,
 ) -> None:
     """The audit row the JSON API writes for the same read (same action names)."""
-    await record_audit(
+    await audit(
         session,
-        AuditEvent(
-            actor_id=str(principal.subject_id),
-            actor_role=principal.role.value,
-            action=action,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            clinic_id=principal.clinic_id,
-            purpose="treatment",
-            request_id=request_id_var.get(),
-            at=runtime.clock.now(),
-        ),
+        runtime,
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        clinic_id=principal.clinic_id,
+        purpose="treatment",
+        actor=principal,
     )
 
 

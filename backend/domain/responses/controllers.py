@@ -17,7 +17,6 @@ from litestar.status_codes import HTTP_200_OK
 from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.audit.service import AuditEvent, record_audit
 from backend.db.models.clinic import Clinic
 from backend.db.models.patient import Patient
 from backend.domain.responses import service
@@ -29,10 +28,10 @@ from backend.domain.responses.schemas import (
     SubmissionResult,
 )
 from backend.identity.access import Scope, access
+from backend.identity.audit_trail import audit
 from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
 from backend.identity.roles import Role
 from backend.lib.errors import Forbidden, Gone, InvalidInput, NotFound
-from backend.lib.logging import request_id_var
 from backend.state import Runtime
 from questionnaires.errors import AnswerProblem, AnswerValidationError, UnknownInstrumentError
 from questionnaires.fhir import parse_questionnaire_response, questionnaire_reference
@@ -82,33 +81,6 @@ def _idempotency_key(header: str | None) -> str | None:
         ) from None
 
 
-async def _audit(
-    session: AsyncSession,
-    runtime: Runtime,
-    principal: Principal,
-    *,
-    action: str,
-    resource_type: str,
-    resource_id: str | None,
-    clinic_id: uuid.UUID | None,
-    purpose: str,
-) -> None:
-    await record_audit(
-        session,
-        AuditEvent(
-            actor_id=str(principal.subject_id),
-            actor_role=principal.role.value,
-            action=action,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            clinic_id=clinic_id,
-            purpose=purpose,
-            request_id=request_id_var.get(),
-            at=runtime.clock.now(),
-        ),
-    )
-
-
 async def _submit(
     session: AsyncSession,
     runtime: Runtime,
@@ -128,10 +100,10 @@ async def _submit(
         source=source,
     )
     if not result.replayed:
-        await _audit(
+        await audit(
             session,
             runtime,
-            principal,
+            actor=principal,
             action="response.create",
             resource_type="questionnaire_response",
             resource_id=str(result.response_id),
@@ -192,10 +164,10 @@ class ResponseController(Controller):
             limit=limit,
             trajectory_key=trajectory,
         )
-        await _audit(
+        await audit(
             db_session,
             runtime,
-            principal,
+            actor=principal,
             action="response.read",
             resource_type="patient_responses",
             resource_id=str(patient_id),
@@ -219,10 +191,10 @@ class ResponseController(Controller):
     ) -> ScoreSeries:
         await _ensure_readable(db_session, patient_id)
         series = await service.score_series(db_session, runtime.keyring, patient_id, trajectory_key)
-        await _audit(
+        await audit(
             db_session,
             runtime,
-            principal,
+            actor=principal,
             action="score.read",
             resource_type="patient_scores",
             resource_id=str(patient_id),
