@@ -14,7 +14,8 @@ same patient at once. For each new trigger:
 - a new alert, or new evidence that raises an alert's severity, is sent to the first responders;
   an acknowledged alert whose severity rises is opened again, with a fresh service level;
 - a trigger that holds the next N2O session sets the patient's hold (§5.1);
-- a patient-facing action goes back to the caller (the submission's response shows it).
+- a patient-facing action goes back to the caller (the submission's response shows it); a
+  missed check-in reminder is also pushed to the patient's devices through the outbox.
 """
 
 import logging
@@ -38,6 +39,7 @@ from backend.domain.alerts.candidate import (
 from backend.domain.alerts.clinic_settings import parameters_for_clinic
 from backend.domain.alerts.engine import evaluate_alerts
 from backend.domain.alerts.history import patient_timeline
+from backend.domain.alerts.reminders import push_check_in_reminder
 from backend.domain.alerts.routing import first_responders, notify_staff
 from backend.domain.alerts.rows import AnyRow
 from backend.domain.alerts.sources import recently_active_patients
@@ -304,6 +306,8 @@ async def evaluate_patient(
                     alert_id=alert_id,
                     now=now,
                 )
+        else:
+            await push_check_in_reminder(session, candidate, clinic_id=clinic_id, now=now)
         if candidate.patient_action is not None:
             notices.append(
                 PatientNotice(
