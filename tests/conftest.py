@@ -34,6 +34,7 @@ for _name in list(os.environ):
         "INTERLUDE_TEST_POSTGRES_URL",
         "INTERLUDE_REQUIRE_POSTGRES",
         "INTERLUDE_REQUIRE_BROWSER",
+        "INTERLUDE_REQUIRE_DEPLOY_TOOLS",
     }:
         del os.environ[_name]
 
