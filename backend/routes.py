@@ -17,6 +17,7 @@ from backend.domain.questionnaires.controllers import (
     FhirQuestionnaireController,
     QuestionnaireController,
 )
+from backend.domain.receipts.controllers import NotificationReceiptController
 from backend.domain.responses.controllers import (
     FhirQuestionnaireResponseController,
     ResponseController,
@@ -47,6 +48,7 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     PatientAppController,
     TreatmentSessionController,
     PatientCheckInController,
+    NotificationReceiptController,
     AlertController,
     N2OHoldController,
     AlertSettingsController,

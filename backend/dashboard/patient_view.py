@@ -8,7 +8,7 @@ against, and N2O exposure is the rules' ``n2o_exposure``. Pure assembly is kept 
 """
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -26,6 +26,7 @@ from backend.domain.alerts.timeline import (
     course_baseline,
     n2o_exposure,
 )
+from backend.domain.receipts.repository import of_check_ins as first_receipts
 from backend.domain.responses import service as responses
 from backend.domain.responses.schemas import ScorePoint
 from backend.keyring.service import Keyring
@@ -67,6 +68,7 @@ class LadderStep(msgspec.Struct, frozen=True, kw_only=True):
     answered_at: datetime | None
     missed_at: datetime | None
     reminders_sent: int
+    opened_at: datetime | None = None  # the app's first "opened" receipt (issue 8)
 
 
 class Exposure(msgspec.Struct, frozen=True, kw_only=True):
@@ -199,7 +201,10 @@ def exposure_summary(
     )
 
 
-def ladder(rows: Sequence[Row[Any]]) -> list[LadderStep]:
+def ladder(
+    rows: Sequence[Row[Any]], opened: Mapping[str, datetime | None] | None = None
+) -> list[LadderStep]:
+    opened = opened or {}
     return [
         LadderStep(
             label=row.label,
@@ -209,6 +214,7 @@ def ladder(rows: Sequence[Row[Any]]) -> list[LadderStep]:
             answered_at=row.answered_at,
             missed_at=row.missed_at,
             reminders_sent=row.reminders_sent,
+            opened_at=opened.get(str(row.id)),
         )
         for row in rows
     ]
@@ -296,10 +302,12 @@ async def load_patient_page(
         )
     history.sort(key=lambda entry: entry.at, reverse=True)
     neuro = parameters.n2o_neuro
+    check_ins = await queries.check_ins_of_patient(connection, patient_id)
+    receipts = await first_receipts(connection, (row.id for row in check_ins))
     return PatientPage(
         trajectories=trajectories,
         history=history,
-        ladder=ladder(await queries.check_ins_of_patient(connection, patient_id)),
+        ladder=ladder(check_ins, {k: r.opened_at for k, r in receipts.items()}),
         exposure=exposure_summary(
             sessions,
             rolling_days=neuro.exposure_rolling_days,

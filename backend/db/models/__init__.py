@@ -4,6 +4,7 @@ Models are persistence only: they never leave the service layer (DESIGN §3). Th
 use ``from __future__ import annotations`` (it breaks SQLModel relationships, sqlmodel#196).
 """
 
+from backend.db.models import notification as notification  # receipts, preferences, fallback
 from backend.db.models.alert import (
     Alert,
     AlertOccurrence,

@@ -1,5 +1,6 @@
 """What a patient's app shows: the check-ins open now and the next planned ones; and the ladder
-a clinician reads (every row, with what was sent, answered and missed)."""
+a clinician reads (every row, with what was sent, received and opened (the app's receipts),
+answered and missed)."""
 
 import uuid
 from datetime import datetime
@@ -8,6 +9,8 @@ from sqlalchemy import and_, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.domain.check_ins.repository import TABLE, rows_for_patient
+from backend.domain.receipts.repository import NO_RECEIPTS
+from backend.domain.receipts.repository import of_check_ins as first_receipts
 from backend.domain.sessions.schemas import (
     CheckInView,
     DueCheckIns,
@@ -75,6 +78,8 @@ async def due_for_patient(
 
 async def ladder(session: AsyncSession, patient_id: uuid.UUID) -> list[CheckInView]:
     connection = await session.connection()
+    rows = await rows_for_patient(connection, patient_id)
+    receipts = await first_receipts(connection, (r.id for r in rows))
     return [
         CheckInView(
             id=r.id,
@@ -96,6 +101,8 @@ async def ladder(session: AsyncSession, patient_id: uuid.UUID) -> list[CheckInVi
             answered_at=r.answered_at,
             missed_at=r.missed_at,
             missed_flag_at=r.missed_flag_at,
+            received_at=receipts.get(str(r.id), NO_RECEIPTS).received_at,
+            opened_at=receipts.get(str(r.id), NO_RECEIPTS).opened_at,
         )
-        for r in await rows_for_patient(connection, patient_id)
+        for r in rows
     ]

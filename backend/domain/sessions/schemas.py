@@ -114,6 +114,9 @@ class CheckInView(msgspec.Struct, frozen=True, kw_only=True):
     answered_at: datetime | None
     missed_at: datetime | None
     missed_flag_at: datetime
+    # From the app's receipts (`backend.domain.receipts`): the first device to report each.
+    received_at: datetime | None = None
+    opened_at: datetime | None = None
 
 
 class PatientSessions(msgspec.Struct, frozen=True, kw_only=True):
