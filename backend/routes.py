@@ -12,6 +12,7 @@ from backend.domain.alerts.controllers import (
     AlertSettingsController,
     N2OHoldController,
 )
+from backend.domain.check_ins.controllers import ClinicProtocolController
 from backend.domain.exports.controllers import ExportController
 from backend.domain.questionnaires.controllers import (
     FhirQuestionnaireController,
@@ -49,6 +50,7 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     TreatmentSessionController,
     PatientCheckInController,
     NotificationReceiptController,
+    ClinicProtocolController,
     AlertController,
     N2OHoldController,
     AlertSettingsController,

@@ -30,6 +30,7 @@ from backend.db.models.staff import StaffMember
 from backend.db.models.treatment import (
     CheckIn,
     ClinicProtocolOverride,
+    ClinicProtocolVersion,
     CourseBaseline,
     PatientQuietHours,
     TreatmentCourse,
@@ -46,6 +47,7 @@ __all__ = [
     "CheckIn",
     "Clinic",
     "ClinicProtocolOverride",
+    "ClinicProtocolVersion",
     "CourseBaseline",
     "Device",
     "EnrolmentCode",

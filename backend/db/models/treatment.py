@@ -2,7 +2,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from backend.db.types import UTCDateTime
@@ -42,7 +42,9 @@ class CourseBaseline(SQLModel, table=True):
     """The course's baseline (B0) assessment of one instrument: a reference to the response.
 
     Scores stay encrypted in ``questionnaire_responses``; this row only says which response is
-    the course's B0 for an instrument (clinical-spec §2.4 rebound is measured against it).
+    the course's B0 for an instrument (clinical-spec §2.4 rebound is measured against it). A row
+    is a clinician's explicit choice; without one the alert rules derive B0 from the patient's
+    last complete score in the days before the first session (``alerts.timeline.course_baseline``).
     """
 
     __tablename__ = "course_baselines"
@@ -52,6 +54,7 @@ class CourseBaseline(SQLModel, table=True):
     response_id: uuid.UUID = Field(foreign_key="questionnaire_responses.id")
     patient_id: uuid.UUID = Field(foreign_key="patients.id", index=True)
     recorded_at: datetime = Field(sa_type=UTCDateTime)
+    recorded_by: uuid.UUID | None = Field(default=None, foreign_key="staff.id")
 
 
 class TreatmentSession(SQLModel, table=True):
@@ -192,6 +195,36 @@ class ClinicProtocolOverride(SQLModel, table=True):
     document: bytes = Field(sa_type=LargeBinary)
     updated_by: uuid.UUID | None = Field(default=None, foreign_key="staff.id")
     updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ClinicProtocolVersion(SQLModel, table=True):
+    """Every override document a clinic ever saved, by the protocol id and version it produces.
+
+    ``clinic_protocol_overrides`` says which one new courses follow; this history is what a course
+    started under an earlier version still re-plans with (a course keeps its protocol), so a
+    version, once saved, always means the same document.
+    """
+
+    __tablename__ = "clinic_protocol_versions"
+    __table_args__ = (
+        UniqueConstraint(
+            "clinic_id",
+            "modality",
+            "protocol_id",
+            "protocol_version",
+            name="uq_clinic_protocol_versions_version",
+        ),
+    )
+
+    id: uuid.UUID = Field(primary_key=True)
+    clinic_id: uuid.UUID = Field(foreign_key="clinics.id", index=True)
+    modality: str = Field(max_length=16)
+    protocol_id: str = Field(max_length=64)
+    protocol_version: str = Field(max_length=32)
+    document: str = Field(sa_type=Text)
+    """The override as saved (JSON text: a protocol holds no patient data)."""
+    saved_by: uuid.UUID | None = Field(default=None, foreign_key="staff.id")
+    saved_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class PatientQuietHours(SQLModel, table=True):

@@ -5,18 +5,21 @@ override stored in ``clinic_protocol_overrides`` (one JSON document per clinic a
 Overrides are a table rather than files so a clinic admin can change one without a deploy; the
 document is checked (`apply_override`) before it is stored, so a bad one is refused at once. A
 course records the protocol id and version it started with; a later override applies to courses
-started after it, and a course whose stored protocol is no longer available is an error to fix,
-never silently re-timed under another protocol.
+started after it. Every saved override is also kept in ``clinic_protocol_versions`` (immutable:
+a version, once saved, always means the same document), so a course started under an earlier
+override keeps re-planning with it after the clinic moves on; an id and version found nowhere is
+an error to fix, never silently re-timed under another protocol.
 """
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select
+import msgspec
+from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from backend.db.models.treatment import ClinicProtocolOverride
+from backend.db.models.treatment import ClinicProtocolOverride, ClinicProtocolVersion
 from backend.domain.check_ins.protocols import (
     Modality,
     Protocol,
@@ -25,23 +28,49 @@ from backend.domain.check_ins.protocols import (
     decode_override,
     default_protocol,
 )
-from backend.lib.errors import Conflict, InvalidInput
+from backend.lib.errors import Conflict, FieldProblem, InvalidInput
+from backend.lib.ids import uuid7
 
 TABLE = ClinicProtocolOverride.__table__  # type: ignore[attr-defined]
+VERSIONS = ClinicProtocolVersion.__table__  # type: ignore[attr-defined]
 _c = TABLE.c
+_v = VERSIONS.c
+
+
+class StoredOverride(msgspec.Struct, frozen=True, kw_only=True):
+    """The override in force for a clinic and modality, as saved."""
+
+    document: bytes
+    updated_by: uuid.UUID | None
+    updated_at: datetime
+
+
+async def stored_override(
+    connection: AsyncConnection, clinic_id: uuid.UUID, modality: Modality
+) -> StoredOverride | None:
+    row = (
+        await connection.execute(
+            select(_c.document, _c.updated_by, _c.updated_at).where(
+                _c.clinic_id == clinic_id, _c.modality == modality
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    return StoredOverride(
+        document=bytes(row.document), updated_by=row.updated_by, updated_at=row.updated_at
+    )
 
 
 async def clinic_protocol(
     connection: AsyncConnection, clinic_id: uuid.UUID, modality: Modality
 ) -> Protocol:
     """The protocol new courses of this clinic and modality follow."""
-    document = await connection.scalar(
-        select(_c.document).where(_c.clinic_id == clinic_id, _c.modality == modality)
-    )
+    stored = await stored_override(connection, clinic_id, modality)
     base = default_protocol(modality)
-    if document is None:
+    if stored is None:
         return base
-    return apply_override(base, decode_override(bytes(document), f"clinic {clinic_id}"))
+    return apply_override(base, decode_override(stored.document, f"clinic {clinic_id}"))
 
 
 async def course_protocol(
@@ -58,9 +87,47 @@ async def course_protocol(
     ):
         if (candidate.id, candidate.version) == (protocol_id, protocol_version):
             return candidate
+    document = await connection.scalar(
+        select(_v.document).where(
+            _v.clinic_id == clinic_id,
+            _v.modality == modality,
+            _v.protocol_id == protocol_id,
+            _v.protocol_version == protocol_version,
+        )
+    )
+    if document is not None:
+        try:
+            return apply_override(
+                default_protocol(modality),
+                decode_override(str(document).encode(), f"clinic {clinic_id}"),
+            )
+        except ProtocolError:
+            # Saved against an earlier shipped default that a release replaced: fall through.
+            pass
     raise Conflict(
         "the course's check-in protocol is no longer available; restore it or end the course"
     )
+
+
+def checked_override(modality: Modality, document: bytes) -> Protocol:
+    """The protocol an override document produces for this modality, or InvalidInput saying why
+    (shape, unknown keys, the base it extends, clinical consistency: `protocol_problems`)."""
+    base = default_protocol(modality)
+    try:
+        protocol = apply_override(base, decode_override(document, "override"))
+    except ProtocolError as error:
+        raise InvalidInput(
+            "the override is not a valid check-in protocol override",
+            errors=[FieldProblem(pointer="", code="invalid_protocol", message=str(error))],
+        ) from None
+    if protocol.id == base.id:
+        # Courses name their protocol by id and version: the shipped default's id must keep
+        # meaning the shipped default.
+        raise InvalidInput(
+            "an override needs its own id, not the shipped default's",
+            errors=[FieldProblem(pointer="/id", code="reserved_id", message="give another id")],
+        )
+    return protocol
 
 
 async def save_override(
@@ -72,16 +139,55 @@ async def save_override(
     staff_id: uuid.UUID | None,
     now: datetime,
 ) -> Protocol:
-    """Check and store a clinic's override; returns the protocol it produces."""
-    try:
-        protocol = apply_override(default_protocol(modality), decode_override(document, "override"))
-    except ProtocolError as error:
-        raise InvalidInput(str(error)) from None
+    """Check and store a clinic's override (new courses follow it); returns the protocol it
+    produces. Saving the same document again puts that version back in force; another document
+    under a version already saved is a Conflict (a version names one document forever)."""
+    protocol = checked_override(modality, document)
+    canonical = msgspec.json.encode(msgspec.json.decode(document)).decode()
+    earlier = await connection.scalar(
+        select(_v.document).where(
+            _v.clinic_id == clinic_id,
+            _v.modality == modality,
+            _v.protocol_id == protocol.id,
+            _v.protocol_version == protocol.version,
+        )
+    )
+    if earlier is None:
+        await connection.execute(
+            VERSIONS.insert().values(
+                id=uuid7(),
+                clinic_id=clinic_id,
+                modality=modality,
+                protocol_id=protocol.id,
+                protocol_version=protocol.version,
+                document=canonical,
+                saved_by=staff_id,
+                saved_at=now,
+            )
+        )
+    elif msgspec.json.decode(str(earlier)) != msgspec.json.decode(canonical):
+        raise Conflict(
+            f"version {protocol.version} of {protocol.id} was saved before with other content; "
+            "give the changed protocol a new version"
+        )
     insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-    values = {"document": document, "updated_by": staff_id, "updated_at": now}
+    values = {"document": canonical.encode(), "updated_by": staff_id, "updated_at": now}
     await connection.execute(
         insert(TABLE)
         .values(clinic_id=clinic_id, modality=modality, **values)
         .on_conflict_do_update(index_elements=["clinic_id", "modality"], set_=values)
     )
     return protocol
+
+
+async def remove_override(
+    connection: AsyncConnection, *, clinic_id: uuid.UUID, modality: Modality
+) -> bool:
+    """New courses follow the shipped default again; courses under way keep their protocol.
+    Returns whether there was an override."""
+    result = await connection.execute(
+        delete(TABLE)
+        .where(_c.clinic_id == clinic_id, _c.modality == modality)
+        .returning(_c.modality)
+    )
+    return result.first() is not None

@@ -1,0 +1,151 @@
+"""HTTP routes for a clinic's check-in protocols: read the one in force per modality (clinicians
+and clinic admins), replace or remove the clinic's override (clinic admins; audited).
+
+A saved override applies to courses started after it; a course under way keeps the protocol it
+started with, so its planned check-ins do not move (`clinic_protocols`).
+"""
+
+import uuid
+from typing import Any
+
+import msgspec
+from litestar import Controller, delete, get, put
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.domain.check_ins import clinic_protocols
+from backend.domain.check_ins.protocols import MODALITIES, Modality, default_protocol
+from backend.domain.check_ins.schemas import ClinicProtocols, ClinicProtocolView, ProtocolRef
+from backend.identity.access import Scope, access
+from backend.identity.audit_trail import audit
+from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
+from backend.identity.roles import Role
+from backend.lib.errors import NotFound
+from backend.state import Runtime
+
+_READERS = access(Role.CLINICIAN, Role.CLINIC_ADMIN, scope=Scope.CLINIC)
+_ADMIN = access(Role.CLINIC_ADMIN, scope=Scope.CLINIC)
+
+
+def _clinic_of(principal: Principal) -> uuid.UUID:
+    if principal.clinic_id is None:  # pragma: no cover - CLINIC scope requires a clinic
+        raise NotFound("no clinic")
+    return principal.clinic_id
+
+
+def _modality(value: str) -> Modality:
+    for modality in MODALITIES:
+        if value == modality:
+            return modality
+    raise NotFound(f"no check-in protocol for modality {value!r}; known: {', '.join(MODALITIES)}")
+
+
+async def _view(
+    connection: AsyncConnection, clinic_id: uuid.UUID, modality: Modality
+) -> ClinicProtocolView:
+    stored = await clinic_protocols.stored_override(connection, clinic_id, modality)
+    protocol = await clinic_protocols.clinic_protocol(connection, clinic_id, modality)
+    shipped = default_protocol(modality)
+    return ClinicProtocolView(
+        modality=modality,
+        source="default" if stored is None else "override",
+        effective=ProtocolRef(id=protocol.id, version=protocol.version),
+        shipped_default=ProtocolRef(id=shipped.id, version=shipped.version),
+        override=None if stored is None else msgspec.json.decode(stored.document),
+        override_saved_at=None if stored is None else stored.updated_at,
+        override_saved_by=None if stored is None else stored.updated_by,
+        protocol=msgspec.to_builtins(protocol),
+    )
+
+
+class ClinicProtocolController(Controller):
+    path = "/api/v1/clinic/check-in-protocols"
+    tags = ["check-in protocols"]  # noqa: RUF012
+    dependencies = PRINCIPAL_DEPENDENCIES
+
+    @get("", opt=_READERS, summary="The check-in protocol new courses follow, per modality")
+    async def list_protocols(
+        self, principal: NamedDependency[Principal], db_session: NamedDependency[AsyncSession]
+    ) -> ClinicProtocols:
+        connection = await db_session.connection()
+        clinic_id = _clinic_of(principal)
+        return ClinicProtocols(
+            protocols=[await _view(connection, clinic_id, m) for m in MODALITIES]
+        )
+
+    @get("/{modality:str}", opt=_READERS, summary="The check-in protocol of one modality")
+    async def get_protocol(
+        self,
+        modality: FromPath[str],
+        principal: NamedDependency[Principal],
+        db_session: NamedDependency[AsyncSession],
+    ) -> ClinicProtocolView:
+        connection = await db_session.connection()
+        return await _view(connection, _clinic_of(principal), _modality(modality))
+
+    @put(
+        "/{modality:str}",
+        opt=_ADMIN,
+        summary="Save the clinic's override of a modality's protocol (for courses started after)",
+    )
+    async def put_override(
+        self,
+        modality: FromPath[str],
+        data: JSONBody[dict[str, Any]],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> ClinicProtocolView:
+        chosen = _modality(modality)
+        clinic_id = _clinic_of(principal)
+        connection = await db_session.connection()
+        protocol = await clinic_protocols.save_override(
+            connection,
+            clinic_id=clinic_id,
+            modality=chosen,
+            document=msgspec.json.encode(data),
+            staff_id=principal.subject_id,
+            now=runtime.clock.now(),
+        )
+        await audit(
+            db_session,
+            runtime,
+            action="check_in_protocol.update",
+            resource_type="check_in_protocol",
+            resource_id=f"{chosen}:{protocol.id}@{protocol.version}",
+            clinic_id=clinic_id,
+            purpose="operations",
+            actor=principal,
+        )
+        return await _view(connection, clinic_id, chosen)
+
+    @delete(
+        "/{modality:str}",
+        opt=_ADMIN,
+        status_code=200,
+        summary="Remove the clinic's override: new courses follow the shipped default again",
+    )
+    async def delete_override(
+        self,
+        modality: FromPath[str],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> ClinicProtocolView:
+        chosen = _modality(modality)
+        clinic_id = _clinic_of(principal)
+        connection = await db_session.connection()
+        if await clinic_protocols.remove_override(connection, clinic_id=clinic_id, modality=chosen):
+            await audit(
+                db_session,
+                runtime,
+                action="check_in_protocol.delete",
+                resource_type="check_in_protocol",
+                resource_id=chosen,
+                clinic_id=clinic_id,
+                purpose="operations",
+                actor=principal,
+            )
+        return await _view(connection, clinic_id, chosen)
