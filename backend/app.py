@@ -34,6 +34,7 @@ from backend.keyring.secrets import load_service_secrets
 from backend.keyring.service import Keyring
 from backend.lib.clock import Clock, SystemClock
 from backend.lib.logging import configure_logging
+from backend.lib.openapi import CorrectedJsonRenderPlugin
 from backend.lib.problems import exception_handlers
 from backend.lib.request_context import RequestContextMiddleware
 from backend.routes import ROUTE_HANDLERS
@@ -223,7 +224,8 @@ def create_app(
             version=VERSION,
             description="Between-session monitoring for rapid-acting depression treatments.",
             path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
+            # The JSON document is corrected where the generator misdescribes the service.
+            render_plugins=[ScalarRenderPlugin(), CorrectedJsonRenderPlugin()],
         ),
         request_max_body_size=MAX_REQUEST_BODY_BYTES,
         # Logging is configured once by configure_logging; Litestar must not replace it.

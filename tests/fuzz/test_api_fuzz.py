@@ -12,7 +12,7 @@ so they do not take the other operations' callers away early.
 
 import asyncio
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,17 +158,6 @@ def test_no_operation_answers_5xx_or_breaks_its_schema(target: Target) -> None:
         f"\nfuzzed {len(operations)} operations, {sum(statuses.values())} requests, "
         f"statuses {dict(sorted(statuses.items()))}, {len(failures)} failures"
     )
-    known: dict[str, int] = {}
-    unknown: list[Failure] = []
-    for failure in failures:
-        reason = _known_issue(failure)
-        if reason is None:
-            unknown.append(failure)
-        else:
-            known[reason] = known.get(reason, 0) + 1
-    for reason, count in known.items():
-        print(f"known schema issue ({count} requests): {reason}")  # noqa: T201
-    failures = unknown
     log = target.server.tail(4000)
     assert not failures, (
         "\n\n".join(
@@ -179,39 +168,6 @@ def test_no_operation_answers_5xx_or_breaks_its_schema(target: Target) -> None:
     )
     # The server outlived all of it.
     assert asyncio.run(_ready(target.server.base_url))
-
-
-# Schema *documentation* defects found by this test and reported (issue 11 report); they are not
-# wrong behaviour, and each is matched narrowly so that anything else still fails the test.
-_KNOWN_ISSUES: tuple[tuple[Callable[[Failure], bool], str], ...] = (
-    (
-        # Every error is RFC 9457 problem+json (backend/lib/problems.py); Litestar's generated
-        # schema documents its 400 as application/json.
-        lambda f: (
-            f.status is not None
-            and f.status >= 400
-            and "ST105" in f.problem
-            and "Received: application/problem+json" in f.problem
-        ),
-        "error responses documented as application/json, sent as application/problem+json",
-    ),
-    (
-        # `bool | int | float | str` (questionnaires.answers.AnswerValue) renders as oneOf, and
-        # an integer is valid as both "integer" and "number".
-        lambda f: (
-            "ST108" in f.problem
-            and "more than one of the schemas listed in the 'oneOf'" in f.problem
-        ),
-        "answer value union rendered as oneOf (an integer also matches number); needs anyOf",
-    ),
-)
-
-
-def _known_issue(failure: Failure) -> str | None:
-    for matches, reason in _KNOWN_ISSUES:
-        if matches(failure):
-            return reason
-    return None
 
 
 def _first_line(problem: str) -> str:
