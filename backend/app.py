@@ -28,6 +28,8 @@ from backend.domain.exports.jobs import ExportRunner
 from backend.domain.outbox.dispatcher import Dispatcher
 from backend.domain.outbox.enqueue import RecipientType
 from backend.domain.outbox.wakeup import PostgresWakeup
+from backend.domain.preferences.gate import PreferenceGate
+from backend.domain.preferences.recipients import PatientPhoneResolver
 from backend.identity.middleware import AccessControlMiddleware
 from backend.identity.recipients import StaffEmailResolver
 from backend.keyring.secrets import load_service_secrets
@@ -96,6 +98,7 @@ def _lifespan(runtime: Runtime) -> Callable[[Litestar], AbstractAsyncContextMana
                 instance=instance_id,
                 clock=runtime.clock,
             )
+            dispatcher.gate = PreferenceGate()  # patients' channels and quiet hours, staff on call
             runtime.dispatcher = dispatcher
             stack.push_async_callback(dispatcher.close)
 
@@ -111,6 +114,9 @@ def _lifespan(runtime: Runtime) -> Callable[[Litestar], AbstractAsyncContextMana
             # from due time to hand-over within the 2 s p99 target (issue 6, bench/).
             runtime.recipients.register(RecipientType.DEVICE, DeviceResolver(runtime.keyring))
             runtime.recipients.register(RecipientType.STAFF, StaffEmailResolver(runtime.keyring))
+            runtime.recipients.register(
+                RecipientType.PATIENT_PHONE, PatientPhoneResolver(runtime.keyring)
+            )
             check_in_timers = CheckInTimers(
                 engine, instance=instance_id, clock=runtime.clock, on_enqueued=dispatcher.wake
             )

@@ -14,6 +14,10 @@ from backend.domain.alerts.controllers import (
 )
 from backend.domain.check_ins.controllers import ClinicProtocolController
 from backend.domain.exports.controllers import ExportController
+from backend.domain.preferences.controllers import (
+    PatientPreferencesController,
+    StaffPreferencesController,
+)
 from backend.domain.questionnaires.controllers import (
     FhirQuestionnaireController,
     QuestionnaireController,
@@ -51,6 +55,8 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     PatientCheckInController,
     NotificationReceiptController,
     ClinicProtocolController,
+    PatientPreferencesController,
+    StaffPreferencesController,
     AlertController,
     N2OHoldController,
     AlertSettingsController,

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import random
 import uuid
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.domain.outbox import repository
+from backend.domain.outbox.gate import SEND, Drop, Hold, MessageGate, Route, Send
 from backend.domain.outbox.policy import RetryPolicy, Verdict, decide
 from backend.domain.outbox.recipients import RecipientResolver, RecipientUnavailable
 from backend.lib.clock import Clock
@@ -30,6 +32,7 @@ from notifications.base import (
     MessageData,
     Receipt,
     Urgency,
+    WebPushSubscription,
 )
 from notifications.templates import MessageKind
 
@@ -49,6 +52,8 @@ class DispatchStats(msgspec.Struct, kw_only=True):
     failed: int = 0
     dead: int = 0
     cancelled: int = 0
+    held: int = 0
+    dropped: int = 0
 
 
 class Dispatcher:
@@ -65,6 +70,7 @@ class Dispatcher:
         lease: timedelta = timedelta(seconds=60),
         concurrency: int = 32,
         rng: random.Random | None = None,
+        gate: MessageGate | None = None,
     ) -> None:
         self._engine = engine
         self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
@@ -78,6 +84,8 @@ class Dispatcher:
         self._lease = lease
         self._slots = asyncio.Semaphore(concurrency)
         self._rng = rng or random.Random()  # noqa: S311  (jitter, not secrets)
+        # Recipients' preferences (channels, quiet hours, on call), read once per claimed batch.
+        self.gate = gate
         self._lock = asyncio.Lock()
         self._again = False
         self._task: asyncio.Task[None] | None = None
@@ -126,25 +134,38 @@ class Dispatcher:
                 lease=self._lease,
                 limit=self._batch_size,
             )
+            routes: Mapping[uuid.UUID, Route] = {}
+            if rows and self.gate is not None:
+                routes = await self.gate.routes(connection, rows, now)
         if not rows:
             return 0
         self.stats.claimed += len(rows)
-        receipts = await asyncio.gather(*(self._send(row) for row in rows))
+        outcomes = await asyncio.gather(
+            *(self._send(row, routes.get(row.id, SEND)) for row in rows)
+        )
         done = self._clock.now()
         async with self._engine.begin() as connection:
-            for row, receipt in zip(rows, receipts, strict=True):
-                await self._record(connection, row, receipt, done)
+            for row, outcome in zip(rows, outcomes, strict=True):
+                if isinstance(outcome, Receipt):
+                    await self._record(connection, row, outcome, done)
+                else:
+                    await self._record_route(connection, row, outcome)
         return len(rows)
 
-    async def _send(self, row: Row[Any]) -> Receipt:
+    async def _send(self, row: Row[Any], route: Route) -> Receipt | Hold | Drop:
+        if not isinstance(route, Send):
+            return route
         channel = str(row.channel)
         async with self._slots:
             try:
-                async with self._sessions() as session:
-                    recipient = await self._resolver.resolve(
-                        session, row.recipient_type, row.recipient_id
-                    )
-                message = self._message(row, recipient)
+                if route.recipient is not None:
+                    recipient: str | WebPushSubscription = route.recipient
+                else:
+                    async with self._sessions() as session:
+                        recipient = await self._resolver.resolve(
+                            session, row.recipient_type, row.recipient_id
+                        )
+                message = self._message(row, recipient, route)
             except RecipientUnavailable:
                 return _receipt(
                     row, DeliveryStatus.PERMANENT_FAILURE, FailureReason.RECIPIENT_INVALID
@@ -160,22 +181,53 @@ class Dispatcher:
                 )
                 return _receipt(row, DeliveryStatus.RETRYABLE_FAILURE, FailureReason.PROTOCOL_ERROR)
 
-    def _message(self, row: Row[Any], recipient: Any) -> Message:
+    def _message(self, row: Row[Any], recipient: Any, route: Send = SEND) -> Message:
         ttl = int(row.ttl_seconds)
         if row.expires_at is not None:
             ttl = max(0, min(ttl, int((row.expires_at - self._clock.now()).total_seconds())))
         return Message(
             id=str(row.id),
             idempotency_key=_provider_key(row.idempotency_key),
-            channel=Channel(row.channel),
+            channel=route.channel or Channel(row.channel),
             recipient=recipient,
             kind=MessageKind(row.kind),
             data=MessageData(
                 check_in_id=row.check_in_id, alert_id=row.alert_id, task_id=row.task_id
             ),
             collapse_key=row.collapse_key,
-            urgency=Urgency(row.urgency),
+            urgency=route.urgency or Urgency(row.urgency),
             ttl_seconds=ttl,
+        )
+
+    async def _record_route(self, connection: Any, row: Row[Any], route: Hold | Drop) -> None:
+        if isinstance(route, Hold):
+            owned = await repository.hold(
+                connection, row.id, instance=self._instance, until=route.until, reason=route.reason
+            )
+            self.stats.held += 1
+        else:
+            owned = await repository.mark_unsent(
+                connection,
+                row.id,
+                instance=self._instance,
+                status="cancelled",
+                reason=route.reason,
+                http_status=None,
+                next_attempt_at=None,
+            )
+            self.stats.dropped += 1
+        outcome = "held" if isinstance(route, Hold) else "dropped"
+        logger.info(
+            "outbox send",
+            extra={
+                "fields": {
+                    "message": str(row.id),
+                    "channel": row.channel,
+                    "kind": row.kind,
+                    "outcome": outcome if owned else "lease_lost",
+                    "reason": route.reason,
+                }
+            },
         )
 
     async def _record(self, connection: Any, row: Row[Any], receipt: Receipt, now: Any) -> None:

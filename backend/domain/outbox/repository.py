@@ -146,6 +146,30 @@ async def mark_unsent(
     return bool(result.rowcount)
 
 
+async def hold(
+    connection: AsyncConnection,
+    message_id: uuid.UUID,
+    *,
+    instance: str,
+    until: datetime,
+    reason: str,
+) -> bool:
+    """Back to pending until ``until`` without spending an attempt (a preference said not now)."""
+    result = await connection.execute(
+        update(TABLE)
+        .where(_mine(message_id, instance))
+        .values(
+            status="pending",
+            lease_until=None,
+            next_attempt_at=until,
+            attempts=_c.attempts - 1,
+            last_reason=reason,
+            last_http_status=None,
+        )
+    )
+    return bool(result.rowcount)
+
+
 async def cancel_expired(connection: AsyncConnection, *, now: datetime) -> int:
     """Messages whose purpose has passed (a closed check-in window) are cancelled, not sent late."""
     result = await connection.execute(
