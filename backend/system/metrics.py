@@ -13,8 +13,10 @@ What is measured:
 - Outbox (read from the database at scrape time, so every replica reports the shared truth):
   ``interlude_outbox_messages{status}``, ``interlude_outbox_dead_letters``,
   ``interlude_outbox_oldest_due_age_seconds`` (0 when nothing is waiting).
-- Any other database-derived gauge a domain area registers with :func:`register_probe` (e.g.
-  the check-in lag), evaluated at scrape time.
+- Check-ins: ``interlude_check_in_lag_seconds``, how long the oldest due check-in whose window is
+  still open has waited to be handed to the outbox (0 when none waits).
+- Any other database-derived gauge a domain area registers with :func:`register_probe`,
+  evaluated at scrape time.
 - Health of this process: ``interlude_timer_healthy{timer}``, ``interlude_timers_running``,
   ``interlude_metrics_database_up`` and ``interlude_build_info{version, instance}``.
 
@@ -51,8 +53,10 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from backend.db.models.treatment import CheckIn
 from backend.domain.outbox import repository as outbox
 from backend.version import VERSION
 
@@ -103,6 +107,11 @@ OUTBOX_OLDEST_DUE_AGE: Final = Gauge(
     "How long the oldest due, unsent outbox message has been waiting (0 when none)",
     registry=REGISTRY,
 )
+CHECK_IN_LAG: Final = Gauge(
+    "interlude_check_in_lag_seconds",
+    "How long the oldest due, open, not yet sent check-in has waited (0 when none)",
+    registry=REGISTRY,
+)
 TIMER_HEALTHY: Final = Gauge(
     "interlude_timer_healthy",
     "1 while a timer runs on schedule (or awaits its first run), 0 when failing or stalled",
@@ -126,6 +135,7 @@ BUILD_INFO: Final = Gauge(
 
 # The submission routes (templates as Litestar reports them in the ASGI scope).
 SUBMISSION_ROUTES: Final = frozenset({"/api/v1/responses", "/fhir/QuestionnaireResponse"})
+_CHECK_INS: Final = CheckIn.__table__  # type: ignore[attr-defined]
 _OUTBOX_STATUSES: Final = ("pending", "claimed", "sent", "failed", "dead", "cancelled")
 _SCRAPE_DATABASE_TIMEOUT_SECONDS: Final = 2.0
 
@@ -214,6 +224,28 @@ class HttpMetricsMiddleware(ASGIMiddleware):
                 SUBMISSIONS.labels(route=route, outcome=_outcome(status)).inc()
 
 
+async def check_in_lag_seconds(connection: AsyncConnection, now: datetime) -> float:
+    """Seconds the oldest due check-in (window still open, not yet sent) has waited; 0 if none.
+
+    A claimed check-in counts until it is sent: a claim that dies waits for its lease to expire.
+    """
+    # Walks the claim loop's (status, due_at) index in due order and stops at the first open one.
+    oldest = await connection.scalar(
+        select(_CHECK_INS.c.due_at)
+        .where(
+            _CHECK_INS.c.status.in_(("pending", "claimed")),
+            _CHECK_INS.c.due_at <= now,
+            _CHECK_INS.c.closes_at > now,
+        )
+        .order_by(_CHECK_INS.c.due_at)
+        .limit(1)
+    )
+    if not isinstance(oldest, datetime):
+        return 0.0
+    oldest_utc = oldest if oldest.tzinfo is not None else oldest.replace(tzinfo=UTC)
+    return max(0.0, (now - oldest_utc).total_seconds())
+
+
 async def _run_probe(
     connection: AsyncConnection, name: str, entry: _RegisteredProbe, now: datetime
 ) -> float | None:
@@ -239,6 +271,7 @@ async def _refresh_database_gauges(runtime: "Runtime") -> None:
         async with asyncio.timeout(_SCRAPE_DATABASE_TIMEOUT_SECONDS), engine.connect() as conn:
             counts = await outbox.status_counts(conn)
             oldest = await outbox.oldest_pending(conn, now=now)
+            check_in_lag = await check_in_lag_seconds(conn, now)
             probed = {
                 name: await _run_probe(conn, name, entry, now) for name, entry in _probes.items()
             }
@@ -258,6 +291,7 @@ async def _refresh_database_gauges(runtime: "Runtime") -> None:
     else:
         oldest_utc = oldest if oldest.tzinfo is not None else oldest.replace(tzinfo=UTC)
         OUTBOX_OLDEST_DUE_AGE.set(max(0.0, (now - oldest_utc).total_seconds()))
+    CHECK_IN_LAG.set(check_in_lag)
     for name, value in probed.items():
         _probes[name].gauge.set(float("nan") if value is None else value)
 
