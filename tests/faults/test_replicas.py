@@ -1,9 +1,10 @@
 """Two ``interlude serve`` replicas on one private PostgreSQL cluster, under load:
 
 - one replica is killed with SIGKILL and restarted: every submission that got a 2xx is stored
-  exactly once (phones retry with the same Idempotency-Key, through the other replica), and every
-  outbox message (an alert to a clinic webhook) is delivered; the dead replica's leases expire
-  and the survivor sends what it held;
+  exactly once (phones retry with the same Idempotency-Key, through the other replica), every
+  outbox message (an alert to a clinic webhook) is delivered, and every due check-in is handed to
+  the outbox exactly once (one push message per check-in and device); the dead replica's leases
+  expire and the survivor sends what it held;
 - PostgreSQL itself is restarted: both replicas become ready again and take submissions without
   anyone restarting them.
 
@@ -19,13 +20,16 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
+from backend.db.models.outbox import OutboxMessage
 from backend.db.models.questionnaire_response import QuestionnaireResponse
+from backend.db.models.treatment import CheckIn
 from bench.common import (
     Database,
     PatientLogin,
@@ -38,15 +42,19 @@ from bench.common import (
     enqueue_webhooks,
     interlude_serve,
     make_world,
-    outbox_statuses,
     phq9_body,
     service_env,
 )
+from notifications.templates import MessageKind
+from tests.check_ins.test_claim_concurrency import check_in_row
 
 SUBMIT = "/api/v1/responses"
 PHONES = 8
 PATIENTS = 4
 MESSAGES_PER_BATCH = 20
+CHECK_INS_PER_BATCH = 10  # per patient
+CHECK_INS = CheckIn.__table__  # type: ignore[attr-defined]
+OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
 
 pytestmark = [
     pytest.mark.faults,
@@ -170,7 +178,7 @@ def _wait_delivered(deployment: Deployment, expected: int, timeout: float) -> di
     deadline = time.monotonic() + timeout
     counts: dict[str, int] = {}
     while time.monotonic() < deadline:
-        counts = asyncio.run(outbox_statuses(deployment.database.url))
+        counts = asyncio.run(_webhook_statuses(deployment.database.url))
         if (
             counts.get("sent", 0) == expected
             and len(set(deployment.receiver.received())) >= expected
@@ -194,11 +202,121 @@ def _check_ledger(deployment: Deployment, ledger: Ledger) -> dict[str, int]:
     return stored
 
 
+@dataclass(frozen=True)
+class Course:
+    patient: str
+    clinic: str
+    course: str
+    session: str
+
+
+def _courses(deployment: Deployment) -> list[Course]:
+    """Each patient's phone registers a push token and the clinician records a session a few days
+    ahead (its own ladder is not due yet): the check-ins below hang off that course."""
+    base = deployment.replicas[0].base_url
+    clinician = deployment.world.staff["clinician"]
+    courses = []
+    for number, patient in enumerate(deployment.world.patients):
+        device = httpx.put(
+            base + "/api/v1/me/device",
+            json={"push_token": f"fault-test-token-{number}"},
+            headers=patient.headers,
+            timeout=10,
+        )
+        assert device.status_code == 200, device.text
+        recorded = httpx.post(
+            base + f"/api/v1/patients/{patient.id}/sessions",
+            json={
+                "modality": "n2o",
+                "planned_start": (datetime.now(UTC) + timedelta(days=3)).isoformat(),
+                "minutes": 60,
+                "n2o_concentration_percent": 50,
+            },
+            headers=clinician.headers,
+            timeout=10,
+        )
+        assert recorded.status_code == 201, recorded.text
+        body = recorded.json()
+        courses.append(
+            Course(patient.id, deployment.world.clinic_id, body["course_id"], body["id"])
+        )
+    return courses
+
+
+async def _due_check_ins(database_url: str, courses: list[Course], batch: int) -> list[str]:
+    """``CHECK_INS_PER_BATCH`` check-ins per patient, due minutes ago with their windows open, as
+    the planner writes them; returns their ids."""
+    now = datetime.now(UTC)
+    rows = [
+        check_in_row(
+            uuid.UUID(c.patient),
+            uuid.UUID(c.clinic),
+            uuid.UUID(c.course),
+            uuid.UUID(c.session),
+            batch * 100 + n,
+            now,
+        )
+        for c in courses
+        for n in range(CHECK_INS_PER_BATCH)
+    ]
+    engine = engine_for(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(insert(CHECK_INS), rows)
+    finally:
+        await engine.dispose()
+    return [str(row["id"]) for row in rows]
+
+
+async def _check_in_hand_over(database_url: str, ids: list[str]) -> tuple[dict[str, int], int]:
+    """(status -> count of those check-ins, the largest number of push messages for one)."""
+    engine = engine_for(database_url)
+    wanted = [uuid.UUID(i) for i in ids]
+    try:
+        async with engine.connect() as connection:
+            statuses = await connection.execute(
+                select(CHECK_INS.c.status, func.count())
+                .where(CHECK_INS.c.id.in_(wanted))
+                .group_by(CHECK_INS.c.status)
+            )
+            per_check_in = await connection.execute(
+                select(OUTBOX.c.check_in_id, func.count())
+                .where(
+                    OUTBOX.c.kind == MessageKind.CHECK_IN_DUE.value,
+                    OUTBOX.c.check_in_id.in_(ids),
+                )
+                .group_by(OUTBOX.c.check_in_id)
+            )
+            counts = dict(per_check_in.all())
+            missing = set(ids) - {str(k) for k in counts}
+            most = max(counts.values(), default=0)
+            return {str(k): int(v) for k, v in statuses.all()}, (0 if missing else int(most))
+    finally:
+        await engine.dispose()
+
+
+async def _webhook_statuses(database_url: str) -> dict[str, int]:
+    # Check-in pushes have no provider here; the webhook messages are the delivery under test.
+    engine = engine_for(database_url)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                select(OUTBOX.c.status, func.count())
+                .where(OUTBOX.c.channel == "webhook")
+                .group_by(OUTBOX.c.status)
+            )
+            return {str(status): int(count) for status, count in rows.all()}
+    finally:
+        await engine.dispose()
+
+
 def test_sigkill_of_one_replica_loses_and_duplicates_nothing(deployment: Deployment) -> None:
     _require_submissions(deployment)
     victim, survivor = deployment.replicas
     ledger = Ledger()
     keys: list[str] = []
+    check_ins: list[str] = []
+    courses = _courses(deployment)
     deployment.receiver.delay = 0.3  # sends stay in flight long enough to be cut off
 
     async def scenario() -> None:
@@ -210,13 +328,17 @@ def test_sigkill_of_one_replica_loses_and_duplicates_nothing(deployment: Deploym
             for n in range(PHONES)
         ]
         try:
-            keys.extend(await enqueue_webhooks(deployment.database.url, MESSAGES_PER_BATCH))
+            url = deployment.database.url
+            keys.extend(await enqueue_webhooks(url, MESSAGES_PER_BATCH))
+            check_ins.extend(await _due_check_ins(url, courses, batch=1))
             await asyncio.sleep(3)
-            keys.extend(await enqueue_webhooks(deployment.database.url, MESSAGES_PER_BATCH))
+            keys.extend(await enqueue_webhooks(url, MESSAGES_PER_BATCH))
+            check_ins.extend(await _due_check_ins(url, courses, batch=2))
             await asyncio.sleep(0.2)
             victim.kill()  # SIGKILL: no shutdown, leases and connections left behind
             await asyncio.sleep(3)
-            keys.extend(await enqueue_webhooks(deployment.database.url, MESSAGES_PER_BATCH))
+            keys.extend(await enqueue_webhooks(url, MESSAGES_PER_BATCH))
+            check_ins.extend(await _due_check_ins(url, courses, batch=3))
             await asyncio.to_thread(victim.start)  # same instance id, same configuration
             await asyncio.gather(*phones)
         finally:
@@ -230,15 +352,28 @@ def test_sigkill_of_one_replica_loses_and_duplicates_nothing(deployment: Deploym
     # Held leases expire (60 s) and the messages are sent by whichever replica claims them.
     counts = _wait_delivered(deployment, len(keys), timeout=100)
     delivered = deployment.receiver.received()
+    deadline = time.monotonic() + 30
+    while True:
+        check_in_statuses, most = asyncio.run(
+            _check_in_hand_over(deployment.database.url, check_ins)
+        )
+        if check_in_statuses == {"sent": len(check_ins)} or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     print(  # noqa: T201  (the counts issue 11 asks to see)
         f"\nSIGKILL: {len(ledger.acknowledged)} submissions acknowledged, {len(stored)} stored, "
         f"{ledger.failures} failed attempts retried, statuses {ledger.statuses}; "
         f"{len(keys)} messages, {len(set(delivered))} delivered, "
-        f"{len(delivered) - len(set(delivered))} duplicate deliveries; outbox {counts}"
+        f"{len(delivered) - len(set(delivered))} duplicate deliveries; webhook outbox {counts}; "
+        f"{len(check_ins)} due check-ins: {check_in_statuses}, at most {most} push message(s) "
+        "per check-in"
     )
     assert len(ledger.acknowledged) > 0
     assert counts == {"sent": len(keys)}, counts
     assert len(set(delivered)) == len(keys)
+    # Every due check-in was handed over, and exactly once (one device per patient).
+    assert check_in_statuses == {"sent": len(check_ins)}, check_in_statuses
+    assert most == 1
 
 
 def test_postgres_restart_mid_load_recovers_without_manual_action(
