@@ -1,74 +1,356 @@
-"""Clinic administration views: staff, care teams, on-call list, protocols, alert parameters.
+"""Clinic administration: staff, care teams, on-call list, protocols, alert rule parameters.
 
-Read-only: changes go through the JSON API (``/api/v1/clinic``, the alert settings routes),
-which own validation and audit; these pages show what is in force.
+The forms call the same service functions as the JSON API (``backend.identity.staff``,
+``backend.domain.alerts.clinic_settings``), which validate, check the clinic and write the audit
+rows; the routes carry the API's access rule (clinic admins of their own clinic) and every form
+the dashboard's CSRF token. A refused change re-renders the page with the reason and changes
+nothing. Check-in protocols are shown as in force (the clinic's override applied) but not edited
+here: they have no audited service for it yet.
 """
 
-from typing import Any
+import uuid
+from typing import Any, Final
 
-from litestar import Controller, get
+import msgspec
+from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
-from litestar.response import Template
+from litestar.params import FromPath, URLEncodedBody
+from litestar.response import Redirect, Response, Template
+from litestar.status_codes import HTTP_303_SEE_OTHER
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.dashboard import queries
 from backend.dashboard.alert_views import alert_settings
 from backend.dashboard.pages import page
 from backend.dashboard.patients import audit_read
-from backend.domain.check_ins.protocols import shipped_protocols
+from backend.domain.alerts import clinic_settings
+from backend.domain.check_ins.clinic_protocols import clinic_protocol
+from backend.domain.check_ins.protocols import MODALITIES
+from backend.identity import repositories
 from backend.identity import staff as staff_service
 from backend.identity.access import Scope, access
 from backend.identity.identifiers import FieldSealer
 from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
 from backend.identity.roles import Role
+from backend.identity.schemas import NewCareTeam, NewStaffMember
+from backend.lib.errors import DomainError, InvalidInput, NotFound
 from backend.state import Runtime
+
+_ADMIN: Final = access(Role.CLINIC_ADMIN, scope=Scope.CLINIC)
+ADMIN_PATH: Final = "/dashboard/admin/"
+# Roles a clinic admin may create (the API's ``NewStaffMember``).
+NEW_STAFF_ROLES: Final = {
+    "clinician": "Clinician",
+    "clinic_admin": "Clinic admin",
+    "researcher": "Researcher",
+}
+_ON_CALL_ROLES: Final = frozenset({Role.CLINICIAN.value, Role.CLINIC_ADMIN.value})
+# Spare empty places in the on-call form, so one more person can be added in one go.
+_SPARE_ON_CALL_SLOTS: Final = 2
+
+
+class StaffForm(msgspec.Struct, kw_only=True):
+    role: str = ""
+    name: str = ""
+    email: str = ""
+
+
+class CareTeamForm(msgspec.Struct, kw_only=True):
+    name: str = ""
+
+
+class MemberForm(msgspec.Struct, kw_only=True):
+    staff_id: str = ""
+
+
+class SettingsForm(msgspec.Struct, kw_only=True):
+    totp_required_for_all_staff: str = ""
+
+
+class ParametersForm(msgspec.Struct, kw_only=True):
+    document: str = ""
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What the last form did, shown in its section (``section`` is the id of its heading)."""
+
+    section: str
+    message: str
+    error: bool = False
+    one_time_password: str | None = None
+
+
+def parse_staff_id(value: str, *, pointer: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value.strip())
+    except ValueError:
+        raise InvalidInput(f"{pointer}: not a staff member of this clinic") from None
+
+
+def on_call_choice(values: list[str]) -> list[uuid.UUID]:
+    """The on-call form's places in order; empty places are skipped, not refused."""
+    return [
+        parse_staff_id(value, pointer=f"place {n}")
+        for n, value in enumerate(values, start=1)
+        if value.strip()
+    ]
+
+
+def parameter_document(text: str) -> dict[str, Any]:
+    try:
+        document = msgspec.json.decode(text.strip().encode())
+    except msgspec.DecodeError:
+        raise InvalidInput("the override is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise InvalidInput("the override must be a JSON object")
+    return document
+
+
+def _draft_override(current: dict[str, Any] | None) -> str:
+    """The text the parameter form starts from: the override in force, or a skeleton."""
+    document = current or {"parameterSet": "clinic", "version": "1", "slaMinutes": {}}
+    return msgspec.json.format(msgspec.json.encode(document).decode(), indent=2)
+
+
+async def _overview(
+    principal: Principal,
+    runtime: Runtime,
+    db_session: AsyncSession,
+    *,
+    outcome: Outcome | None = None,
+    parameters_draft: str | None = None,
+    status_code: int = 200,
+) -> Template:
+    assert principal.clinic_id is not None
+    clinic_id = principal.clinic_id
+    connection = await db_session.connection()
+    members: list[dict[str, Any]] = []
+    for row in await queries.clinic_staff(connection, clinic_id):
+        sealer = await FieldSealer.open(
+            runtime, db_session, row.id, "staff", row.id, for_writing=False
+        )
+        members.append(
+            {
+                "id": row.id,
+                "name": sealer.unseal("name_ciphertext", row.name_ciphertext) or "—",
+                "role": row.role,
+                "status": row.status,
+                "totp": row.totp_confirmed_at is not None,
+            }
+        )
+    names = {m["id"]: m["name"] for m in members}
+    clinical = [m for m in members if m["role"] in _ON_CALL_ROLES and m["status"] == "active"]
+    teams = await staff_service.list_care_teams(db_session, principal)
+    settings = await alert_settings(db_session, clinic_id)
+    current = await clinic_settings.current_parameters(db_session, clinic_id)
+    history = await queries.parameter_override_history(connection, clinic_id)
+    clinic = await repositories.get_clinic(db_session, clinic_id)
+    if clinic is None:
+        raise NotFound("no such clinic")
+    protocols = [await clinic_protocol(connection, clinic_id, m) for m in MODALITIES]
+    slots = min(len(clinical), len(settings.on_call) + _SPARE_ON_CALL_SLOTS)
+    await audit_read(
+        db_session,
+        runtime,
+        principal,
+        action="staff.list",
+        resource_type="staff",
+        resource_id=None,
+    )
+    return page(
+        "admin.html",
+        principal,
+        current="admin",
+        status_code=status_code,
+        clinic=staff_service.clinic_view(clinic),
+        members=members,
+        clinical=clinical,
+        names=names,
+        teams=teams,
+        settings=settings,
+        on_call_slots=max(slots, len(settings.on_call)),
+        history=history,
+        parameters_draft=parameters_draft or _draft_override(current.override),
+        protocols=protocols,
+        roles=NEW_STAFF_ROLES,
+        outcome=outcome,
+    )
 
 
 class DashboardAdminController(Controller):
     path = "/admin"
     dependencies = PRINCIPAL_DEPENDENCIES
 
-    @get("/", opt=access(Role.CLINIC_ADMIN, scope=Scope.CLINIC), name="dashboard-admin")
+    async def _refused(
+        self,
+        error: DomainError,
+        section: str,
+        principal: Principal,
+        runtime: Runtime,
+        db_session: AsyncSession,
+        **context: Any,
+    ) -> Template:
+        # Nothing of the refused change may be committed with the page's audit row.
+        await db_session.rollback()
+        message = error.detail
+        details = [p.message for p in error.errors]
+        if details:
+            message += ": " + "; ".join(details)
+        return await _overview(
+            principal,
+            runtime,
+            db_session,
+            outcome=Outcome(section=section, message=message, error=True),
+            status_code=error.status_code,
+            **context,
+        )
+
+    @get("/", opt=_ADMIN, name="dashboard-admin")
     async def overview(
         self,
         principal: NamedDependency[Principal],
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
     ) -> Template:
+        return await _overview(principal, runtime, db_session)
+
+    @post("/on-call", opt=_ADMIN, status_code=303)
+    async def save_on_call(
+        self,
+        request: Request[Any, Any, Any],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Response[Any]:
         assert principal.clinic_id is not None
-        connection = await db_session.connection()
-        members: list[dict[str, Any]] = []
-        for row in await queries.clinic_staff(connection, principal.clinic_id):
-            sealer = await FieldSealer.open(
-                runtime, db_session, row.id, "staff", row.id, for_writing=False
+        form = await request.form()
+        try:
+            chosen = on_call_choice([str(v) for v in form.getall("staff_id")])
+            await clinic_settings.replace_on_call(
+                db_session, principal, principal.clinic_id, chosen, now=runtime.clock.now()
             )
-            members.append(
-                {
-                    "id": row.id,
-                    "name": sealer.unseal("name_ciphertext", row.name_ciphertext) or "—",
-                    "role": row.role,
-                    "status": row.status,
-                    "totp": row.totp_confirmed_at is not None,
-                }
+        except DomainError as error:
+            return await self._refused(error, "oncall", principal, runtime, db_session)
+        return Redirect(path=ADMIN_PATH + "#oncall", status_code=HTTP_303_SEE_OTHER)
+
+    @post("/alert-parameters", opt=_ADMIN, status_code=303)
+    async def save_parameters(
+        self,
+        data: URLEncodedBody[ParametersForm],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Response[Any]:
+        assert principal.clinic_id is not None
+        try:
+            await clinic_settings.save_parameter_override(
+                db_session,
+                principal,
+                principal.clinic_id,
+                parameter_document(data.document),
+                now=runtime.clock.now(),
             )
-        names = {m["id"]: m["name"] for m in members}
-        teams = await staff_service.list_care_teams(db_session, principal)
-        settings = await alert_settings(db_session, principal.clinic_id)
-        await audit_read(
+        except DomainError as error:
+            # Keep what was typed, so a typo costs one fix, not the whole edit.
+            return await self._refused(
+                error,
+                "parameters",
+                principal,
+                runtime,
+                db_session,
+                parameters_draft=data.document,
+            )
+        return Redirect(path=ADMIN_PATH + "#parameters", status_code=HTTP_303_SEE_OTHER)
+
+    @post("/staff", opt=_ADMIN, status_code=201)
+    async def add_staff(
+        self,
+        data: URLEncodedBody[StaffForm],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Template:
+        try:
+            try:
+                wanted = msgspec.convert(
+                    {"role": data.role, "email": data.email.strip(), "name": data.name.strip()},
+                    NewStaffMember,
+                )
+            except msgspec.ValidationError:
+                raise InvalidInput("choose a role and give a name and a valid email") from None
+            created = await staff_service.create_staff(
+                db_session,
+                runtime,
+                clinic_id=principal.clinic_id,
+                role=Role(wanted.role),
+                email=wanted.email,
+                name=wanted.name,
+                created_by=principal,
+            )
+        except DomainError as error:
+            return await self._refused(error, "staff", principal, runtime, db_session)
+        # Shown once, on this response only (pages are no-store): the admin passes it on.
+        return await _overview(
+            principal,
+            runtime,
+            db_session,
+            outcome=Outcome(
+                section="staff",
+                message=f"Account created for {wanted.name}. Give them this one-time password; "
+                "they set up their authenticator app at first login.",
+                one_time_password=created.one_time_password,
+            ),
+            status_code=201,
+        )
+
+    @post("/settings", opt=_ADMIN, status_code=303)
+    async def save_settings(
+        self,
+        data: URLEncodedBody[SettingsForm],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Response[Any]:
+        await staff_service.update_clinic_settings(
             db_session,
             runtime,
             principal,
-            action="staff.list",
-            resource_type="staff",
-            resource_id=None,
+            totp_required_for_all_staff=data.totp_required_for_all_staff == "on",
         )
-        return page(
-            "admin.html",
-            principal,
-            current="admin",
-            members=members,
-            names=names,
-            teams=teams,
-            settings=settings,
-            protocols=sorted(shipped_protocols().values(), key=lambda p: p.modality),
-        )
+        return Redirect(path=ADMIN_PATH + "#staff", status_code=HTTP_303_SEE_OTHER)
+
+    @post("/care-teams", opt=_ADMIN, status_code=303)
+    async def add_care_team(
+        self,
+        data: URLEncodedBody[CareTeamForm],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Response[Any]:
+        try:
+            try:
+                wanted = msgspec.convert({"name": data.name.strip()}, NewCareTeam)
+            except msgspec.ValidationError:
+                raise InvalidInput("give the care team a name (up to 120 characters)") from None
+            await staff_service.create_care_team(db_session, runtime, principal, wanted.name)
+        except DomainError as error:
+            return await self._refused(error, "teams", principal, runtime, db_session)
+        return Redirect(path=ADMIN_PATH + "#teams", status_code=HTTP_303_SEE_OTHER)
+
+    @post("/care-teams/{care_team_id:uuid}/members", opt=_ADMIN, status_code=303)
+    async def add_care_team_member(
+        self,
+        care_team_id: FromPath[uuid.UUID],
+        data: URLEncodedBody[MemberForm],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Response[Any]:
+        try:
+            staff_id = parse_staff_id(data.staff_id, pointer="member")
+            await staff_service.add_care_team_member(
+                db_session, runtime, principal, care_team_id, staff_id
+            )
+        except DomainError as error:
+            return await self._refused(error, "teams", principal, runtime, db_session)
+        return Redirect(path=ADMIN_PATH + "#teams", status_code=HTTP_303_SEE_OTHER)

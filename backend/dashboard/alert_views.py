@@ -41,6 +41,17 @@ KIND_LABELS: Final = {
     "CHECK_IN_REMINDER": "Check-in reminder",
     "MISSED_CHECK_IN": "Missed check-in",
 }
+# How an alert ended (``ResolveRequest.outcome``), as the resolve forms offer them.
+OUTCOME_LABELS: Final[dict[str, str]] = {
+    "patient_contacted": "Patient contacted",
+    "seen_in_clinic": "Seen in clinic",
+    "treatment_adjusted": "Treatment adjusted",
+    "referred_for_urgent_care": "Referred for urgent care",
+    "emergency_services_involved": "Emergency services involved",
+    "no_action_needed": "No action needed",
+    "not_clinically_relevant": "Not clinically relevant",
+    "other": "Other",
+}
 SEVERITIES: Final[tuple[Severity, ...]] = tuple(
     sorted(SEVERITY_RANK, key=lambda s: SEVERITY_RANK[s], reverse=True)
 )

@@ -13,8 +13,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backend.dashboard.errors import LOGIN_PATH, safe_next
 from backend.dashboard.pages import DASHBOARD_ROLES
 from backend.dashboard.session import (
+    TOTP_PATH,
     cleared_cookies,
     cookies_are_secure,
+    enrolment_cookie,
     session_cookies,
 )
 from backend.identity import login, sessions
@@ -23,7 +25,7 @@ from backend.identity.controllers import client_address
 from backend.identity.errors import RecordedDenial, TotpRequired
 from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal, principal_from_claims
 from backend.identity.roles import STAFF_ROLES
-from backend.identity.schemas import StaffLogin
+from backend.identity.schemas import StaffLogin, StaffLoginResult
 from backend.identity.tokens import Audience, read_access_token
 from backend.lib.errors import DomainError
 from backend.state import Runtime
@@ -62,6 +64,32 @@ def _as_login(form: LoginForm) -> StaffLogin:
 
 class _BadForm(Exception):
     pass
+
+
+async def _to_totp_enrolment(
+    db_session: AsyncSession, runtime: Runtime, result: StaffLoginResult, *, secure: bool
+) -> Response[Any]:
+    """A right password for an account that must enrol a second factor first: the enrolment
+    page, carrying the enrolment-stage token (it reaches nothing else)."""
+    token = result.enrolment_access_token
+    if token is None:
+        return _login_page(error="This account cannot log in here.", status_code=403)
+    claims = read_access_token(
+        runtime.secrets.token_signing_key,
+        token,
+        audiences=frozenset({Audience.STAFF}),
+        now=runtime.clock.now(),
+    )
+    if principal_from_claims(claims).role not in DASHBOARD_ROLES:
+        return _login_page(
+            error="The dashboard is for clinicians and clinic administrators.", status_code=403
+        )
+    max_age = max(0, claims.exp - int(runtime.clock.now().timestamp()))
+    return Redirect(
+        path=TOTP_PATH,
+        status_code=HTTP_303_SEE_OTHER,
+        cookies=[enrolment_cookie(token, secure=secure, max_age=max_age)],
+    )
 
 
 class DashboardAuthController(Controller):
@@ -108,13 +136,9 @@ class DashboardAuthController(Controller):
             return _login_page(
                 error=error.detail, email=data.email, next_path=data.next, status_code=400
             )
+        secure = cookies_are_secure(runtime, request.url.scheme)
         if result.tokens is None:
-            return _login_page(
-                error="This account must set up a second factor (TOTP) before it can use the "
-                "dashboard; ask your clinic administrator.",
-                email=data.email,
-                status_code=403,
-            )
+            return await _to_totp_enrolment(db_session, runtime, result, secure=secure)
         claims = read_access_token(
             runtime.secrets.token_signing_key,
             result.tokens.access_token,
@@ -129,7 +153,6 @@ class DashboardAuthController(Controller):
                 error="The dashboard is for clinicians and clinic administrators.",
                 status_code=403,
             )
-        secure = cookies_are_secure(runtime, request.url.scheme)
         return Redirect(
             path=safe_next(data.next),
             status_code=HTTP_303_SEE_OTHER,

@@ -15,6 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.dashboard.alert_views import (
     KIND_LABELS,
+    OUTCOME_LABELS,
     SEVERITIES,
     InboxFilter,
     alert_row,
@@ -34,16 +35,6 @@ from backend.state import Runtime
 _CLINICAL: Final = access(*DASHBOARD_ROLES, scope=Scope.CLINIC)
 # Seconds between the inbox's polls for new alerts (the page reads it from a data attribute).
 POLL_SECONDS: Final = 10
-OUTCOME_LABELS: Final[dict[str, str]] = {
-    "patient_contacted": "Patient contacted",
-    "seen_in_clinic": "Seen in clinic",
-    "treatment_adjusted": "Treatment adjusted",
-    "referred_for_urgent_care": "Referred for urgent care",
-    "emergency_services_involved": "Emergency services involved",
-    "no_action_needed": "No action needed",
-    "not_clinically_relevant": "Not clinically relevant",
-    "other": "Other",
-}
 
 SeverityQuery = Annotated[list[str] | None, QueryParameter(name="severity", required=False)]
 StatusQuery = Annotated[str | None, QueryParameter(name="status", required=False)]

@@ -48,6 +48,7 @@ def page(
         template_name=template_name,
         context={
             "nav": navigation(principal, current),
+            "current_page": current,
             "role_label": _ROLE_LABELS.get(principal.role, principal.role.value),
             **context,
         },

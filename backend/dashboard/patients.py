@@ -10,7 +10,7 @@ from litestar.response import Template
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.dashboard import queries
-from backend.dashboard.alert_views import patient_alert_panel
+from backend.dashboard.alert_views import OUTCOME_LABELS, patient_alert_panel
 from backend.dashboard.pages import DASHBOARD_ROLES, page
 from backend.dashboard.patient_view import MODALITY_LABELS, load_patient_page
 from backend.dashboard.plots import trajectory_svg
@@ -136,5 +136,7 @@ class DashboardPatientController(Controller):
             content=content,
             alerts=panel,
             modality_labels=MODALITY_LABELS,
+            outcomes=OUTCOME_LABELS,
+            back=f"/dashboard/patients/{patient_id}",
             now=now,
         )

@@ -12,7 +12,7 @@ from typing import Any, Final, cast
 from sqlalchemy import Row, Table, distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from backend.db.models.alert import N2OSessionHold
+from backend.db.models.alert import AlertParameterOverride, N2OSessionHold
 from backend.db.models.patient import Patient
 from backend.db.models.questionnaire_response import QuestionnaireResponse
 from backend.db.models.staff import StaffMember
@@ -25,6 +25,7 @@ COURSES: Final = cast(Table, TreatmentCourse.__table__)  # type: ignore[attr-def
 CHECK_INS: Final = cast(Table, CheckIn.__table__)  # type: ignore[attr-defined]
 STAFF: Final = cast(Table, StaffMember.__table__)  # type: ignore[attr-defined]
 HOLDS: Final = cast(Table, N2OSessionHold.__table__)  # type: ignore[attr-defined]
+OVERRIDES: Final = cast(Table, AlertParameterOverride.__table__)  # type: ignore[attr-defined]
 
 # Check-in states the ladder shows; merged and cancelled ones were never sent on their own.
 AnyRow = Row[*tuple[Any, ...]]
@@ -158,5 +159,19 @@ async def active_holds(connection: AsyncConnection, clinic_id: uuid.UUID) -> lis
         select(h.patient_id, h.created_at, h.alert_id)
         .where(h.clinic_id == clinic_id, h.cleared_at.is_(None))
         .order_by(h.created_at)
+    )
+    return list((await connection.execute(statement)).all())
+
+
+async def parameter_override_history(
+    connection: AsyncConnection, clinic_id: uuid.UUID, limit: int = 20
+) -> list[AnyRow]:
+    """The clinic's saved alert parameter overrides, newest (the one in force) first."""
+    o = OVERRIDES.c
+    statement = (
+        select(o.id, o.parameter_set, o.version, o.created_at, o.created_by)
+        .where(o.clinic_id == clinic_id)
+        .order_by(o.created_at.desc(), o.id.desc())
+        .limit(limit)
     )
     return list((await connection.execute(statement)).all())

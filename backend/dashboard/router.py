@@ -17,6 +17,7 @@ from backend.dashboard.errors import DASHBOARD_EXCEPTION_HANDLERS
 from backend.dashboard.inbox import DashboardInboxController
 from backend.dashboard.patients import DashboardPatientController
 from backend.dashboard.session import DASHBOARD_PATH, STATIC_PATH
+from backend.dashboard.totp_enrolment import DashboardTotpController
 
 _HERE: Final = Path(__file__).parent
 TEMPLATE_DIRECTORY: Final = _HERE / "templates"
@@ -30,6 +31,7 @@ DASHBOARD_ROUTER: Final = Router(
         DashboardPatientController,
         DashboardClinicController,
         DashboardAdminController,
+        DashboardTotpController,
     ],
     middleware=[DashboardCsrfMiddleware()],
     exception_handlers=DASHBOARD_EXCEPTION_HANDLERS,

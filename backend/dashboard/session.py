@@ -49,6 +49,10 @@ STATIC_PATH: Final = DASHBOARD_PATH + "/static"
 ACCESS_COOKIE: Final = "interlude_access"
 REFRESH_COOKIE: Final = "interlude_refresh"
 CSRF_COOKIE: Final = "interlude_csrf"
+# A password-only login of an account that must enrol TOTP first gets an enrolment-stage token
+# (no refresh token); it is presented only on the enrolment pages below.
+ENROLMENT_COOKIE: Final = "interlude_totp_enrolment"
+TOTP_PATH: Final = DASHBOARD_PATH + "/totp"
 # Rotated pairs are remembered this long for a request that raced the rotation.
 _ROTATION_GRACE_SECONDS: Final = 30.0
 _ROTATION_CACHE_SIZE: Final = 256
@@ -101,8 +105,24 @@ def session_cookies(pair: TokenPair, *, secure: bool, now: datetime) -> list[Coo
     ]
 
 
+def enrolment_cookie(token: str, *, secure: bool, max_age: int) -> Cookie:
+    return Cookie(
+        key=ENROLMENT_COOKIE,
+        value=token,
+        path=TOTP_PATH,
+        max_age=max_age,
+        httponly=True,
+        secure=secure,
+        samesite="strict",
+    )
+
+
+def cleared_enrolment_cookie(*, secure: bool) -> Cookie:
+    return enrolment_cookie("", secure=secure, max_age=0)
+
+
 def cleared_cookies(*, secure: bool) -> list[Cookie]:
-    return [
+    return [cleared_enrolment_cookie(secure=secure)] + [
         Cookie(
             key=name,
             value="",
@@ -222,6 +242,11 @@ class DashboardSessionMiddleware(ASGIMiddleware):
                         new_cookies = session_cookies(pair, secure=secure, now=runtime.clock.now())
                     else:
                         new_cookies = cleared_cookies(secure=secure)
+            if token is None and (
+                scope["path"] == TOTP_PATH or scope["path"].startswith(TOTP_PATH + "/")
+            ):
+                # The access rules let this stage reach only the enrolment routes.
+                token = cookies.get(ENROLMENT_COOKIE) or None
             if token is not None:
                 scope["headers"] = [
                     *scope["headers"],

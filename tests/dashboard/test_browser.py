@@ -9,13 +9,11 @@ is refused (no cookies cross sites, and no CSRF token either).
 """
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pyotp
 import pytest
 from sqlalchemy import select
 
@@ -23,79 +21,25 @@ from backend.audit.service import AUDIT_EVENTS
 from backend.dashboard.queries import STAFF
 from backend.dashboard.session import CONTENT_SECURITY_POLICY
 from backend.domain.alerts.store import ALERTS
-from backend.domain.demo.cohort import phq9_answers
-from backend.identity import sessions
 from backend.identity.roles import Role
+from tests.dashboard.browsing import DESKTOP, log_in, opened_page, scalar, submit_positive_phq9
 from tests.dashboard.conftest import LiveService, free_port
 
 # The poll runs every POLL_SECONDS (10 s); leave room for two polls on a slow machine.
 APPEAR_TIMEOUT_MS = 30_000
 
 
-async def _patient_token(live: LiveService, patient_id: uuid.UUID) -> str:
-    """A patient-app access token issued by the identity service (as device enrolment does)."""
-    runtime = live.runtime
-    async with runtime.require_sessionmaker()() as session:
-        pair = await sessions.start_session(
-            session,
-            runtime,
-            role=Role.PATIENT,
-            subject_id=patient_id,
-            clinic_id=live.demo.clinic_id,
-        )
-        await session.commit()
-    return pair.access_token
-
-
-async def _submit_positive_phq9(live: LiveService, patient_id: uuid.UUID) -> None:
-    token = await _patient_token(live, patient_id)
-    body = {
-        "instrumentId": "phq9",
-        "instrumentVersion": "1.0.0",
-        "answers": [{"linkId": a.link_id, "value": a.value} for a in phq9_answers(19, item9=2)],
-    }
-    async with httpx.AsyncClient(base_url=live.base_url, timeout=10) as client:
-        response = await client.post(
-            "/api/v1/responses", json=body, headers={"Authorization": f"Bearer {token}"}
-        )
-    assert response.status_code == 200, response.text
-
-
-async def _scalar(live: LiveService, statement: Any) -> Any:
-    async with live.runtime.require_engine().connect() as connection:
-        return await connection.scalar(statement)
-
-
-async def _log_in(page: Any, live: LiveService, role: Role, *, next_path: str) -> None:
-    login = live.demo.login(role)
-    response = await page.goto(live.base_url + next_path)
-    assert response is not None
-    assert "/dashboard/login" in page.url, "an unauthenticated page must redirect to the login"
-    await page.fill("#email", login.email)
-    await page.fill("#password", login.password)
-    await page.fill("#totp_code", pyotp.TOTP(login.totp_secret).now())
-    await page.click("button[type=submit]")
-    await page.wait_for_url(live.base_url + next_path)
-
-
 @pytest.fixture
 async def page(browser: Any) -> AsyncIterator[Any]:
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
-    opened = await context.new_page()
-    errors: list[str] = []
-    opened.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    opened.console_errors = errors
-    try:
+    async with opened_page(browser, DESKTOP) as opened:
         yield opened
-    finally:
-        await context.close()
 
 
 async def test_clinician_shift_in_the_browser(
     live: LiveService, page: Any, artifacts: Path
 ) -> None:
     patient_id = live.demo.patient_ids[0]
-    await _log_in(page, live, Role.CLINICIAN, next_path="/dashboard/")
+    await log_in(page, live, Role.CLINICIAN, next_path="/dashboard/")
     cookies = {c["name"]: c for c in await page.context.cookies()}
     assert cookies["interlude_access"]["httpOnly"] is True
     assert cookies["interlude_access"]["sameSite"] == "Strict"
@@ -104,8 +48,8 @@ async def test_clinician_shift_in_the_browser(
     # The open inbox learns about a new urgent alert without a reload.
     await page.evaluate("window.__notReloaded = true")
     before = await page.locator("tr.alert-row").count()
-    await _submit_positive_phq9(live, patient_id)
-    alert_id = await _scalar(
+    await submit_positive_phq9(live, patient_id)
+    alert_id = await scalar(
         live,
         select(ALERTS.c.id).where(
             ALERTS.c.patient_id == patient_id,
@@ -125,17 +69,17 @@ async def test_clinician_shift_in_the_browser(
     await page.click(f"#alert-{alert_id} button.ack")
     await page.wait_for_load_state()
     assert await page.locator(f"#alert-{alert_id} button.ack").count() == 0
-    assert await _scalar(live, select(ALERTS.c.status).where(ALERTS.c.id == alert_id)) == (
+    assert await scalar(live, select(ALERTS.c.status).where(ALERTS.c.id == alert_id)) == (
         "acknowledged"
     )
-    actor = await _scalar(
+    actor = await scalar(
         live,
         select(AUDIT_EVENTS.c.actor_id).where(
             AUDIT_EVENTS.c.action == "alert.acknowledge",
             AUDIT_EVENTS.c.resource_id == str(alert_id),
         ),
     )
-    clinician = await _scalar(
+    clinician = await scalar(
         live, select(STAFF.c.id).where(STAFF.c.role == "clinician").order_by(STAFF.c.created_at)
     )
     assert actor == str(clinician)
@@ -160,8 +104,8 @@ async def test_clinician_shift_in_the_browser(
 async def test_cross_site_form_post_is_refused(
     live: LiveService, page: Any, artifacts: Path
 ) -> None:
-    await _log_in(page, live, Role.CLINICIAN, next_path="/dashboard/")
-    alert_id = await _scalar(
+    await log_in(page, live, Role.CLINICIAN, next_path="/dashboard/")
+    alert_id = await scalar(
         live,
         select(ALERTS.c.id).where(ALERTS.c.status == "open").order_by(ALERTS.c.opened_at),
     )
@@ -198,7 +142,7 @@ async def test_cross_site_form_post_is_refused(
         attacker.close()
     # SameSite=Strict kept the session cookies home, so the post arrived unauthenticated.
     assert "/dashboard/login" in page.url
-    assert await _scalar(live, select(ALERTS.c.status).where(ALERTS.c.id == alert_id)) == "open"
+    assert await scalar(live, select(ALERTS.c.status).where(ALERTS.c.id == alert_id)) == "open"
 
 
 async def test_unauthenticated_pages_redirect_and_carry_the_csp(live: LiveService) -> None:
