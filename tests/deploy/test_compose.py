@@ -1,6 +1,7 @@
 """deploy/docker: the compose file as ``docker compose config`` reads it, and the proxy in front."""
 
 import json
+import re
 import shutil
 import subprocess
 import tomllib
@@ -91,11 +92,36 @@ def test_compose_file_is_valid_and_wires_two_replicas_behind_a_proxy(tmp_path: P
         services["app1"]["environment"]["INTERLUDE_DATABASE_URL"]
         == services["app2"]["environment"]["INTERLUDE_DATABASE_URL"]
     )
+    # Export archives are files in the data directory and a download may reach either replica:
+    # both mount one named volume there.
+    data_dir = _image_data_dir()
+    mounts = [_named_volume_at(services[name], data_dir) for name in APP_REPLICAS]
+    assert mounts[0] is not None
+    assert mounts == [mounts[0]] * len(APP_REPLICAS)
+    assert mounts[0] in config["volumes"]
     # Only the proxy is published, and only on loopback.
     assert [name for name, s in services.items() if s.get("ports")] == ["proxy"]
     for port in services["proxy"]["ports"]:
         published = port if isinstance(port, str) else port.get("host_ip", "")
         assert str(published).startswith("127.0.0.1")
+
+
+def _image_data_dir() -> str:
+    dockerfile = (DEPLOY / "docker" / "Dockerfile").read_text()
+    match = re.search(r"INTERLUDE_DATA_DIR=(\S+)", dockerfile)
+    assert match is not None
+    return match.group(1)
+
+
+def _named_volume_at(service: dict[str, Any], target: str) -> str | None:
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):  # compose 1.x: "name:/path[:mode]"
+            source, _, rest = volume.partition(":")
+            if rest.split(":")[0] == target and not source.startswith(("/", ".")):
+                return source
+        elif volume.get("type") == "volume" and volume.get("target") == target:
+            return str(volume["source"])
+    return None
 
 
 def test_compose_refuses_to_render_without_key_material(tmp_path: Path) -> None:

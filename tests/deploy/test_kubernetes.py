@@ -130,6 +130,20 @@ def test_probes_point_at_routes_the_app_serves_on_the_container_port(tmp_path: P
         assert container[probe]["httpGet"]["port"] == "http"
 
 
+def test_replicas_share_one_data_volume_for_export_archives() -> None:
+    # A finished export is a file in the data directory; its download may reach any replica.
+    spec = _one("Deployment")["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    dockerfile = (DEPLOY / "docker" / "Dockerfile").read_text()
+    (mount,) = [
+        m for m in container["volumeMounts"] if f"INTERLUDE_DATA_DIR={m['mountPath']}" in dockerfile
+    ]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    claim = _one("PersistentVolumeClaim")
+    assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert "ReadWriteMany" in claim["spec"]["accessModes"]
+
+
 def test_termination_grace_covers_the_pre_stop_pause_and_the_graceful_stop() -> None:
     spec = _one("Deployment")["spec"]["template"]["spec"]
     # preStop sleeps 5 s, uvicorn drains up to 20 s, timers finish up to 10 s (cli.py, timers.py).
