@@ -25,6 +25,7 @@ from backend.domain.alerts.jobs import register_alert_timers
 from backend.domain.check_ins.delivery import CheckInTimers
 from backend.domain.check_ins.recipients import DeviceResolver
 from backend.domain.exports.jobs import ExportRunner
+from backend.domain.fallback.timer import register_fallback_timer
 from backend.domain.outbox.dispatcher import Dispatcher
 from backend.domain.outbox.enqueue import RecipientType
 from backend.domain.outbox.wakeup import PostgresWakeup
@@ -127,6 +128,8 @@ def _lifespan(runtime: Runtime) -> Callable[[Litestar], AbstractAsyncContextMana
             runtime.timers.every(
                 "check_ins", min(settings.timer_interval_seconds, 1.0), run_check_in_timers
             )
+            # Unconfirmed check-in notifications: re-send, SMS, then a task for staff.
+            register_fallback_timer(runtime, engine, instance_id, dispatcher.wake)
             exports = ExportRunner(
                 runtime.sessionmaker,
                 runtime.keyring,

@@ -248,3 +248,16 @@ async def test_a_commit_on_one_connection_wakes_listeners_at_once(
     finally:
         await wakeup.stop()
         await engine.dispose()
+
+
+async def test_a_claim_takes_at_most_its_batch(engine: AsyncEngine) -> None:
+    # PostgreSQL may re-run an IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED) subquery per row
+    # and update far more than n rows: a batch must stay a batch.
+    clock = ManualClock()
+    await _enqueue(engine, *(_request(f"batch-{i}") for i in range(20)), now=clock.now())
+    async with engine.begin() as connection:
+        claimed = await repository.claim_due(
+            connection, instance="node-a", now=clock.now(), lease=timedelta(seconds=60), limit=5
+        )
+    assert len(claimed) == 5
+    assert await _statuses(engine) == Counter({"pending": 15, "claimed": 5})

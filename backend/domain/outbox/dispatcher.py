@@ -19,6 +19,7 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from backend.domain.fallback import repository as fallback
 from backend.domain.outbox import repository
 from backend.domain.outbox.gate import SEND, Drop, Hold, MessageGate, Route, Send
 from backend.domain.outbox.policy import RetryPolicy, Verdict, decide
@@ -216,6 +217,9 @@ class Dispatcher:
                 next_attempt_at=None,
             )
             self.stats.dropped += 1
+            if owned and row.kind == MessageKind.CHECK_IN_DUE and row.check_in_id is not None:
+                # This push will never go: the check-in's fallback takes the next channel now.
+                await fallback.hurry(connection, [row.check_in_id], now=self._clock.now())
         outcome = "held" if isinstance(route, Hold) else "dropped"
         logger.info(
             "outbox send",

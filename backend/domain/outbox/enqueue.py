@@ -4,8 +4,11 @@ import uuid
 from datetime import datetime
 
 import msgspec
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from backend.domain.fallback import repository as fallback
+from backend.domain.fallback.plan import step_times
 from backend.domain.outbox import repository
 from backend.lib.ids import uuid7
 from notifications.base import Channel, Urgency
@@ -69,4 +72,31 @@ async def enqueue(session: AsyncSession, request: OutboxRequest, *, now: datetim
     )
     if added:
         session.info[WAKE_FLAG] = True
+        if (
+            request.kind is MessageKind.CHECK_IN_DUE
+            and request.check_in_id is not None
+            and request.expires_at is not None
+        ):
+            await _watch_for_receipt(connection, request.check_in_id, request, now)
     return added
+
+
+async def _watch_for_receipt(
+    connection: AsyncConnection, check_in: str, request: OutboxRequest, now: datetime
+) -> None:
+    """A check-in's first push starts its fallback watch in the same transaction, so no
+    unconfirmed check-in escapes it (`backend.domain.fallback`)."""
+    if request.expires_at is None:
+        return
+    try:
+        check_in_id = uuid.UUID(check_in)
+    except ValueError:
+        return
+    await fallback.watch(
+        connection,
+        check_in_id=check_in_id,
+        clinic_id=request.clinic_id,
+        first_sent_at=now,
+        closes_at=request.expires_at,
+        next_at=step_times(now, request.expires_at)[0],
+    )

@@ -63,9 +63,11 @@ async def claim_due(
 ) -> list[Row[Any]]:
     """Claim up to ``limit`` due messages for ``instance``; expired leases are reclaimable.
 
-    One statement: the inner SELECT locks candidate rows and skips rows another instance holds
-    (PostgreSQL), the outer UPDATE takes the lease. SQLite has no row locks and compiles the
-    locking clause away; it runs one instance and serialises writers (engineering-notes §C.5).
+    Two statements in the caller's transaction: SELECT the candidates, locking them and skipping
+    rows another instance holds (PostgreSQL), then UPDATE exactly those to take the lease. One
+    statement (UPDATE ... WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)) lets
+    PostgreSQL re-run the subquery per row and claim far more than ``limit``. SQLite has no row
+    locks and compiles the locking clause away; it runs one instance and serialises writers.
     """
     due = or_(
         and_(_c.status == "pending", _c.next_attempt_at <= now),
@@ -77,11 +79,13 @@ async def claim_due(
         .order_by(_c.next_attempt_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
-        .scalar_subquery()
     )
+    ids = list((await connection.execute(candidates)).scalars().all())
+    if not ids:
+        return []
     statement = (
         update(TABLE)
-        .where(_c.id.in_(candidates))
+        .where(_c.id.in_(ids), due)
         .values(
             status="claimed",
             claimed_by=instance,
