@@ -7,11 +7,17 @@ reached the patient (claimed, sent, answered) or closed (missed, failed) are nev
 their keys are never re-issued (STYLE: schedules regenerated on every edit re-send what patients
 already answered). The result depends only on the final state, so applying the same re-plan
 twice changes nothing the second time.
+
+`replan` takes `now` when the service knows it: a check-in whose window closed before it was
+ever planned (a session entered after it was held, a course ended weeks after its last session)
+is not planned at all: it could never be sent, so it must not come back as the patient's miss.
+Rows already planned are left to the timers, which mark them missed when their window closes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 import msgspec
 
@@ -49,12 +55,18 @@ def replan(
     session: PlannedSession,
     protocol: Protocol,
     patient: PatientSchedulingContext,
+    *,
+    now: datetime | None = None,
 ) -> ReplanDecision:
     """The changes that bring the patient's check-ins in line with `session` (new, moved or
-    cancelled). `existing` is every check-in of the patient, of every session and status."""
+    cancelled). `existing` is every check-in of the patient, of every session and status; with
+    `now`, check-ins not yet planned whose window has closed are left out (module docstring)."""
     own = [e for e in existing if e.plan.session_id == session.id]
     others = [e for e in existing if e.plan.session_id != session.id]
     targets = protocol_check_ins(session, protocol, patient)
+    if now is not None:
+        live = {e.plan.key for e in existing if e.status != "cancelled"}
+        targets = [t for t in targets if t.key in live or t.planned_closes_at > now]
     return _decide(existing, [e for e in others if e.status != "cancelled"], targets, own, patient)
 
 

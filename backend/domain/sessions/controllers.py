@@ -12,6 +12,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from backend.db.models.treatment import TreatmentCourse
 from backend.domain.alerts.holds import n2o_hold_for, record_hold_override
 from backend.domain.check_ins import schedule
 from backend.domain.check_ins.quiet_hours import QuietHours
@@ -19,9 +20,12 @@ from backend.domain.sessions import service
 from backend.domain.sessions.exposure import patient_n2o_exposure
 from backend.domain.sessions.schemas import (
     CheckInLadder,
+    CourseEnded,
+    CourseView,
     DueCheckIns,
     ExposureView,
     ObservationsInput,
+    PatientCourses,
     PatientSessions,
     ScheduleChange,
     ScheduleView,
@@ -66,6 +70,20 @@ async def _audit(
 async def _view(db_session: AsyncSession, runtime: Runtime, row: object) -> SessionView:
     (view,) = await service.session_views(db_session, runtime.keyring, [row])  # type: ignore[list-item]
     return view
+
+
+def _course_view(course: TreatmentCourse) -> CourseView:
+    return CourseView(
+        id=course.id,
+        patient_id=course.patient_id,
+        modality=service.modality_of(course.modality),
+        status=course.status,
+        protocol_id=course.protocol_id,
+        protocol_version=course.protocol_version,
+        started_at=course.started_at,
+        ended_at=course.ended_at,
+        created_at=course.created_at,
+    )
 
 
 class N2OSessionOnHold(Conflict):
@@ -239,6 +257,46 @@ class TreatmentSessionController(Controller):
             db_session, runtime, principal, "session.observations", "session", row.id, patient_id
         )
         return view
+
+    @get(
+        "/courses",
+        opt=access(*CLINICAL, scope=Scope.PATIENT),
+        summary="The patient's treatment courses, oldest first",
+    )
+    async def list_courses(
+        self,
+        patient_id: FromPath[UUID],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> PatientCourses:
+        await service.get_patient(db_session, patient_id)
+        courses = await service.list_courses(db_session, patient_id)
+        await _audit(db_session, runtime, principal, "read", "courses", patient_id, patient_id)
+        return PatientCourses(courses=[_course_view(c) for c in courses])
+
+    @post(
+        "/courses/{course_id:uuid}/end",
+        opt=access(*CLINICAL, scope=Scope.PATIENT),
+        status_code=200,
+        summary="End a course: later planned sessions are cancelled, the follow-up is planned",
+    )
+    async def end_course(
+        self,
+        patient_id: FromPath[UUID],
+        course_id: FromPath[UUID],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> CourseEnded:
+        await service.get_patient(db_session, patient_id)
+        ended = await service.end_course(db_session, patient_id, course_id, now=runtime.clock.now())
+        await _audit(db_session, runtime, principal, "course.end", "course", course_id, patient_id)
+        return CourseEnded(
+            course=_course_view(ended.course),
+            last_session_id=ended.last_session_id,
+            cancelled_session_ids=list(ended.cancelled_session_ids),
+        )
 
     @get(
         "/check-ins",

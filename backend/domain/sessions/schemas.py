@@ -181,3 +181,29 @@ class ExposureView(msgspec.Struct, frozen=True, kw_only=True):
     shortest_interval_hours: float | None
     haematological_monitoring_due: bool
     triggers: list[str]
+
+
+class CourseView(msgspec.Struct, frozen=True, kw_only=True):
+    """A treatment course: the protocol it follows (fixed when it started) and its state."""
+
+    id: uuid.UUID
+    patient_id: uuid.UUID
+    modality: Modality
+    status: str
+    protocol_id: str
+    protocol_version: str
+    started_at: datetime | None
+    ended_at: datetime | None
+    created_at: datetime
+
+
+class PatientCourses(msgspec.Struct, frozen=True, kw_only=True):
+    courses: list[CourseView]
+
+
+class CourseEnded(msgspec.Struct, frozen=True, kw_only=True):
+    course: CourseView
+    last_session_id: uuid.UUID | None
+    """The session the protocol's follow-up after the last session is planned from."""
+    cancelled_session_ids: list[uuid.UUID]
+    """Sessions that were still planned for later, cancelled with their unsent check-ins."""

@@ -122,22 +122,58 @@ async def get_course(
     return course
 
 
+class EndedCourse(msgspec.Struct, frozen=True, kw_only=True):
+    course: TreatmentCourse
+    last_session_id: uuid.UUID | None
+    cancelled_session_ids: tuple[uuid.UUID, ...]
+
+
 async def end_course(
     session: AsyncSession, patient_id: uuid.UUID, course_id: uuid.UUID, *, now: datetime
-) -> TreatmentCourse:
-    """End the course: its last live session becomes the last (its follow-up is planned)."""
+) -> EndedCourse:
+    """End the course: sessions still planned for later are cancelled (their unsent check-ins
+    with them), and the last session left becomes the course's last, so the protocol's follow-up
+    after the last session is planned from it. Ending an ended course changes nothing.
+
+    A planned session whose start has passed is kept: it was most likely held and not yet
+    recorded as completed, and its check-ins may already have gone out."""
     course = await get_course(session, patient_id, course_id)
-    live = [s for s in await _course_sessions(session, course.id) if s.status != "cancelled"]
-    if live:
-        last = max(live, key=_sort_key)
-        for s in live:
-            s.is_last_in_course = s.id == last.id
+    rows = await _course_sessions(session, course.id)
+    if course.status == "ended":
+        live = [s for s in rows if s.status != "cancelled"]
+        last_id = max(live, key=_sort_key).id if live else None
+        return EndedCourse(course=course, last_session_id=last_id, cancelled_session_ids=())
+    cancelled = []
+    for row in rows:
+        if row.status == "planned" and row.planned_start_at > now:
+            row.status, row.cancelled_at, row.updated_at = "cancelled", now, now
+            session.add(row)
+            cancelled.append(row.id)
+    live = [s for s in rows if s.status != "cancelled"]
+    last = max(live, key=_sort_key) if live else None
+    for s in live:
+        if s.is_last_in_course != (s is last):
+            s.is_last_in_course = s is last
+            s.updated_at = now
             session.add(s)
     course.status = "ended"
     course.ended_at = now
     session.add(course)
     await replan_course(session, course, now=now)
-    return course
+    return EndedCourse(
+        course=course,
+        last_session_id=None if last is None else last.id,
+        cancelled_session_ids=tuple(cancelled),
+    )
+
+
+async def list_courses(session: AsyncSession, patient_id: uuid.UUID) -> list[TreatmentCourse]:
+    statement = (
+        select(TreatmentCourse)
+        .where(col(TreatmentCourse.patient_id) == patient_id)
+        .order_by(col(TreatmentCourse.created_at), col(TreatmentCourse.id))
+    )
+    return list((await session.exec(statement)).all())
 
 
 # --- sessions ----------------------------------------------------------------------------------
@@ -229,6 +265,8 @@ async def reschedule_session(
     row = await get_session(session, patient_id, session_id)
     if row.status != "planned":
         raise Conflict(f"a {row.status} session cannot be rescheduled")
+    if (await _course_of(session, row)).status == "ended":
+        raise Conflict("the session's course has ended; plan new sessions in a new course")
     start = _aware(data.planned_start, "/planned_start")
     length = (
         timedelta(minutes=data.minutes)
@@ -387,7 +425,7 @@ async def session_views(
                 id=row.id,
                 course_id=row.course_id,
                 patient_id=row.patient_id,
-                modality=_modality(row.modality),
+                modality=modality_of(row.modality),
                 status=row.status,
                 planned_start=row.planned_start_at,
                 planned_end=row.planned_end_at,
@@ -412,7 +450,7 @@ def _open(keys: OwnerKeys, row_id: uuid.UUID, column: str, blob: bytes) -> bytes
     return keys.decrypt(table=SESSIONS_TABLE, column=column, row_id=str(row_id), blob=bytes(blob))
 
 
-def _modality(value: str) -> Modality:
+def modality_of(value: str) -> Modality:
     for modality in MODALITIES:
         if value == modality:
             return modality
@@ -462,7 +500,7 @@ def planned_sessions(course: TreatmentCourse, rows: list[TreatmentSession]) -> l
                 id=str(row.id),
                 course_id=str(course.id),
                 patient_id=str(row.patient_id),
-                modality=_modality(row.modality),
+                modality=modality_of(row.modality),
                 starts_at=start,
                 ends_at=effective_end(row),
                 course_started_at=min(start, course_start) if course_start else start,
@@ -495,7 +533,7 @@ async def replan_course(
     protocol = await course_protocol(
         connection,
         course.clinic_id,
-        _modality(course.modality),
+        modality_of(course.modality),
         course.protocol_id,
         course.protocol_version,
     )
@@ -503,7 +541,7 @@ async def replan_course(
     summary = ReplanSummary()
     for planned in planned_sessions(course, rows):
         try:
-            decision = replan(existing, planned, protocol, context)
+            decision = replan(existing, planned, protocol, context, now=now)
         except PlanningError as error:
             raise InvalidInput(str(error)) from None
         if decision.is_empty:
