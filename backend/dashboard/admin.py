@@ -37,7 +37,7 @@ from backend.lib.errors import DomainError, InvalidInput, NotFound
 from backend.state import Runtime
 
 _ADMIN: Final = access(Role.CLINIC_ADMIN, scope=Scope.CLINIC)
-ADMIN_PATH: Final = "/dashboard/admin/"
+ADMIN_PATH: Final = "/dashboard/admin"
 # Roles a clinic admin may create (the API's ``NewStaffMember``).
 NEW_STAFF_ROLES: Final = {
     "clinician": "Clinician",

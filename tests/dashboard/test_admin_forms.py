@@ -1,0 +1,189 @@
+"""Clinic administration and TOTP enrolment through the dashboard's forms, in headless Chromium.
+
+A clinic admin creates a clinician's account (the one-time password is shown once), puts them
+first on the on-call list and saves a new version of the alert parameters; a refused change (a
+version used before, JSON that does not parse) says why and changes nothing. The new clinician
+logs in with the one-time password, is sent to set up an authenticator app, sees the QR code and
+the key once, is refused a wrong code and gets in with a right one; the key is in no log line and
+no audit row. The same routes refuse a clinician (the API's access rule) and a form without the
+CSRF token.
+"""
+
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyotp
+import pytest
+from sqlalchemy import func, select
+
+from backend.audit.service import AUDIT_EVENTS
+from backend.dashboard.queries import OVERRIDES, STAFF
+from backend.domain.alerts.store import ON_CALL
+from backend.identity import sessions
+from backend.identity.roles import Role
+from tests.dashboard.browsing import DESKTOP, log_in, opened_page, scalar
+from tests.dashboard.conftest import LiveService
+
+NEW_EMAIL = "new.clinician@demo.interlude.example"
+
+
+async def _audited(live: LiveService, action: str, actor_id: uuid.UUID) -> int:
+    count = await scalar(
+        live,
+        select(func.count())
+        .select_from(AUDIT_EVENTS)
+        .where(AUDIT_EVENTS.c.action == action, AUDIT_EVENTS.c.actor_id == str(actor_id)),
+    )
+    return int(count)
+
+
+async def _staff_id(live: LiveService, role: str) -> uuid.UUID:
+    found = await scalar(
+        live, select(STAFF.c.id).where(STAFF.c.role == role).order_by(STAFF.c.created_at)
+    )
+    assert isinstance(found, uuid.UUID)
+    return found
+
+
+async def _bearer(live: LiveService, role: Role, staff_id: uuid.UUID) -> str:
+    runtime = live.runtime
+    async with runtime.require_sessionmaker()() as session:
+        pair = await sessions.start_session(
+            session, runtime, role=role, subject_id=staff_id, clinic_id=live.demo.clinic_id
+        )
+        await session.commit()
+    return pair.access_token
+
+
+async def test_admin_forms_and_a_new_clinicians_totp_enrolment(
+    live: LiveService, browser: Any, artifacts: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    admin_id = await _staff_id(live, "clinic_admin")
+
+    async with opened_page(browser, DESKTOP) as page:
+        await log_in(page, live, Role.CLINIC_ADMIN, next_path="/dashboard/admin")
+
+        # A new clinician's account; the one-time password is on this response only.
+        await page.click("text=Add a staff member")
+        await page.fill("#staff-name", "Dr Nova New")
+        await page.fill("#staff-email", NEW_EMAIL)
+        await page.select_option("#staff-role", "clinician")
+        await page.click("text=Create account")
+        one_time_password = (await page.locator("#one-time-password").inner_text()).strip()
+        assert len(one_time_password) >= 12
+        assert await _audited(live, "staff.create", admin_id) == 1
+        new_id = await scalar(live, select(STAFF.c.id).order_by(STAFF.c.created_at.desc()))
+
+        # The on-call list: the new clinician first.
+        await page.goto(live.base_url + "/dashboard/admin/")
+        await page.select_option("#on-call-1", str(new_id))
+        await page.click("text=Save on-call list")
+        await page.wait_for_url(live.base_url + "/dashboard/admin#oncall")
+        first = await scalar(
+            live,
+            select(ON_CALL.c.staff_id)
+            .where(ON_CALL.c.clinic_id == live.demo.clinic_id)
+            .order_by(ON_CALL.c.position),
+        )
+        assert first == new_id
+        assert await _audited(live, "alert_on_call.update", admin_id) == 1
+
+        # The same person twice is refused with the reason, and the list stays as it was.
+        await page.select_option("#on-call-2", str(new_id))
+        await page.click("text=Save on-call list")
+        assert "appears twice" in await page.locator("#outcome-oncall").inner_text()
+        assert await _audited(live, "alert_on_call.update", admin_id) == 1
+
+        # A new version of the alert parameters.
+        override = '{"parameterSet": "demo", "version": "7", "slaMinutes": {"urgent": 30}}'
+        await page.goto(live.base_url + "/dashboard/admin/")
+        await page.fill("#parameters-document", override)
+        await page.click("text=Save as a new version")
+        await page.wait_for_url(live.base_url + "/dashboard/admin#parameters")
+        version = await page.locator("#parameter-version").inner_text()
+        assert version == "interlude-default@1.0.0+demo@7"
+        assert await page.locator("#parameter-history tbody tr").count() == 1
+        # The same version again, then JSON that does not parse: refused, nothing stored.
+        for text, reason in ((override, "exists already"), ('{"version": ', "not valid JSON")):
+            await page.fill("#parameters-document", text)
+            await page.click("text=Save as a new version")
+            assert reason in await page.locator("#outcome-parameters").inner_text()
+            assert await page.input_value("#parameters-document") == text  # kept for fixing
+        assert await scalar(live, select(func.count()).select_from(OVERRIDES)) == 1
+        assert await _audited(live, "alert_parameters.update", admin_id) == 1
+        await page.screenshot(path=str(artifacts / "admin.png"), full_page=True)
+
+        # No token, no change (CSRF), even with the admin's session cookies.
+        refused = await page.request.post(
+            live.base_url + "/dashboard/admin/on-call", form={"staff_id": str(admin_id)}
+        )
+        assert refused.status == 403
+
+    # A clinician is refused these routes, as by the API (a bearer token skips CSRF, not access).
+    clinician = await _bearer(live, Role.CLINICIAN, await _staff_id(live, "clinician"))
+    async with httpx.AsyncClient(base_url=live.base_url, timeout=10) as client:
+        answer = await client.post(
+            "/dashboard/admin/on-call",
+            data={"staff_id": str(admin_id)},
+            headers={"Authorization": f"Bearer {clinician}"},
+        )
+    assert answer.status_code == 403
+    assert answer.headers["content-type"] == "application/problem+json"
+
+    # The new clinician: password only, then the enrolment page.
+    async with opened_page(browser, DESKTOP) as page:
+        await page.goto(live.base_url + "/dashboard/login")
+        await page.fill("#email", NEW_EMAIL)
+        await page.fill("#password", one_time_password)
+        await page.click("button[type=submit]")
+        await page.wait_for_url(live.base_url + "/dashboard/totp")
+        # The enrolment-stage session reaches nothing else.
+        await page.goto(live.base_url + "/dashboard/")
+        assert "/dashboard/login" in page.url
+        await page.goto(live.base_url + "/dashboard/totp")
+        await page.click("text=Show my new key")
+        await page.locator("img.qr").wait_for()
+        assert await page.locator("img.qr").get_attribute("alt")
+        secret = "".join((await page.locator("#totp-secret").inner_text()).split())
+        assert len(secret) == 32
+        assert secret not in page.url
+        await page.screenshot(path=str(artifacts / "totp-enrolment.png"), full_page=True)
+
+        wrong = f"{(int(pyotp.TOTP(secret).now()) + 1) % 1_000_000:06d}"
+        await page.fill("#code", wrong)
+        await page.click("text=Confirm and continue")
+        assert "not correct" in await page.locator("#totp-error").inner_text()
+        await page.fill("#code", pyotp.TOTP(secret).now())
+        await page.click("text=Confirm and continue")
+        await page.wait_for_url(live.base_url + "/dashboard/")
+        assert await page.locator("h1").inner_text() == "Alert inbox"
+        cookies = {c["name"] for c in await page.context.cookies()}
+        assert "interlude_totp_enrolment" not in cookies
+        # The one console error is the wrong code's 401 page (no CSP violation, no script error).
+        assert page.console_errors == [
+            "Failed to load resource: the server responded with a status of 401 (Unauthorized)"
+        ], page.console_errors
+
+    confirmed = await scalar(live, select(STAFF.c.totp_confirmed_at).where(STAFF.c.id == new_id))
+    assert confirmed is not None
+    assert await _audited(live, "totp.confirmed", new_id) == 1
+    denied = await scalar(
+        live,
+        select(func.count())
+        .select_from(AUDIT_EVENTS)
+        .where(AUDIT_EVENTS.c.action == "totp.confirm", AUDIT_EVENTS.c.outcome == "denied"),
+    )
+    assert denied == 1
+    # The key appears in no log record and no audit row.
+    assert caplog.records, "the service's log records were not captured"
+    for record in caplog.records:
+        assert secret not in record.getMessage()
+        assert secret not in repr(record.__dict__)
+    async with live.runtime.require_engine().connect() as connection:
+        rows = (await connection.execute(select(AUDIT_EVENTS))).all()
+    assert rows
+    assert all(secret not in repr(row) for row in rows)
