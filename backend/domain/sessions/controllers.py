@@ -5,21 +5,26 @@ every read or change of patient data is audited (purpose ``treatment``), late in
 """
 
 from datetime import time
+from typing import Annotated
 from uuid import UUID
 
-from litestar import Controller, get, post, put
+from litestar import Controller, delete, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, HeaderParameter, JSONBody
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.db.models.treatment import TreatmentCourse
 from backend.domain.alerts.holds import n2o_hold_for, record_hold_override
 from backend.domain.check_ins import schedule
 from backend.domain.check_ins.quiet_hours import QuietHours
+from backend.domain.sessions import baselines as course_baselines
 from backend.domain.sessions import service
 from backend.domain.sessions.exposure import patient_n2o_exposure
 from backend.domain.sessions.schemas import (
+    BaselineInput,
+    BaselineView,
     CheckInLadder,
+    CourseBaselines,
     CourseEnded,
     CourseView,
     DueCheckIns,
@@ -39,7 +44,7 @@ from backend.identity.audit_trail import audit
 from backend.identity.patients import check_time_zone
 from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
 from backend.identity.roles import Role
-from backend.lib.errors import Conflict, InvalidInput
+from backend.lib.errors import Conflict, InvalidInput, NotFound
 from backend.state import Runtime
 
 CLINICAL = (Role.CLINICIAN, Role.CLINIC_ADMIN)
@@ -70,6 +75,16 @@ async def _audit(
 async def _view(db_session: AsyncSession, runtime: Runtime, row: object) -> SessionView:
     (view,) = await service.session_views(db_session, runtime.keyring, [row])  # type: ignore[list-item]
     return view
+
+
+def _idempotency_key(header: str | None) -> str | None:
+    if header is None:
+        return None
+    if not 1 <= len(header) <= 128 or not all("!" <= c <= "~" for c in header):
+        raise InvalidInput(
+            "Idempotency-Key must be 1-128 visible ASCII characters (a UUID is ideal)"
+        )
+    return header
 
 
 def _course_view(course: TreatmentCourse) -> CourseView:
@@ -296,6 +311,101 @@ class TreatmentSessionController(Controller):
             course=_course_view(ended.course),
             last_session_id=ended.last_session_id,
             cancelled_session_ids=list(ended.cancelled_session_ids),
+        )
+
+    @get(
+        "/courses/{course_id:uuid}/baselines",
+        opt=access(*CLINICAL, scope=Scope.PATIENT),
+        summary="The course's baselines (B0) as the alert rules read them: recorded or derived",
+    )
+    async def baselines(
+        self,
+        patient_id: FromPath[UUID],
+        course_id: FromPath[UUID],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> CourseBaselines:
+        result = await course_baselines.course_baselines(
+            db_session, runtime.keyring, patient_id=patient_id, course_id=course_id
+        )
+        await _audit(
+            db_session, runtime, principal, "read", "course_baselines", course_id, patient_id
+        )
+        return result
+
+    @put(
+        "/courses/{course_id:uuid}/baselines/{instrument_id:str}",
+        opt=access(*CLINICAL, scope=Scope.PATIENT),
+        summary="Record the course's baseline (B0) of one instrument: a stored response or answers",
+    )
+    async def record_baseline(
+        self,
+        patient_id: FromPath[UUID],
+        course_id: FromPath[UUID],
+        instrument_id: FromPath[str],
+        data: JSONBody[BaselineInput],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+        idempotency_key: Annotated[
+            str | None, HeaderParameter(name="Idempotency-Key", required=False)
+        ] = None,
+    ) -> BaselineView:
+        view = await course_baselines.record_baseline(
+            db_session,
+            runtime.keyring,
+            patient_id=patient_id,
+            course_id=course_id,
+            instrument_id=instrument_id,
+            data=data,
+            staff_id=principal.subject_id,
+            idempotency_key=_idempotency_key(idempotency_key),
+            now=runtime.clock.now(),
+        )
+        await _audit(
+            db_session,
+            runtime,
+            principal,
+            "course_baseline.record",
+            "course_baseline",
+            course_id,
+            patient_id,
+        )
+        return view
+
+    @delete(
+        "/courses/{course_id:uuid}/baselines/{instrument_id:str}",
+        opt=access(*CLINICAL, scope=Scope.PATIENT),
+        summary="Forget the recorded baseline of one instrument (B0 is derived again)",
+    )
+    async def remove_baseline(
+        self,
+        patient_id: FromPath[UUID],
+        course_id: FromPath[UUID],
+        instrument_id: FromPath[str],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> None:
+        removed = await course_baselines.remove_baseline(
+            db_session,
+            runtime.keyring,
+            patient_id=patient_id,
+            course_id=course_id,
+            instrument_id=instrument_id,
+            now=runtime.clock.now(),
+        )
+        if not removed:
+            raise NotFound("no recorded baseline of this instrument")
+        await _audit(
+            db_session,
+            runtime,
+            principal,
+            "course_baseline.delete",
+            "course_baseline",
+            course_id,
+            patient_id,
         )
 
     @get(

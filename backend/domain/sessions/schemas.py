@@ -2,11 +2,12 @@
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
 from backend.domain.check_ins.protocols import Modality
+from questionnaires.answers import Answer
 
 Minutes = Annotated[int, msgspec.Meta(ge=1, le=600)]
 Note = Annotated[str, msgspec.Meta(max_length=20_000)]
@@ -207,3 +208,37 @@ class CourseEnded(msgspec.Struct, frozen=True, kw_only=True):
     """The session the protocol's follow-up after the last session is planned from."""
     cancelled_session_ids: list[uuid.UUID]
     """Sessions that were still planned for later, cancelled with their unsent check-ins."""
+
+
+class BaselineInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A course baseline (B0): either a stored response of the patient (`response_id`), or the
+    answers of a questionnaire completed in clinic (scored and stored like any submission)."""
+
+    response_id: uuid.UUID | None = None
+    instrument_version: Annotated[str, msgspec.Meta(min_length=1, max_length=32)] | None = None
+    """With answers: the version answered (default: the newest)."""
+    answers: Annotated[tuple[Answer, ...], msgspec.Meta(max_length=200)] | None = None
+    authored: datetime | None = None
+    """With answers: when the patient answered (default: now); before the first session."""
+
+
+class BaselineView(msgspec.Struct, frozen=True, kw_only=True):
+    """B0 of one trajectory as the alert rules read it."""
+
+    instrument_id: str
+    trajectory_key: str
+    source: Literal["recorded", "derived"]
+    """recorded: a clinician's choice; derived: the last complete score within the rule's days
+    before the first session (clinical-spec §2.4)."""
+    response_id: uuid.UUID
+    instrument_version: str
+    total: int
+    authored_at: datetime
+    recorded_at: datetime | None
+    recorded_by: uuid.UUID | None
+
+
+class CourseBaselines(msgspec.Struct, frozen=True, kw_only=True):
+    course_id: uuid.UUID
+    first_session_at: datetime | None
+    baselines: list[BaselineView]

@@ -138,7 +138,7 @@ async def end_course(
     A planned session whose start has passed is kept: it was most likely held and not yet
     recorded as completed, and its check-ins may already have gone out."""
     course = await get_course(session, patient_id, course_id)
-    rows = await _course_sessions(session, course.id)
+    rows = await course_sessions(session, course.id)
     if course.status == "ended":
         live = [s for s in rows if s.status != "cancelled"]
         last_id = max(live, key=_sort_key).id if live else None
@@ -478,7 +478,7 @@ async def _course_of(session: AsyncSession, row: TreatmentSession) -> TreatmentC
     return course
 
 
-async def _course_sessions(session: AsyncSession, course_id: uuid.UUID) -> list[TreatmentSession]:
+async def course_sessions(session: AsyncSession, course_id: uuid.UUID) -> list[TreatmentSession]:
     statement = select(TreatmentSession).where(col(TreatmentSession.course_id) == course_id)
     return sorted((await session.exec(statement)).all(), key=_sort_key)
 
@@ -524,7 +524,7 @@ async def replan_course(
     """Bring every check-in of the course's sessions in line with the course's current state."""
     await session.flush()
     patient = await get_patient(session, course.patient_id)
-    rows = await _course_sessions(session, course.id)
+    rows = await course_sessions(session, course.id)
     live = [r for r in rows if r.status != "cancelled"]
     course.started_at = effective_start(live[0]) if live else None
     session.add(course)

@@ -1,0 +1,370 @@
+"""Course baselines (B0, clinical-spec §2.4): the score rebound and neuropathy rules compare with.
+
+B0 of a course for one trajectory is, as the alert engine reads it (`alerts.history` and
+`alerts.timeline.course_baseline`):
+1. the response a clinician recorded as the course's baseline for that instrument
+   (``course_baselines``: a reference to the encrypted response, never a copy of the score);
+2. else the patient's last complete score within ``baselineWithinDays`` (7 by default) before the
+   course's first session. The baseline questionnaires the protocol asks before session 1
+   (§4.2 "Before first session (<= 7 d)") are therefore B0 as soon as the patient answers them
+   in the app; nobody has to record them.
+
+A clinician records B0 by naming a stored response (answered in the app, or entered earlier), or
+by entering the answers of a questionnaire completed in clinic, which is scored, encrypted and
+checked for safety items like any submission (source ``clinician``). Either way B0 must be a
+complete score (not prorated) of an instrument the rules compare with a baseline, answered
+before the course's first session. The rules are re-run in the same transaction, so an alert
+that the new B0 implies is raised with it.
+"""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+import msgspec
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.db.models.questionnaire_response import QuestionnaireResponse
+from backend.db.models.treatment import CourseBaseline, TreatmentCourse
+from backend.domain.alerts.clinic_settings import parameters_for_clinic
+from backend.domain.alerts.evaluation import evaluate_patient
+from backend.domain.alerts.parameters import AlertParameters
+from backend.domain.alerts.timeline import CourseBaseline as CourseBaselineMark
+from backend.domain.alerts.timeline import PatientTimeline, ScoredResponse, course_baseline
+from backend.domain.alerts.timeline import TreatmentSession as TimelineSession
+from backend.domain.responses.schemas import ResponseSubmission
+from backend.domain.responses.service import PatientRef, submit_response
+from backend.domain.sessions import service
+from backend.domain.sessions.schemas import BaselineInput, BaselineView, CourseBaselines
+from backend.keyring.service import Keyring, OwnerKeys
+from backend.lib.errors import Conflict, FieldProblem, InvalidInput, NotFound
+from questionnaires.answers import Submission
+from questionnaires.errors import UnknownInstrumentError
+from questionnaires.model import Instrument
+from questionnaires.registry import catalogue
+from questionnaires.scoring import Score
+
+BASELINES: Final = CourseBaseline.__table__  # type: ignore[attr-defined]
+RESPONSES: Final = QuestionnaireResponse.__table__  # type: ignore[attr-defined]
+_RESPONSES_TABLE: Final = "questionnaire_responses"
+DEFAULT_WITHIN_DAYS: Final = 7.0
+"""clinical-spec §2.4: B0 = last complete score within 7 days before the first session (the
+alert rules use the same default for a trajectory without rebound parameters)."""
+# Phones' and clinics' clocks drift; an authored time this far ahead is an error, not skew.
+_MAX_SKEW: Final = timedelta(minutes=5)
+
+
+def compared_trajectories(parameters: AlertParameters) -> frozenset[str]:
+    """Trajectories some alert rule compares with a course baseline: the rebound rule's
+    instruments and the MNSI-Q rise of the N2O neuropathy rule (§2.4, §5.1)."""
+    return frozenset({*parameters.rebound, parameters.n2o_neuro.mnsi_trajectory})
+
+
+def within_days(parameters: AlertParameters, trajectory_key: str) -> float:
+    rule = parameters.rebound.get(trajectory_key)
+    return DEFAULT_WITHIN_DAYS if rule is None else rule.baseline_within_days
+
+
+def _problem(pointer: str, code: str, message: str) -> InvalidInput:
+    return InvalidInput(message, errors=[FieldProblem(pointer=pointer, code=code, message=message)])
+
+
+def _instrument(instrument_id: str, version: str | None, parameters: AlertParameters) -> Instrument:
+    try:
+        instrument = catalogue().get(instrument_id, version)
+    except UnknownInstrumentError:
+        raise _problem("/instrument_id", "unknown_instrument", "no such instrument") from None
+    if instrument.trajectory_key not in compared_trajectories(parameters):
+        raise _problem(
+            "/instrument_id",
+            "wrong_instrument",
+            f"{instrument_id} is not compared with a course baseline by any alert rule",
+        )
+    return instrument
+
+
+def _check_score(score: Score, pointer: str) -> None:
+    if score.total is None or score.prorated:
+        raise _problem(
+            pointer,
+            "incomplete_score",
+            "a baseline needs a complete score (every scored item answered, not prorated)",
+        )
+
+
+def _check_authored(authored: datetime, first_session: datetime | None, now: datetime) -> None:
+    if authored.tzinfo is None:
+        raise _problem("/authored", "naive_time", "authored must carry a time zone offset")
+    if authored - now > _MAX_SKEW:
+        raise _problem("/authored", "in_the_future", "authored lies in the future")
+    if first_session is not None and authored >= first_session:
+        raise _problem(
+            "/authored",
+            "after_first_session",
+            "a baseline is answered before the course's first session",
+        )
+
+
+async def _first_session_start(session: AsyncSession, course: TreatmentCourse) -> datetime | None:
+    live = [s for s in await service.course_sessions(session, course.id) if s.status != "cancelled"]
+    return service.effective_start(live[0]) if live else None
+
+
+async def _open_course(
+    session: AsyncSession, patient_id: uuid.UUID, course_id: uuid.UUID
+) -> TreatmentCourse:
+    await service.get_patient(session, patient_id)
+    course = await service.get_course(session, patient_id, course_id)
+    if course.status == "ended":
+        raise Conflict("the course has ended; its baseline is kept as it was")
+    return course
+
+
+def _decrypt_score(keys: OwnerKeys, response_id: uuid.UUID, blob: bytes) -> Score:
+    plaintext = keys.decrypt(
+        table=_RESPONSES_TABLE, column="score_ct", row_id=str(response_id), blob=bytes(blob)
+    )
+    return msgspec.msgpack.decode(plaintext, type=Score)
+
+
+async def record_baseline(
+    session: AsyncSession,
+    keyring: Keyring,
+    *,
+    patient_id: uuid.UUID,
+    course_id: uuid.UUID,
+    instrument_id: str,
+    data: BaselineInput,
+    staff_id: uuid.UUID | None,
+    idempotency_key: str | None,
+    now: datetime,
+) -> BaselineView:
+    """Make a response the course's B0 for `instrument_id` (replacing an earlier choice)."""
+    course = await _open_course(session, patient_id, course_id)
+    parameters = await parameters_for_clinic(session, course.clinic_id)
+    if (data.response_id is None) == (data.answers is None):
+        raise InvalidInput("give either response_id (a stored response) or answers (new ones)")
+    first_session = await _first_session_start(session, course)
+    if data.response_id is not None:
+        if data.instrument_version is not None or data.authored is not None:
+            raise InvalidInput("a stored response brings its own version and time")
+        response_id, score, authored = await _stored_response(
+            session, keyring, patient_id, data.response_id
+        )
+        if score.instrument_id != instrument_id:
+            raise _problem(
+                "/response_id", "wrong_instrument", f"the response is not a {instrument_id}"
+            )
+        _instrument(instrument_id, score.instrument_version, parameters)
+        _check_score(score, "/response_id")
+        _check_authored(authored, first_session, now)
+    else:
+        assert data.answers is not None
+        instrument = _instrument(instrument_id, data.instrument_version, parameters)
+        authored = data.authored or now
+        _check_authored(authored, first_session, now)
+        # Scored first, so an incomplete form is refused before anything is stored.
+        _check_score(
+            catalogue().score(
+                Submission(
+                    instrument_id=instrument.id,
+                    instrument_version=instrument.version,
+                    answers=data.answers,
+                )
+            ),
+            "/answers",
+        )
+        result = await submit_response(
+            session,
+            keyring,
+            patient=PatientRef(patient_id=patient_id, clinic_id=course.clinic_id),
+            submission=ResponseSubmission(
+                instrument_id=instrument.id,
+                instrument_version=instrument.version,
+                answers=data.answers,
+                authored=authored,
+            ),
+            idempotency_key=idempotency_key,
+            now=now,
+            source="clinician",
+        )
+        response_id, authored = result.response_id, result.authored_at
+        score = await _stored_score(session, keyring, patient_id, response_id)
+    values = {
+        "response_id": response_id,
+        "patient_id": patient_id,
+        "recorded_at": now,
+        "recorded_by": staff_id,
+    }
+    connection = await session.connection()
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    await connection.execute(
+        insert(BASELINES)
+        .values(course_id=course.id, instrument_id=instrument_id, **values)
+        .on_conflict_do_update(index_elements=["course_id", "instrument_id"], set_=values)
+    )
+    # The new B0 may imply (or no longer imply) a rebound: the rules run in this transaction.
+    await evaluate_patient(
+        session, keyring, patient_id=patient_id, clinic_id=course.clinic_id, now=now
+    )
+    assert score.total is not None  # _check_score
+    return BaselineView(
+        instrument_id=instrument_id,
+        trajectory_key=score.trajectory_key,
+        source="recorded",
+        response_id=response_id,
+        instrument_version=score.instrument_version,
+        total=score.total,
+        authored_at=authored.astimezone(UTC),
+        recorded_at=now,
+        recorded_by=staff_id,
+    )
+
+
+async def _stored_response(
+    session: AsyncSession, keyring: Keyring, patient_id: uuid.UUID, response_id: uuid.UUID
+) -> tuple[uuid.UUID, Score, datetime]:
+    r = RESPONSES.c
+    connection = await session.connection()
+    row = (
+        await connection.execute(
+            select(r.id, r.authored_at, r.score_ct).where(
+                r.id == response_id, r.patient_id == patient_id
+            )
+        )
+    ).first()
+    if row is None:
+        raise NotFound("no such response for this patient")
+    keys = await keyring.owner_keys(session, patient_id)
+    return row.id, _decrypt_score(keys, row.id, row.score_ct), row.authored_at
+
+
+async def _stored_score(
+    session: AsyncSession, keyring: Keyring, patient_id: uuid.UUID, response_id: uuid.UUID
+) -> Score:
+    _, score, _ = await _stored_response(session, keyring, patient_id, response_id)
+    return score
+
+
+async def remove_baseline(
+    session: AsyncSession,
+    keyring: Keyring,
+    *,
+    patient_id: uuid.UUID,
+    course_id: uuid.UUID,
+    instrument_id: str,
+    now: datetime,
+) -> bool:
+    """Forget the recorded B0 (the rules fall back to the derived one); whether there was one."""
+    course = await _open_course(session, patient_id, course_id)
+    b = BASELINES.c
+    connection = await session.connection()
+    result = await connection.execute(
+        delete(BASELINES)
+        .where(b.course_id == course.id, b.instrument_id == instrument_id)
+        .returning(b.instrument_id)
+    )
+    if result.first() is None:
+        return False
+    await evaluate_patient(
+        session, keyring, patient_id=patient_id, clinic_id=course.clinic_id, now=now
+    )
+    return True
+
+
+async def course_baselines(
+    session: AsyncSession, keyring: Keyring, *, patient_id: uuid.UUID, course_id: uuid.UUID
+) -> CourseBaselines:
+    """B0 of every trajectory the rules compare with a baseline, as the alert engine reads it:
+    recorded ones, else derived from the patient's answers before the first session."""
+    await service.get_patient(session, patient_id)
+    course = await service.get_course(session, patient_id, course_id)
+    parameters = await parameters_for_clinic(session, course.clinic_id)
+    first_session = await _first_session_start(session, course)
+    connection = await session.connection()
+    r, b = RESPONSES.c, BASELINES.c
+    rows = (
+        await connection.execute(
+            select(r.id, r.instrument_id, r.authored_at, r.score_ct)
+            .where(r.patient_id == patient_id)
+            .order_by(r.authored_at, r.id)
+        )
+    ).all()
+    recorded = {
+        row.response_id: row
+        for row in (
+            await connection.execute(
+                select(b.instrument_id, b.response_id, b.recorded_at, b.recorded_by).where(
+                    b.course_id == course.id
+                )
+            )
+        ).all()
+    }
+    scores: dict[str, tuple[Score, datetime]] = {}
+    if rows:
+        keys = await keyring.owner_keys(session, patient_id)
+        scores = {
+            str(row.id): (_decrypt_score(keys, row.id, row.score_ct), row.authored_at)
+            for row in rows
+        }
+    responses = tuple(
+        ScoredResponse(
+            id=response_id,
+            instrument_id=score.instrument_id,
+            instrument_version=score.instrument_version,
+            trajectory_key=score.trajectory_key,
+            recall_hours=None,
+            authored=authored,
+            total=score.total,
+            prorated=score.prorated,
+        )
+        for response_id, (score, authored) in scores.items()
+    )
+    explicit = tuple(_explicit(scores, str(row.response_id)) for row in recorded.values())
+    timeline = PatientTimeline(
+        patient_id=str(patient_id),
+        sessions=()
+        if first_session is None
+        else (TimelineSession(id=str(course.id), modality="n2o", start=first_session, end=None),),
+        responses=responses,
+        baselines=tuple(e for e in explicit if e is not None),
+    )
+    views = []
+    for key in sorted(compared_trajectories(parameters)):
+        b0 = course_baseline(timeline, key, within_days=within_days(parameters, key))
+        if b0 is None:
+            continue
+        score, authored = scores[b0.response_id]
+        row = recorded.get(uuid.UUID(b0.response_id))
+        views.append(
+            BaselineView(
+                instrument_id=score.instrument_id,
+                trajectory_key=key,
+                source="recorded" if row is not None else "derived",
+                response_id=uuid.UUID(b0.response_id),
+                instrument_version=score.instrument_version,
+                total=b0.total,
+                authored_at=authored,
+                recorded_at=None if row is None else row.recorded_at,
+                recorded_by=None if row is None else row.recorded_by,
+            )
+        )
+    return CourseBaselines(course_id=course.id, first_session_at=first_session, baselines=views)
+
+
+def _explicit(
+    scores: dict[str, tuple[Score, datetime]], response_id: str
+) -> CourseBaselineMark | None:
+    if response_id not in scores:
+        return None
+    score, authored = scores[response_id]
+    if score.total is None:
+        return None
+    return CourseBaselineMark(
+        trajectory_key=score.trajectory_key,
+        response_id=response_id,
+        total=score.total,
+        authored=authored,
+    )
