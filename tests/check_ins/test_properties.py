@@ -266,3 +266,29 @@ def test_merging_never_drops_an_instrument_nor_touches_issued_check_ins(
 
 def test_the_statuses_named_in_the_constants_exist() -> None:
     assert set(get_args(CheckInStatus)) >= REPLANNABLE | ISSUED
+
+
+@SETTINGS
+@given(
+    histories(),
+    st.integers(-2 * 24 * 60, 100 * 24 * 60),
+    st.randoms(use_true_random=False),
+)
+def test_check_ins_whose_window_closed_before_planning_are_never_planned(
+    history: tuple[list[PlannedSession], PatientSchedulingContext],
+    minutes_after_start: int,
+    rng: random.Random,
+) -> None:
+    (s1, s2), patient = history
+    existing = mark_some(record([], s1, patient), rng)
+    now = s2.starts_at + minutes_after_start * MINUTE
+    protocol = default_protocol(s2.modality)
+    decision = replan(existing, s2, protocol, patient, now=now)
+    assert all(p.planned_closes_at > now for p in decision.insert)
+    # `now` only leaves out what is new: nothing already planned is cancelled because of it.
+    assert set(decision.cancel) <= set(replan(existing, s2, protocol, patient).cancel)
+    after = apply_decision(existing, decision)
+    assert replan(after, s2, protocol, patient, now=now).is_empty
+    assert [e for e in after if e.status not in REPLANNABLE] == [
+        e for e in existing if e.status not in REPLANNABLE
+    ]
