@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-SUITES = ("submissions", "alerts", "check_ins", "exports")
+SUITES = ("submissions", "alerts", "check_ins", "exports", "notifications")
 _HIDDEN = frozenset({"suite"})
 
 

@@ -141,8 +141,9 @@ class Dispatcher:
         if not rows:
             return 0
         self.stats.claimed += len(rows)
+        addresses = await self._resolve_all(rows, routes)
         outcomes = await asyncio.gather(
-            *(self._send(row, routes.get(row.id, SEND)) for row in rows)
+            *(self._send(row, routes.get(row.id, SEND), addresses.get(row.id)) for row in rows)
         )
         done = self._clock.now()
         async with self._engine.begin() as connection:
@@ -153,20 +154,43 @@ class Dispatcher:
                     await self._record_route(connection, row, outcome)
         return len(rows)
 
-    async def _send(self, row: Row[Any], route: Route) -> Receipt | Hold | Drop:
+    async def _resolve_all(
+        self, rows: list[Row[Any]], routes: Mapping[uuid.UUID, Route]
+    ) -> dict[uuid.UUID, str | WebPushSubscription | Receipt]:
+        """Every claimed row's address, in one session: a session (and a pooled connection)
+        per message made resolving the fan-out's bottleneck (~70 msg/s on SQLite)."""
+        found: dict[uuid.UUID, str | WebPushSubscription | Receipt] = {}
+        async with self._sessions() as session:
+            for row in rows:
+                route = routes.get(row.id, SEND)
+                if not isinstance(route, Send):
+                    continue
+                if route.recipient is not None:
+                    found[row.id] = route.recipient
+                    continue
+                try:
+                    found[row.id] = await self._resolver.resolve(
+                        session, row.recipient_type, row.recipient_id
+                    )
+                except RecipientUnavailable:
+                    found[row.id] = _receipt(
+                        row, DeliveryStatus.PERMANENT_FAILURE, FailureReason.RECIPIENT_INVALID
+                    )
+        return found
+
+    async def _send(
+        self, row: Row[Any], route: Route, address: str | WebPushSubscription | Receipt | None
+    ) -> Receipt | Hold | Drop:
         if not isinstance(route, Send):
             return route
+        if isinstance(address, Receipt):
+            return address
         channel = str(row.channel)
         async with self._slots:
             try:
-                if route.recipient is not None:
-                    recipient: str | WebPushSubscription = route.recipient
-                else:
-                    async with self._sessions() as session:
-                        recipient = await self._resolver.resolve(
-                            session, row.recipient_type, row.recipient_id
-                        )
-                message = self._message(row, recipient, route)
+                if address is None:
+                    raise RecipientUnavailable(row.recipient_type)
+                message = self._message(row, address, route)
             except RecipientUnavailable:
                 return _receipt(
                     row, DeliveryStatus.PERMANENT_FAILURE, FailureReason.RECIPIENT_INVALID
