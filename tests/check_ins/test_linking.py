@@ -13,11 +13,13 @@ from backend.domain.check_ins.delivery import CheckInTimers
 from backend.domain.check_ins.linking import CheckInExpired, link_response
 from backend.domain.responses.schemas import ResponseSubmission
 from backend.domain.responses.service import PatientRef, submit_response
+from backend.domain.sessions import service
+from backend.domain.sessions.schemas import SessionReschedule
 from backend.lib.errors import Conflict, InvalidInput, NotFound
 from questionnaires.answers import Answer
 from questionnaires.registry import get_instrument
 from tests.conftest import SettingsFactory
-from tests.sessions.world import World
+from tests.sessions.world import START, World
 
 
 @pytest.fixture
@@ -152,3 +154,38 @@ async def test_submit_response_links_and_sets_late(world: World) -> None:
             await submit_response(
                 s, world.keyring, patient=ref, submission=late, idempotency_key="k2", now=world.now
             )
+
+
+async def test_a_check_in_answered_in_part_before_it_was_sent_is_neither_pushed_nor_moved(
+    world: World,
+) -> None:
+    patient, ladder = await _ladder(world)
+    day1 = ladder["24h"]
+    world.clock._now = day1.opens_at + timedelta(hours=1)  # type: ignore[attr-defined]
+    assert world.now < day1.due_at  # type: ignore[attr-defined]
+    link = await _link(world, patient, day1, "madrs-s")
+    assert link.completed is False
+    row = next(r for r in await world.rows(patient) if r.id == day1.id)  # type: ignore[attr-defined]
+    assert (row.status, row.sent_at, row.answered_instruments) == ("sent", world.now, ["madrs-s"])  # type: ignore[attr-defined]
+
+    # Moving the session moves its unsent check-ins, not the one the patient is answering.
+    async with world.sessions() as s, s.begin():
+        await service.reschedule_session(
+            s,
+            patient_id=patient,
+            session_id=day1.session_id,  # type: ignore[attr-defined]
+            data=SessionReschedule(planned_start=START + timedelta(days=2)),
+            now=world.now,
+        )
+    rows = {r.id: r for r in await world.rows(patient)}  # type: ignore[attr-defined]
+    assert rows[day1.id].due_at == day1.due_at  # type: ignore[attr-defined]
+    assert rows[ladder["day-3"].id].due_at != ladder["day-3"].due_at  # type: ignore[attr-defined]
+
+    # At its due time the claim loop sends nothing for it; the reminder asks for the rest.
+    world.clock._now = day1.due_at  # type: ignore[attr-defined]
+    await CheckInTimers(world.engine, instance="t", clock=world.clock).drain()
+    row = next(r for r in await world.rows(patient) if r.id == day1.id)  # type: ignore[attr-defined]
+    assert (row.status, row.devices_notified) == ("sent", 0)  # type: ignore[attr-defined]
+    assert row.next_reminder_at is not None  # type: ignore[attr-defined]
+    done = await _link(world, patient, day1, "side-effects")
+    assert done.completed is True

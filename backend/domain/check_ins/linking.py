@@ -10,7 +10,12 @@ the same transaction. Rules:
   refused (the check-in expired and was, or will be, marked missed);
 - a missed check-in answered in time but received late becomes answered (its answers count);
 - the check-in is answered once every instrument it asked has a response; a retried submission
-  of an instrument already answered changes nothing.
+  of an instrument already answered changes nothing;
+- a pending check-in answered in part (the app lists open and upcoming ones, so a patient may
+  start before the claim loop sends it) has reached the patient: it becomes sent, so no push
+  asks again for what they are answering and a re-plan never moves or cancels it (rows the
+  patient answered are never re-issued); its reminder and missed marking work as for any sent
+  one.
 """
 
 import uuid
@@ -87,6 +92,8 @@ async def link_response(
     answered.append(instrument_id)
     completed = set(row.instruments) <= set(answered)
     values: dict[str, object] = {"answered_instruments": answered, "updated_at": now}
+    if row.status == "pending" and not completed:
+        values |= {"status": "sent", "sent_at": now}
     # A missed check-in answered in time, received late, is answered: its answers count.
     if completed or row.status == "missed":
         values |= {
