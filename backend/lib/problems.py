@@ -138,12 +138,29 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     )
 
 
+# SQLSTATEs that mean "no usable connection right now", not "a bad statement": admin and crash
+# shutdown and "cannot connect now" (a PostgreSQL restart), too many connections. Class 08 is
+# connection exceptions. asyncpg raises these as classes SQLAlchemy wraps in a plain DBAPIError.
+_UNAVAILABLE_SQLSTATES: Final = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    code = getattr(exc.orig, "sqlstate", None)
+    return code if isinstance(code, str) else None
+
+
 def _database_unavailable(exc: BaseException) -> bool:
     """The database could not be reached or gave no connection in time (not a bad query)."""
     if isinstance(exc, SQLAlchemyTimeoutError):  # connection pool exhausted
         return True
     if isinstance(exc, DBAPIError):
-        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+        code = _sqlstate(exc) or ""
+        return (
+            exc.connection_invalidated
+            or isinstance(exc, OperationalError | InterfaceError)
+            or code.startswith("08")
+            or code in _UNAVAILABLE_SQLSTATES
+        )
     return isinstance(exc, ConnectionError | TimeoutError)
 
 

@@ -284,6 +284,8 @@ async def _check_in_hand_over(database_url: str, ids: list[str]) -> tuple[dict[s
                 .where(
                     OUTBOX.c.kind == MessageKind.CHECK_IN_DUE.value,
                     OUTBOX.c.check_in_id.in_(ids),
+                    # The hand-over's own push, not the fallback's later re-send (its own key).
+                    OUTBOX.c.idempotency_key.not_like("%:resend:%"),
                 )
                 .group_by(OUTBOX.c.check_in_id)
             )
@@ -421,3 +423,5 @@ def test_postgres_restart_mid_load_recovers_without_manual_action(
         for replica in deployment.replicas
     )
     assert counts == {"sent": len(keys)}, counts
+    # A database that is restarting is a 503 with Retry-After, never a 500.
+    assert 500 not in ledger.statuses, ledger.statuses
