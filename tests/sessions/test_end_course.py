@@ -155,3 +155,33 @@ async def test_a_session_of_an_ended_course_cannot_be_rescheduled(world: World) 
                 data=SessionReschedule(planned_start=START + timedelta(days=5)),
                 now=world.now,
             )
+
+
+async def test_a_session_after_the_declared_last_one_was_held_starts_a_new_course(
+    world: World,
+) -> None:
+    patient = await world.patient()
+    last = await world.record(patient, last_in_course=True)
+    course_id = await _course_of(world, patient, last)
+    # Planned after a declared last session that was not held yet: the course is extended.
+    extended = await world.record(patient, START + timedelta(days=5))
+    assert await _course_of(world, patient, extended) == course_id
+    async with world.sessions() as s, s.begin():
+        await service.cancel_session(s, patient_id=patient, session_id=extended, now=world.now)
+    world.clock.advance(days=3)
+    await _complete(world, patient, last)
+    follow_up = {r.id for r in await world.rows(patient) if r.step.startswith("mnsi-after")}  # type: ignore[attr-defined]
+    assert follow_up
+
+    returning = await world.record(patient, START + timedelta(days=60))
+    new_course = await _course_of(world, patient, returning)
+    assert new_course != course_id
+    async with world.sessions() as s:
+        old = await service.get_course(s, patient, course_id)
+        assert (old.status, old.ended_at) == ("ended", world.now)
+    rows = await world.rows(patient)
+    # The new course asks its own baseline; the old course's follow-up stands (an MNSI-Q due
+    # with the new baseline is merged into it, not cancelled).
+    assert any(r.session_id == returning and r.step == "baseline" for r in rows)  # type: ignore[attr-defined]
+    kept = {r.id for r in rows if r.id in follow_up and r.status in ("pending", "merged")}  # type: ignore[attr-defined]
+    assert kept == follow_up

@@ -85,10 +85,15 @@ async def active_course(
     modality: Modality,
     *,
     staff_id: uuid.UUID | None,
+    starts_at: datetime,
     now: datetime,
 ) -> TreatmentCourse:
     """The patient's active course of this modality; a new one (with the clinic's current
-    protocol) when there is none."""
+    protocol) when there is none.
+
+    A session after the one a clinician declared the course's last, once that one was held,
+    starts a new course (with its own baseline B0); the declared course ends and its follow-up
+    stands. To extend a course instead, name it (`SessionInput.course_id`)."""
     statement = select(TreatmentCourse).where(
         col(TreatmentCourse.patient_id) == patient.id,
         col(TreatmentCourse.modality) == modality,
@@ -96,7 +101,17 @@ async def active_course(
     )
     course = (await session.exec(statement.order_by(col(TreatmentCourse.created_at)))).first()
     if course is not None:
-        return course
+        live = [s for s in await course_sessions(session, course.id) if s.status != "cancelled"]
+        last = live[-1] if live else None
+        declared_over = (
+            last is not None
+            and last.is_last_in_course
+            and last.status == "completed"
+            and starts_at > effective_start(last)
+        )
+        if not declared_over:
+            return course
+        await end_course(session, patient.id, course.id, now=now)
     protocol = await clinic_protocol(await session.connection(), patient.clinic_id, modality)
     course = TreatmentCourse(
         id=uuid7(),
@@ -216,7 +231,9 @@ async def record_session(
         if course.modality != data.modality or course.status != "active":
             raise Conflict("the course is of another modality or has ended")
     else:
-        course = await active_course(session, patient, data.modality, staff_id=staff_id, now=now)
+        course = await active_course(
+            session, patient, data.modality, staff_id=staff_id, starts_at=start, now=now
+        )
     row = TreatmentSession(
         id=uuid7(),
         course_id=course.id,
