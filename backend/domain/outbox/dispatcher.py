@@ -212,7 +212,7 @@ class Dispatcher:
             ttl = max(0, min(ttl, int((row.expires_at - self._clock.now()).total_seconds())))
         return Message(
             id=str(row.id),
-            idempotency_key=_provider_key(row.idempotency_key),
+            idempotency_key=provider_key(row.idempotency_key),
             channel=route.channel or Channel(row.channel),
             recipient=recipient,
             kind=MessageKind(row.kind),
@@ -318,6 +318,6 @@ def _receipt(row: Row[Any], status: DeliveryStatus, reason: FailureReason) -> Re
     )
 
 
-def _provider_key(key: str) -> str:
+def provider_key(key: str) -> str:
     """Providers get an identifier-shaped key; ours may hold any visible characters."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "interlude:outbox:" + key))
