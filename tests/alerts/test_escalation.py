@@ -2,15 +2,16 @@
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from backend.app import create_app
 from backend.config import Settings
-from backend.domain.alerts.escalation import escalate_due_alerts
+from backend.domain.alerts.escalation import escalate_due_alerts, escalated_severity
 from backend.identity.roles import Role
-from tests.alerts.stored import alerts_of, audit_actions, outbox_for, phq9, submit
+from tests.alerts.stored import alerts_of, audit_actions, neuro, outbox_for, phq9, submit
 from tests.identity.conftest import (
     MovableClock,
     World,
@@ -51,25 +52,37 @@ async def test_unacknowledged_alerts_escalate_along_the_on_call_list(
     acknowledged = await api.post(f"/api/v1/alerts/{seen.id}/acknowledge", headers=first.headers)
     assert acknowledged.status_code == 200
 
-    clock.advance(minutes=479)
-    await _escalate(api, clock)
-    assert await _escalations(api, waiting.id) == []
-
+    # Each step goes to the next person, and (clinical-spec §5.3 rule 4) raises a suicidality
+    # alert to the next tier, whose shorter service level times the next step.
     expected: list[str] = []
-    for level, recipient in enumerate((second.id, first.id, admin.id), start=1):
-        clock.advance(minutes=2 if level == 1 else 480)
+    steps = (
+        (480, second.id, "urgent", 60),
+        (60, first.id, "emergency", 15),
+        (15, admin.id, "emergency", 15),
+    )
+    for level, (wait, recipient, tier, sla) in enumerate(steps, start=1):
+        clock.advance(minutes=wait - 1)
+        await _escalate(api, clock)
+        assert len(await _escalations(api, waiting.id)) == level - 1, "escalated before its time"
+        clock.advance(minutes=1)
         await _escalate(api, clock)
         expected.append(str(recipient))
         assert await _escalations(api, waiting.id) == expected
         [row] = await alerts_of(api, world.patients["patient_a"].id)
         assert row.escalation_level == level
         assert row.status == "open"
+        assert row.severity == tier
+        assert row.sla_minutes == sla
     # After the clinic admins there is nobody further: the alert stays open, the timer stops.
     assert row.next_escalation_at is None
     clock.advance(days=3)
     await _escalate(api, clock)
     assert await _escalations(api, waiting.id) == expected
-    assert (await audit_actions(api, waiting.id)).count("alert.escalate") == 3
+    actions = await audit_actions(api, waiting.id)
+    assert actions.count("alert.escalate") == 3
+    assert actions.count("alert.severity_raised") == 2
+    messages = await outbox_for(api, waiting.id)
+    assert [m.urgency for m in messages if m.kind == "alert_escalation"] == ["high"] * 3
 
     # The acknowledged alert never escalated.
     assert await _escalations(api, seen.id) == []
@@ -109,3 +122,52 @@ async def test_an_escalation_due_while_the_service_was_down_fires_after_restart(
             engine = _test_engines.pop(id(second_run), None)
             if engine is not None:
                 await engine.dispose()
+
+
+async def test_without_an_on_call_list_the_admins_hear_each_rise_of_tier(
+    api: AsyncTestClient[Litestar], world: World, clock: MovableClock
+) -> None:
+    admin = world.staff["admin_a"]
+    patient = world.patients["patient_a"]
+    await submit(api, clock, patient, "phq9", phq9(8, item9=1))
+    [alert] = await alerts_of(api, patient.id)
+    assert (alert.severity, alert.sla_minutes) == ("priority", 480)
+    for wait, tier in ((480, "urgent"), (60, "emergency")):
+        clock.advance(minutes=wait)
+        await _escalate(api, clock)
+        [row] = await alerts_of(api, patient.id)
+        assert (row.severity, row.escalation_level) == (tier, 1)
+    assert await _escalations(api, alert.id) == [str(admin.id)] * 2
+    assert row.next_escalation_at is None  # the top tier, and nobody further
+    clock.advance(days=1)
+    await _escalate(api, clock)
+    assert len(await _escalations(api, alert.id)) == 2
+
+
+async def test_escalation_leaves_other_alerts_at_the_tier_their_rules_gave(
+    api: AsyncTestClient[Litestar], world: World, clock: MovableClock
+) -> None:
+    patient = world.patients["patient_a"]
+    await submit(api, clock, patient, "n2o-neuro", neuro("NEURO-1"))
+
+    async def neuro_alert() -> Any:
+        [found] = [a for a in await alerts_of(api, patient.id) if a.kind == "N2O_NEURO_SYMPTOMS"]
+        return found
+
+    alert = await neuro_alert()
+    assert alert.severity == "high"
+    clock.advance(minutes=alert.sla_minutes)
+    await _escalate(api, clock)
+    row = await neuro_alert()
+    assert (row.severity, row.escalation_level, row.sla_minutes) == ("high", 1, alert.sla_minutes)
+    assert "alert.severity_raised" not in await audit_actions(api, alert.id)
+
+
+def test_suicidality_tiers_rise_one_step_per_escalation_and_stop_at_emergency() -> None:
+    assert escalated_severity("SUICIDALITY", "priority") == "urgent"
+    assert escalated_severity("SUICIDALITY", "urgent") == "emergency"
+    assert escalated_severity("SUICIDALITY", "emergency") == "emergency"
+    assert escalated_severity("SUICIDE_ITEM_UNANSWERED", "priority") == "urgent"
+    for kind in ("N2O_NEURO_SYMPTOMS", "SEVERE_SCORE", "MISSED_CHECK_IN", "KETAMINE_MISUSE"):
+        for tier in ("routine", "priority", "high", "urgent"):
+            assert escalated_severity(kind, tier) == tier
