@@ -4,8 +4,8 @@ The forms call the same service functions as the JSON API (``backend.identity.st
 ``backend.domain.alerts.clinic_settings``), which validate, check the clinic and write the audit
 rows; the routes carry the API's access rule (clinic admins of their own clinic) and every form
 the dashboard's CSRF token. A refused change re-renders the page with the reason and changes
-nothing. Check-in protocols are shown as in force (the clinic's override applied) but not edited
-here: they have no audited service for it yet.
+nothing. Check-in protocol overrides go through ``backend.domain.check_ins.clinic_protocols``
+(its checks and version history) with the audit rows its API writes.
 """
 
 import uuid
@@ -17,6 +17,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, URLEncodedBody
 from litestar.response import Redirect, Response, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.dashboard import queries
@@ -24,11 +25,12 @@ from backend.dashboard.alert_views import alert_settings
 from backend.dashboard.pages import page
 from backend.dashboard.patients import audit_read
 from backend.domain.alerts import clinic_settings
-from backend.domain.check_ins.clinic_protocols import clinic_protocol
-from backend.domain.check_ins.protocols import MODALITIES
+from backend.domain.check_ins import clinic_protocols
+from backend.domain.check_ins.protocols import MODALITIES, Modality, Protocol, default_protocol
 from backend.identity import repositories
 from backend.identity import staff as staff_service
 from backend.identity.access import Scope, access
+from backend.identity.audit_trail import audit
 from backend.identity.identifiers import FieldSealer
 from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
 from backend.identity.roles import Role
@@ -71,6 +73,20 @@ class ParametersForm(msgspec.Struct, kw_only=True):
     document: str = ""
 
 
+class ProtocolForm(msgspec.Struct, kw_only=True):
+    document: str = ""
+
+
+class ProtocolPanel(msgspec.Struct, frozen=True, kw_only=True):
+    """One modality: the protocol new courses follow, and the override form's text."""
+
+    modality: str
+    protocol: Protocol
+    shipped: str
+    overridden: bool
+    draft: str
+
+
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     """What the last form did, shown in its section (``section`` is the id of its heading)."""
 
@@ -106,6 +122,54 @@ def parameter_document(text: str) -> dict[str, Any]:
     return document
 
 
+def modality_of(value: str) -> Modality:
+    for modality in MODALITIES:
+        if value == modality:
+            return modality
+    raise NotFound("no check-in protocol for this modality")
+
+
+def protocol_document(text: str) -> bytes:
+    """The override as the service takes it: a JSON object (the service checks the rest)."""
+    return msgspec.json.encode(parameter_document(text))
+
+
+def _protocol_skeleton(modality: Modality) -> dict[str, Any]:
+    shipped = default_protocol(modality)
+    return {
+        "id": f"clinic-{modality}",
+        "version": "1.0.0",
+        "extends": {"id": shipped.id, "version": shipped.version},
+        "source": "why this clinic changes the protocol",
+        "steps": {},
+    }
+
+
+async def _protocol_panels(
+    connection: AsyncConnection, clinic_id: uuid.UUID, drafts: dict[str, str]
+) -> list[ProtocolPanel]:
+    panels = []
+    for modality in MODALITIES:
+        stored = await clinic_protocols.stored_override(connection, clinic_id, modality)
+        shipped = default_protocol(modality)
+        document = (
+            msgspec.json.decode(stored.document)
+            if stored is not None
+            else _protocol_skeleton(modality)
+        )
+        panels.append(
+            ProtocolPanel(
+                modality=modality,
+                protocol=await clinic_protocols.clinic_protocol(connection, clinic_id, modality),
+                shipped=f"{shipped.id} v{shipped.version}",
+                overridden=stored is not None,
+                draft=drafts.get(modality)
+                or msgspec.json.format(msgspec.json.encode(document).decode(), indent=2),
+            )
+        )
+    return panels
+
+
 def _draft_override(current: dict[str, Any] | None) -> str:
     """The text the parameter form starts from: the override in force, or a skeleton."""
     document = current or {"parameterSet": "clinic", "version": "1", "slaMinutes": {}}
@@ -119,6 +183,7 @@ async def _overview(
     *,
     outcome: Outcome | None = None,
     parameters_draft: str | None = None,
+    protocol_drafts: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> Template:
     assert principal.clinic_id is not None
@@ -147,7 +212,7 @@ async def _overview(
     clinic = await repositories.get_clinic(db_session, clinic_id)
     if clinic is None:
         raise NotFound("no such clinic")
-    protocols = [await clinic_protocol(connection, clinic_id, m) for m in MODALITIES]
+    protocols = await _protocol_panels(connection, clinic_id, protocol_drafts or {})
     slots = min(len(clinical), len(settings.on_call) + _SPARE_ON_CALL_SLOTS)
     await audit_read(
         db_session,
@@ -354,3 +419,72 @@ class DashboardAdminController(Controller):
         except DomainError as error:
             return await self._refused(error, "teams", principal, runtime, db_session)
         return Redirect(path=ADMIN_PATH + "#teams", status_code=HTTP_303_SEE_OTHER)
+
+    @post("/protocols/{modality:str}", opt=_ADMIN, status_code=303)
+    async def save_protocol(
+        self,
+        modality: FromPath[str],
+        data: URLEncodedBody[ProtocolForm],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Response[Any]:
+        assert principal.clinic_id is not None
+        try:
+            chosen = modality_of(modality)
+            connection = await db_session.connection()
+            protocol = await clinic_protocols.save_override(
+                connection,
+                clinic_id=principal.clinic_id,
+                modality=chosen,
+                document=protocol_document(data.document),
+                staff_id=principal.subject_id,
+                now=runtime.clock.now(),
+            )
+        except DomainError as error:
+            return await self._refused(
+                error,
+                "protocols",
+                principal,
+                runtime,
+                db_session,
+                protocol_drafts={modality: data.document},
+            )
+        # The audit row the API writes for the same change (ClinicProtocolController).
+        await audit(
+            db_session,
+            runtime,
+            action="check_in_protocol.update",
+            resource_type="check_in_protocol",
+            resource_id=f"{chosen}:{protocol.id}@{protocol.version}",
+            clinic_id=principal.clinic_id,
+            purpose="operations",
+            actor=principal,
+        )
+        return Redirect(path=ADMIN_PATH + "#protocols", status_code=HTTP_303_SEE_OTHER)
+
+    @post("/protocols/{modality:str}/remove", opt=_ADMIN, status_code=303)
+    async def remove_protocol(
+        self,
+        modality: FromPath[str],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Response[Any]:
+        assert principal.clinic_id is not None
+        chosen = modality_of(modality)
+        connection = await db_session.connection()
+        if await clinic_protocols.remove_override(
+            connection, clinic_id=principal.clinic_id, modality=chosen
+        ):
+            await audit(
+                db_session,
+                runtime,
+                action="check_in_protocol.delete",
+                resource_type="check_in_protocol",
+                resource_id=chosen,
+                clinic_id=principal.clinic_id,
+                purpose="operations",
+                actor=principal,
+            )
+        return Redirect(path=ADMIN_PATH + "#protocols", status_code=HTTP_303_SEE_OTHER)

@@ -1,8 +1,9 @@
 """Clinic administration and TOTP enrolment through the dashboard's forms, in headless Chromium.
 
 A clinic admin creates a clinician's account (the one-time password is shown once), puts them
-first on the on-call list and saves a new version of the alert parameters; a refused change (a
-version used before, JSON that does not parse) says why and changes nothing. The new clinician
+first on the on-call list, saves a new version of the alert parameters and a check-in protocol
+override (then removes it); a refused change (a version used before, JSON that does not parse)
+says why and changes nothing. The new clinician
 logs in with the one-time password, is sent to set up an authenticator app, sees the QR code and
 the key once, is refused a wrong code and gets in with a right one; the key is in no log line and
 no audit row. The same routes refuse a clinician (the API's access rule) and a form without the
@@ -28,6 +29,12 @@ from tests.dashboard.browsing import DESKTOP, log_in, opened_page, scalar
 from tests.dashboard.conftest import LiveService
 
 NEW_EMAIL = "new.clinician@demo.interlude.example"
+N2O_OVERRIDE = """{
+  "id": "clinic-n2o", "version": "2.0.0", "extends": {"id": "n2o-default", "version": "1.0.0"},
+  "source": "The clinic adds a 48 h check",
+  "steps": {"afterSession": [{"id": "48h", "label": "+48 h", "offset": "PT48H",
+    "opens": "PT40H", "closes": "PT56H", "instruments": ["madrs-s"]}]}
+}"""
 
 
 async def _audited(live: LiveService, action: str, actor_id: uuid.UUID) -> int:
@@ -115,7 +122,22 @@ async def test_admin_forms_and_a_new_clinicians_totp_enrolment(
             assert await page.input_value("#parameters-document") == text  # kept for fixing
         assert await scalar(live, select(func.count()).select_from(OVERRIDES)) == 1
         assert await _audited(live, "alert_parameters.update", admin_id) == 1
+
+        # A clinic override of the N2O check-in protocol, then back to the shipped default.
+        await page.goto(live.base_url + "/dashboard/admin/")
+        await page.click("#protocol-n2o summary")
+        await page.fill("#protocol-document-n2o", N2O_OVERRIDE)
+        await page.click("#protocol-n2o >> text=Save override")
+        await page.wait_for_url(live.base_url + "/dashboard/admin#protocols")
+        summary = await page.locator("#protocol-n2o summary").inner_text()
+        assert "clinic-n2o v2.0.0" in summary
+        assert await _audited(live, "check_in_protocol.update", admin_id) == 1
+        await page.click("#protocol-n2o summary")
         await page.screenshot(path=str(artifacts / "admin.png"), full_page=True)
+        await page.click("text=Go back to the shipped default")
+        await page.wait_for_url(live.base_url + "/dashboard/admin#protocols")
+        assert "shipped default" in await page.locator("#protocol-n2o summary").inner_text()
+        assert await _audited(live, "check_in_protocol.delete", admin_id) == 1
 
         # No token, no change (CSRF), even with the admin's session cookies.
         refused = await page.request.post(
