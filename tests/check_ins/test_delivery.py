@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.db.engine import create_engine
+from backend.db.models.patient import Patient
 from backend.db.models.treatment import CheckIn
 from backend.domain.check_ins.delivery import CheckInTimers
 from backend.domain.check_ins.recipients import DeviceResolver
@@ -19,6 +20,7 @@ from tests.conftest import SettingsFactory
 from tests.sessions.world import OUTBOX, START, World
 
 CHECK_INS = CheckIn.__table__  # type: ignore[attr-defined]
+PATIENTS = Patient.__table__  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -174,3 +176,34 @@ async def test_the_device_resolver_decrypts_the_push_token(world: World) -> None
         assert await resolver.resolve(s, "device", device_id) == f"token-{device_id}"
         with pytest.raises(RecipientUnavailable):
             await resolver.resolve(s, "device", str(START.timestamp()))
+
+
+async def test_nothing_more_is_pushed_once_monitoring_stopped(world: World) -> None:
+    patient = await world.patient()
+    await world.record(patient)
+    timers = _timers(world)
+    rows = sorted(await world.rows(patient), key=lambda r: r.due_at)  # type: ignore[attr-defined]
+    first = next(r for r in rows if r.status == "pending")  # type: ignore[attr-defined]
+    world.clock._now = first.due_at  # type: ignore[attr-defined]
+    await timers.drain()
+    sent = next(r for r in await world.rows(patient) if r.id == first.id)  # type: ignore[attr-defined]
+    assert sent.status == "sent"  # type: ignore[attr-defined]
+    before = len(await _messages(world))
+
+    async with world.engine.begin() as connection:
+        await connection.execute(
+            update(PATIENTS).where(PATIENTS.c.id == patient).values(status="withdrawn")
+        )
+    # Past every due time and reminder, before the windows close.
+    instants = sorted(
+        {r.due_at for r in rows}  # type: ignore[attr-defined]
+        | {datetime.fromisoformat(t) for r in rows for t in r.reminders_at}  # type: ignore[attr-defined]
+    )
+    for instant in instants:
+        world.clock._now = instant  # type: ignore[attr-defined]
+        await timers.drain()
+    assert len(await _messages(world)) == before
+    after = {r.id: r.status for r in await world.rows(patient)}  # type: ignore[attr-defined]
+    assert after[first.id] == "cancelled"
+    assert "missed" not in after.values()
+    assert {"sent", "claimed"}.isdisjoint(after.values())

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.domain.check_ins import repository
@@ -130,6 +130,7 @@ class CheckInTimers:
         if not claimed:
             return
         connection = await session.connection()
+        claimed = await self._drop_stopped(connection, claimed, now)
         devices = await repository.active_devices(connection, (r.patient_id for r in claimed))
         sent: list[tuple[uuid.UUID, int, datetime | None]] = []
         for row in claimed:
@@ -154,9 +155,24 @@ class CheckInTimers:
             connection, sent, instance=self._instance, now=now
         )
 
+    @staticmethod
+    async def _drop_stopped(
+        connection: AsyncConnection, rows: list[Any], now: datetime
+    ) -> list[Any]:
+        """Check-ins of patients whose monitoring stopped (withdrawn, erased) are cancelled, not
+        pushed: the patient no longer consents, and their answers would be refused."""
+        stopped = await repository.monitoring_stopped(connection, (r.patient_id for r in rows))
+        if not stopped:
+            return rows
+        await repository.cancel_issued(
+            connection, [r.id for r in rows if r.patient_id in stopped], now=now
+        )
+        return [r for r in rows if r.patient_id not in stopped]
+
     async def _remind(self, session: AsyncSession, one: DeliveryStats, now: datetime) -> None:
         connection = await session.connection()
         rows = await repository.claim_reminders(connection, now=now, limit=self._batch_size)
+        rows = await self._drop_stopped(connection, rows, now)
         if not rows:
             return
         devices = await repository.active_devices(connection, (r.patient_id for r in rows))

@@ -13,6 +13,7 @@ from sqlalchemy import Row, and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backend.db.models.device import Device
+from backend.db.models.patient import Patient
 from backend.db.models.questionnaire_response import QuestionnaireResponse
 from backend.db.models.treatment import CheckIn
 from backend.domain.check_ins.plans import CheckInPlan, CheckInStatus, ExistingCheckIn
@@ -23,6 +24,9 @@ TABLE = CheckIn.__table__  # type: ignore[attr-defined]
 _c = TABLE.c
 DEVICES = Device.__table__  # type: ignore[attr-defined]
 RESPONSES = QuestionnaireResponse.__table__  # type: ignore[attr-defined]
+PATIENTS = Patient.__table__  # type: ignore[attr-defined]
+MONITORING_STOPPED = ("withdrawn", "erased")
+"""Patient statuses that end monitoring: nothing more is asked of them (answers are refused)."""
 
 SENDABLE = ("pending", "claimed")
 """Statuses the claim loop may hand over (claimed only once its lease expired)."""
@@ -365,6 +369,39 @@ async def active_devices(
     for device_id, patient_id, platform in rows.all():
         found[patient_id].append((device_id, platform))
     return found
+
+
+async def monitoring_stopped(
+    connection: AsyncConnection, patient_ids: Iterable[uuid.UUID]
+) -> set[uuid.UUID]:
+    """The patients among these whose monitoring has stopped (withdrawn or erased)."""
+    ids = sorted(set(patient_ids))
+    if not ids:
+        return set()
+    p = PATIENTS.c
+    rows = await connection.execute(
+        select(p.id).where(p.id.in_(ids), p.status.in_(MONITORING_STOPPED))
+    )
+    return set(rows.scalars().all())
+
+
+async def cancel_issued(
+    connection: AsyncConnection, check_in_ids: Sequence[uuid.UUID], *, now: datetime
+) -> None:
+    """Cancel claimed or sent check-ins (monitoring stopped): never pushed, reminded or missed."""
+    if not check_in_ids:
+        return
+    await connection.execute(
+        update(TABLE)
+        .where(_c.id.in_(list(check_in_ids)), _c.status.in_(("claimed", "sent")))
+        .values(
+            status="cancelled",
+            cancelled_at=now,
+            next_reminder_at=None,
+            lease_until=None,
+            updated_at=now,
+        )
+    )
 
 
 async def last_answered(connection: AsyncConnection, patient_id: uuid.UUID) -> dict[str, datetime]:
