@@ -14,6 +14,7 @@ from backend.domain.alerts.controllers import (
 )
 from backend.domain.check_ins.controllers import ClinicProtocolController
 from backend.domain.exports.controllers import ExportController
+from backend.domain.fallback.tasks import StaffTaskController
 from backend.domain.preferences.controllers import (
     PatientPreferencesController,
     StaffPreferencesController,
@@ -57,6 +58,7 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     ClinicProtocolController,
     PatientPreferencesController,
     StaffPreferencesController,
+    StaffTaskController,
     AlertController,
     N2OHoldController,
     AlertSettingsController,
