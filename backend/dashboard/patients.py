@@ -3,10 +3,11 @@
 import uuid
 from typing import Any
 
-from litestar import Controller, get
+from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
-from litestar.response import Template
+from litestar.response import Redirect, Template
+from litestar.status_codes import HTTP_303_SEE_OTHER
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.dashboard import queries
@@ -14,6 +15,7 @@ from backend.dashboard.alert_views import OUTCOME_LABELS, patient_alert_panel
 from backend.dashboard.pages import DASHBOARD_ROLES, page
 from backend.dashboard.patient_view import MODALITY_LABELS, load_patient_page
 from backend.dashboard.plots import trajectory_svg
+from backend.domain.alerts import holds
 from backend.identity import patients
 from backend.identity.access import Scope, access
 from backend.identity.audit_trail import audit
@@ -140,3 +142,19 @@ class DashboardPatientController(Controller):
             back=f"/dashboard/patients/{patient_id}",
             now=now,
         )
+
+    @post(
+        "/{patient_id:uuid}/n2o-hold/clear",
+        opt=access(*DASHBOARD_ROLES, scope=Scope.PATIENT),
+        status_code=303,
+    )
+    async def clear_n2o_hold(
+        self,
+        patient_id: FromPath[uuid.UUID],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Redirect:
+        """The API's ``POST /api/v1/patients/{id}/n2o-hold/clear``: the same service and audit."""
+        await holds.clear_hold(db_session, principal, patient_id, now=runtime.clock.now())
+        return Redirect(path=f"/dashboard/patients/{patient_id}", status_code=HTTP_303_SEE_OTHER)

@@ -15,10 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from backend.audit.service import AUDIT_EVENTS
-from backend.dashboard.queries import STAFF
+from backend.dashboard.queries import HOLDS, STAFF
 from backend.dashboard.session import CONTENT_SECURITY_POLICY
 from backend.domain.alerts.store import ALERTS
 from backend.identity.roles import Role
@@ -164,3 +164,44 @@ async def test_unauthenticated_pages_redirect_and_carry_the_csp(live: LiveServic
         api = await client.post("/api/v1/auth/staff/login", json={"email": "x@example.org"})
         assert api.status_code in {400, 401, 422}
         assert api.headers["content-type"] == "application/problem+json"
+
+
+async def test_patient_page_clears_an_n2o_hold_and_lists_lab_reminders(
+    live: LiveService, page: Any, artifacts: Path
+) -> None:
+    held = await scalar(
+        live,
+        select(HOLDS.c.patient_id).where(
+            HOLDS.c.clinic_id == live.demo.clinic_id, HOLDS.c.cleared_at.is_(None)
+        ),
+    )
+    if held is None:  # the demo always holds someone; say so if that changes
+        pytest.fail("the demo clinic has no patient on an N2O hold")
+    labs_due = await scalar(
+        live,
+        select(func.count())
+        .select_from(ALERTS)
+        .where(
+            ALERTS.c.patient_id == held,
+            ALERTS.c.kind == "HAEMATOLOGICAL_MONITORING_DUE",
+            ALERTS.c.status != "resolved",
+        ),
+    )
+    assert labs_due > 0, "an N2O hold comes with a blood-test reminder in the demo"
+    await log_in(page, live, Role.CLINICIAN, next_path=f"/dashboard/patients/{held}")
+    assert await page.locator("h3#labs").count() == 1
+    assert await page.locator("ul.labs li").count() == labs_due
+    await page.click("#n2o-hold button")
+    await page.wait_for_url(f"{live.base_url}/dashboard/patients/{held}")
+    assert await page.locator("#n2o-hold").count() == 0
+    cleared = await scalar(
+        live,
+        select(HOLDS.c.cleared_at).where(HOLDS.c.patient_id == held).order_by(HOLDS.c.created_at),
+    )
+    assert cleared is not None
+    audited = await scalar(
+        live, select(AUDIT_EVENTS.c.id).where(AUDIT_EVENTS.c.action == "n2o_hold.clear")
+    )
+    assert audited is not None
+    await page.screenshot(path=str(artifacts / "patient-hold-cleared.png"), full_page=True)
+    assert page.console_errors == [], page.console_errors
