@@ -158,6 +158,18 @@ def test_an_override_without_defaults_keeps_the_base_defaults() -> None:
         ({"remove": ["nope"]}, "unknown steps"),
         ({"remove": [], "steps": {"preSession": [step(id="2h")]}}, "cannot move"),
         ({"steps": {"afterSession": [step(id="24h", instruments=["nope"])]}}, "unknown instrument"),
+        # Far beyond any follow-up: a typo that would overflow date arithmetic when planning.
+        (
+            {
+                "steps": {
+                    "afterSession": [
+                        step(offset="P999999D", opens="P999998D", closes="P999999999D")
+                    ]
+                }
+            },
+            "within 400 days",
+        ),
+        ({"defaults": {"reminders": ["P9999D"], "missedFlagAfter": "PT48H"}}, "must not exceed"),
     ],
 )
 def test_a_bad_override_is_refused(changes: dict[str, Any], problem: str) -> None:

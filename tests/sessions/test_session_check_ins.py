@@ -2,7 +2,7 @@
 only what was not sent (both databases)."""
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import update
@@ -153,3 +153,11 @@ async def test_unknown_patient_is_not_found(world: World) -> None:
 
     with pytest.raises(NotFound):
         await world.record(uuid.uuid4())
+
+
+async def test_a_session_years_away_is_refused_before_anything_is_planned(world: World) -> None:
+    patient = await world.patient()
+    for start in (datetime(9999, 12, 31, tzinfo=UTC), datetime(1, 1, 2, tzinfo=UTC)):
+        with pytest.raises(InvalidInput, match="within two years"):
+            await world.record(patient, start)
+    assert await world.rows(patient) == []

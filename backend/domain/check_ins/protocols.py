@@ -45,6 +45,10 @@ inhalation or infusion); course-anchored steps repeat on the course calendar (mo
 Section = Literal["baseline", "preSession", "afterSession", "afterLastSession"]
 
 _ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+MAX_SPAN = timedelta(days=400)
+"""No protocol time reaches further: the longest follow-up in §4.2 is 12 weeks after a course
+(a year and a month leaves room for a clinic's own); a larger value is a typo, and would overflow
+date arithmetic when a session is planned."""
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 
 
@@ -245,6 +249,8 @@ def protocol_problems(protocol: Protocol) -> Iterator[str]:
     yield from _delay_problems("defaults", protocol.defaults.reminders)
     if protocol.defaults.missed_flag_after <= timedelta(0):
         yield "defaults: missedFlagAfter must be positive"
+    if protocol.defaults.missed_flag_after > MAX_SPAN:
+        yield f"defaults: missedFlagAfter must not exceed {MAX_SPAN.days} days"
     seen: set[str] = set()
     for section, steps in protocol.sections():
         for step in steps:
@@ -260,6 +266,13 @@ def protocol_problems(protocol: Protocol) -> Iterator[str]:
 def _step_problems(section: Section, step: Step) -> Iterator[str]:
     if not _ID.fullmatch(step.id):
         yield "step id must be lower-case letters, digits and single hyphens"
+    spans = [step.offset, step.opens, step.closes, *(step.reminders or ())]
+    if step.repeat is not None:
+        spans += [step.repeat.every, *([step.repeat.through] if step.repeat.through else [])]
+    if step.substitution is not None:
+        spans.append(step.substitution.when_older_than)
+    if any(abs(span) > MAX_SPAN for span in spans):
+        yield f"times must lie within {MAX_SPAN.days} days"
     if not step.opens < step.closes:
         yield "window must close after it opens"
     if not step.opens <= step.offset < step.closes:
@@ -331,6 +344,8 @@ def _repeat_problems(step: Step) -> Iterator[str]:
 def _delay_problems(where: str, delays: tuple[timedelta, ...]) -> Iterator[str]:
     if any(d <= timedelta(0) for d in delays) or list(delays) != sorted(set(delays)):
         yield f"{where}: reminder delays must be positive, distinct and sorted"
+    if any(d > MAX_SPAN for d in delays):
+        yield f"{where}: reminder delays must not exceed {MAX_SPAN.days} days"
 
 
 @functools.cache

@@ -41,6 +41,7 @@ SESSIONS_TABLE = "treatment_sessions"
 DEFAULT_QUIET_HOURS = QuietHours()
 # Longer than any N2O, infusion or esketamine visit (esketamine: >= 2 h observation): a typo.
 MAX_SESSION_LENGTH = timedelta(hours=10)
+PLAUSIBLE_SPAN = timedelta(days=730)
 
 
 class ReplanSummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -213,6 +214,15 @@ def _aware(value: datetime, pointer: str) -> datetime:
     return value
 
 
+def _plausible(value: datetime, pointer: str, now: datetime) -> datetime:
+    """An aware time within two years of now: further is a typo (and a ladder planned from the
+    year 9999 would overflow)."""
+    _aware(value, pointer)
+    if abs(value - now) > PLAUSIBLE_SPAN:
+        raise InvalidInput(f"{pointer} must lie within two years of today")
+    return value
+
+
 async def record_session(
     session: AsyncSession,
     keyring: Keyring,
@@ -224,7 +234,7 @@ async def record_session(
 ) -> TreatmentSession:
     """A new planned session and its check-ins (same transaction)."""
     patient = await get_patient(session, patient_id)
-    start = _aware(data.planned_start, "/planned_start")
+    start = _plausible(data.planned_start, "/planned_start", now)
     _check_dose(data)
     if data.course_id is not None:
         course = await get_course(session, patient.id, data.course_id)
@@ -284,7 +294,7 @@ async def reschedule_session(
         raise Conflict(f"a {row.status} session cannot be rescheduled")
     if (await _course_of(session, row)).status == "ended":
         raise Conflict("the session's course has ended; plan new sessions in a new course")
-    start = _aware(data.planned_start, "/planned_start")
+    start = _plausible(data.planned_start, "/planned_start", now)
     length = (
         timedelta(minutes=data.minutes)
         if data.minutes is not None
@@ -334,7 +344,7 @@ async def complete_session(
     row = await get_session(session, patient_id, session_id)
     if row.status == "cancelled":
         raise Conflict("a cancelled session cannot be completed")
-    started = _aware(data.started_at, "/started_at")
+    started = _plausible(data.started_at, "/started_at", now)
     ended = _aware(data.ended_at, "/ended_at")
     if not started < ended <= started + MAX_SESSION_LENGTH:
         raise InvalidInput("a session must end after it starts, within 10 hours")
@@ -390,7 +400,7 @@ async def _write_observations(
     now: datetime,
 ) -> None:
     if data.discharged_at is not None:
-        row.discharged_at = _aware(data.discharged_at, "/discharged_at")
+        row.discharged_at = _plausible(data.discharged_at, "/discharged_at", now)
     if data.rems_monitoring_completed is not None:
         row.rems_monitoring_completed = data.rems_monitoring_completed
     if data.observations is not None or data.notes is not None:
