@@ -28,6 +28,7 @@ from backend.domain.responses.controllers import (
     FhirQuestionnaireResponseController,
     ResponseController,
 )
+from backend.domain.safety.controllers import CrisisResourcesController
 from backend.domain.sessions.controllers import (
     PatientCheckInController,
     TreatmentSessionController,
@@ -62,6 +63,7 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     AlertController,
     N2OHoldController,
     AlertSettingsController,
+    CrisisResourcesController,
     ExportController,
     DASHBOARD_ROUTER,
     DASHBOARD_STATIC_ROUTER,

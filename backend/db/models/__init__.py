@@ -15,6 +15,7 @@ from backend.db.models.alert import (
 from backend.db.models.audit_event import AuditChainHead as AuditChainHead
 from backend.db.models.audit_event import AuditLogEntry as AuditLogEntry
 from backend.db.models.clinic import CareTeam, CareTeamMembership, Clinic
+from backend.db.models.crisis_resources import ClinicCrisisResources as ClinicCrisisResources
 from backend.db.models.data_key import DataKey as DataKey
 from backend.db.models.dek_rotation import DekRotation as DekRotation
 from backend.db.models.device import Device

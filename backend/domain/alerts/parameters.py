@@ -24,7 +24,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from backend.domain.alerts.candidate import Severity
+from backend.domain.alerts.candidate import SEVERITY_RANK, Severity
+from backend.domain.safety.keywords import keyword_problems
 
 PARAMETER_DIRECTORY = Path(__file__).parent / "parameters"
 
@@ -65,6 +66,16 @@ class SuicidalityParameters(_Parameters, frozen=True):
     """A skipped suicide item is re-asked at once; if no re-ask arrives within this time, the
     item counts as unanswered (§5.3 rule 5)."""
     unanswered_severity: Severity
+    free_text_keywords: tuple[str, ...]
+    """The clinic's keyword list for patients' free text (§5.3 rule 1); empty turns it off.
+    Matched case-insensitively on word boundaries (`backend.domain.safety.keywords`)."""
+    free_text_severity: Severity
+    crisis_screen_from: dict[str, int]
+    """Suicide item (linkId) → the lowest value that shows the patient the crisis screen; below
+    it a flagged answer is a clinician task only. §5.3 rule 1: "MADRS-S item 9 ≥4 (≥2 →
+    PRIORITY task only)". Items not listed show it from their first threshold."""
+    """The tier of a keyword match. §5.3 grades item scores and C-SSRS answers, not free text;
+    an ungraded disclosure is handled like an incomplete C-SSRS: as moderate, URGENT [P]."""
 
 
 class N2ONeuroParameters(_Parameters, frozen=True):
@@ -183,6 +194,11 @@ def load_parameters(*override_names: str) -> AlertParameters:
 
 
 def _check(parameters: AlertParameters) -> None:
+    problems = keyword_problems(parameters.suicidality.free_text_keywords)
+    if problems:
+        raise ParameterError("suicidality.freeTextKeywords: " + "; ".join(problems))
+    if SEVERITY_RANK[parameters.suicidality.free_text_severity] < SEVERITY_RANK["priority"]:
+        raise ParameterError("suicidality.freeTextSeverity must be priority or above")
     for key, rule in parameters.rebound.items():
         if not 0 < rule.min_fraction <= 1 or not 0 <= rule.min_gain_rel <= 1:
             raise ParameterError(f"rebound {key}: fractions must lie in (0, 1]")

@@ -21,7 +21,33 @@ UTCDateTime = Annotated[datetime, msgspec.Meta(tz=True)]
 Modality = Literal["n2o", "ketamine_iv", "esketamine"]
 
 ItemValue = bool | int | float
-"""An answer the rules may read. Free text is PHI and never enters the timeline."""
+"""An answer the rules may read by value. Free text is kept apart, as `FreeText`."""
+
+
+class FreeText:
+    """A patient's free-text answer, held only so the suicidality rule can match the clinic's
+    keyword list on the server (clinical-spec §5.3 rule 1). Its repr withholds the text, so a
+    timeline in a log line or a traceback shows none of it, and msgspec cannot encode it, so it
+    cannot slip into stored evidence."""
+
+    __slots__ = ("link_id", "text")
+
+    def __init__(self, link_id: str, text: str) -> None:
+        self.link_id = link_id
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"FreeText(link_id={self.link_id!r}, text=<withheld>)"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FreeText) and (self.link_id, self.text) == (
+            other.link_id,
+            other.text,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.link_id, self.text))
+
 
 ClinicalEventKind = Literal[
     "hospitalisation_for_depression",
@@ -78,6 +104,8 @@ class ScoredResponse(msgspec.Struct, frozen=True, kw_only=True):
     prorated: bool
     answers: dict[str, ItemValue] = msgspec.field(default_factory=dict)
     """Answers by linkId, for rules that read single items (N2O-NEURO follow-ups, dissociation)."""
+    free_text: tuple[FreeText, ...] = ()
+    """Answers to the instrument's free-text items (patient-answered instruments only)."""
     safety_flags: tuple[SafetyFlag, ...] = ()
     unanswered_safety_items: tuple[UnansweredSafetyItem, ...] = ()
     reask_of: str | None = None
@@ -136,8 +164,15 @@ def scored_response(
     answers: dict[str, bool | int | float | str],
     reask_of: str | None = None,
 ) -> ScoredResponse:
-    """The rules' view of one scored submission (free-text answers dropped)."""
+    """The rules' view of one scored submission: values by linkId, and the free text of a
+    patient-answered instrument's text items apart (a clinician's note is not the patient's
+    message, §5.3 rule 1)."""
     concerns = {item.link_id: item.concern for item in instrument.safety_items}
+    text_items = (
+        {item.link_id for item in instrument.items if item.type == "text"}
+        if instrument.respondent == "patient"
+        else set()
+    )
     return ScoredResponse(
         id=response_id,
         instrument_id=score.instrument_id,
@@ -148,6 +183,11 @@ def scored_response(
         total=score.total,
         prorated=score.prorated,
         answers={k: v for k, v in answers.items() if not isinstance(v, str)},
+        free_text=tuple(
+            FreeText(k, v)
+            for k, v in sorted(answers.items())
+            if k in text_items and isinstance(v, str) and v.strip()
+        ),
         safety_flags=score.safety_flags,
         unanswered_safety_items=tuple(
             UnansweredSafetyItem(link_id=link_id, concern=concerns[link_id])

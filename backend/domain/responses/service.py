@@ -26,7 +26,8 @@ from backend.domain.responses.schemas import (
     ScoreSummary,
     SubmissionResult,
 )
-from backend.domain.safety.crisis import crisis_screen_for
+from backend.domain.safety.crisis import CrisisScreen
+from backend.domain.safety.screen import crisis_screen_for_submission
 from backend.keyring.service import Keyring, OwnerKeys
 from backend.lib.errors import Conflict, InvalidInput
 from backend.lib.ids import uuid7
@@ -81,12 +82,11 @@ def _result(
     received_at: datetime,
     late: bool,
     replayed: bool,
+    safety: CrisisScreen | None,
     patient_actions: tuple[PatientAction, ...] = (),
 ) -> SubmissionResult:
     return SubmissionResult(
-        safety=crisis_screen_for(
-            score, locale=patient.locale, clinic_contact=patient.clinic_contact
-        ),
+        safety=safety,
         reask_items=score.unanswered_safety_items,
         response_id=response_id,
         authored_at=authored_at,
@@ -180,6 +180,16 @@ async def submit_response(
             table=TABLE_NAME, column="score_ct", row_id=row_id, plaintext=_encode(score)
         ),
     )
+    # The clinic's crisis screen for this patient's locale when the answers are a §5.3 trigger.
+    safety = await crisis_screen_for_submission(
+        session,
+        clinic_id=patient.clinic_id,
+        locale=patient.locale,
+        clinic_contact=patient.clinic_contact,
+        score=score,
+        answers=submission.answers,
+        now=now,
+    )
     if await repository.insert_unless_duplicate(connection, row):
         # Same transaction: the alert a safety answer raises commits with the answer or not at
         # all (DESIGN §7). A replay below returns the stored result without evaluating again.
@@ -194,6 +204,7 @@ async def submit_response(
             received_at=now,
             late=row.late,
             replayed=False,
+            safety=safety,
             patient_actions=tuple(dict.fromkeys(n.action for n in notices)),
         )
 
@@ -216,6 +227,7 @@ async def submit_response(
         received_at=existing.received_at,
         late=existing.late,
         replayed=True,
+        safety=safety,
     )
 
 

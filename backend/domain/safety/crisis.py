@@ -1,8 +1,9 @@
 """The crisis screen returned with a submission whose answers are a safety signal.
 
-The server decides, from the scored answers, whether the patient sees it; the app must show it
-before any other content and require an acknowledgement (clinical-spec §5.3, point 2). Resources
-are data: the shipped defaults are per region, and a clinic replaces them for its locales.
+The server decides, from the scored answers, whether the patient sees it (`screen`); the app must
+show it before any other content and require an acknowledgement (clinical-spec §5.3, point 2).
+Resources are data: the shipped defaults here are per region, and a clinic replaces them for its
+locales (`resources`).
 """
 
 from functools import cache
@@ -10,8 +11,6 @@ from importlib import resources
 from typing import Literal
 
 import msgspec
-
-from questionnaires.scoring import Score
 
 Urgency = Literal["emergency", "urgent", "priority"]
 
@@ -67,37 +66,4 @@ def region_for_locale(locale: str | None, catalogue: CrisisCatalogue) -> str:
     return catalogue.default_region
 
 
-_TIER_URGENCY: dict[str, Urgency] = {"emergency": "emergency", "urgent": "urgent"}
-
-
-def crisis_screen_for(
-    score: Score,
-    *,
-    locale: str | None,
-    clinic_contact: str | None = None,
-    catalogue: CrisisCatalogue | None = None,
-) -> CrisisScreen | None:
-    """The screen to show for a suicidality signal in ``score``, or None.
-
-    Any positive suicide item shows it, whatever the tier (a negative item is no reassurance, but
-    a positive one always gets the resources at once, §5.3 point 2).
-    """
-    flags = [flag for flag in score.safety_flags if flag.concern == "suicidality"]
-    if not flags:
-        return None
-    catalogue = catalogue or default_catalogue()
-    region = catalogue.regions[region_for_locale(locale, catalogue)]
-    tiers = {flag.tier for flag in flags}
-    urgency: Urgency = next(
-        (_TIER_URGENCY[t] for t in ("emergency", "urgent") if t in tiers), "priority"
-    )
-    return CrisisScreen(
-        urgency=urgency,
-        headline=region.headline,
-        resources=region.resources,
-        clinic_contact=clinic_contact,
-        resources_version=catalogue.version,
-    )
-
-
-__all__ = ["CrisisScreen", "crisis_screen_for", "default_catalogue"]
+__all__ = ["CrisisScreen", "default_catalogue", "region_for_locale"]

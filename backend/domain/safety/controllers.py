@@ -1,0 +1,84 @@
+"""HTTP for a clinic's crisis resources (clinical-spec §5.3 rule 2): the clinic admin sets them
+per locale; clinicians and admins read them. Changes are audited in the service layer."""
+
+from typing import Annotated
+
+from litestar import Controller, delete, get, put
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, PathParameter
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.domain.safety import resources
+from backend.domain.safety.resources import (
+    ClinicCrisisEntries,
+    CrisisContent,
+    CrisisResourcesInput,
+)
+from backend.identity.access import Scope, access
+from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
+from backend.identity.roles import Role
+from backend.state import Runtime
+
+_CLINICAL = access(Role.CLINICIAN, Role.CLINIC_ADMIN, scope=Scope.CLINIC)
+_ADMIN = access(Role.CLINIC_ADMIN, scope=Scope.CLINIC)
+
+Locale = Annotated[str, PathParameter(min_length=2, max_length=16)]
+
+
+class CrisisResourcesController(Controller):
+    path = "/api/v1/clinic/crisis-resources"
+    tags = ["safety"]  # noqa: RUF012  (Litestar reads it as a class attribute)
+    dependencies = PRINCIPAL_DEPENDENCIES
+
+    @get("/", opt=_CLINICAL, summary="The clinic's crisis resources, one entry per locale")
+    async def list_entries(
+        self, db_session: NamedDependency[AsyncSession], principal: NamedDependency[Principal]
+    ) -> ClinicCrisisEntries:
+        assert principal.clinic_id is not None  # CLINIC scope
+        return await resources.list_entries(db_session, principal.clinic_id)
+
+    @get(
+        "/{locale:str}",
+        opt=_CLINICAL,
+        summary='What a patient with this locale sees ("default": the clinic\'s catch-all), '
+        "with the shipped defaults as fallback",
+    )
+    async def get_entry(
+        self,
+        locale: Locale,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+    ) -> CrisisContent:
+        assert principal.clinic_id is not None
+        return await resources.effective_for(db_session, principal.clinic_id, locale)
+
+    @put("/{locale:str}", opt=_ADMIN, summary="Set the clinic's crisis resources for a locale")
+    async def put_entry(
+        self,
+        locale: Locale,
+        data: JSONBody[CrisisResourcesInput],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+    ) -> CrisisContent:
+        assert principal.clinic_id is not None
+        return await resources.save_entry(
+            db_session, principal, principal.clinic_id, locale, data, now=runtime.clock.now()
+        )
+
+    @delete(
+        "/{locale:str}",
+        opt=_ADMIN,
+        summary="Remove the clinic's entry for a locale (its patients see the next fallback)",
+    )
+    async def delete_entry(
+        self,
+        locale: Locale,
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+    ) -> None:
+        assert principal.clinic_id is not None
+        await resources.delete_entry(
+            db_session, principal, principal.clinic_id, locale, now=runtime.clock.now()
+        )
