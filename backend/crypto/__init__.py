@@ -18,13 +18,16 @@ from backend.crypto.blind_index import (
 from backend.crypto.dek_cache import DekCache
 from backend.crypto.envelope import (
     DEK_BYTES,
+    CipherLookup,
     DekLookup,
     WrappedDek,
     decrypt_field,
     dek_wrapping_aad,
     encrypt_field,
     generate_dek,
+    open_field,
     rewrap_dek,
+    seal_field,
     unwrap_dek,
     wrap_dek,
 )
@@ -51,6 +54,7 @@ __all__ = [
     "DEK_BYTES",
     "BlindIndexPurpose",
     "BlindIndexer",
+    "CipherLookup",
     "CryptoError",
     "DecryptionError",
     "DekCache",
@@ -79,10 +83,12 @@ __all__ = [
     "normalise_identifier",
     "normalise_phone",
     "normalise_text",
+    "open_field",
     "parse_blind_index_root",
     "parse_field",
     "parse_key_material",
     "rewrap_dek",
+    "seal_field",
     "unwrap_dek",
     "wrap_dek",
 ]

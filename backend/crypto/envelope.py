@@ -37,13 +37,16 @@ from backend.crypto.kek import KekProvider
 __all__ = [
     "DEK_BYTES",
     "MAX_FIELD_PLAINTEXT_BYTES",
+    "CipherLookup",
     "DekLookup",
     "WrappedDek",
     "decrypt_field",
     "dek_wrapping_aad",
     "encrypt_field",
     "generate_dek",
+    "open_field",
     "rewrap_dek",
+    "seal_field",
     "unwrap_dek",
     "wrap_dek",
 ]
@@ -158,6 +161,29 @@ def encrypt_field(
     if not isinstance(plaintext, bytes):
         raise TypeError("plaintext must be bytes")
     _check_dek(dek)
+    return seal_field(
+        AESGCM(dek),
+        plaintext,
+        dek_version=dek_version,
+        table=table,
+        column=column,
+        row_id=row_id,
+        patient_id=patient_id,
+    )
+
+
+def seal_field(
+    cipher: AESGCM,
+    plaintext: bytes,
+    *,
+    dek_version: int,
+    table: str,
+    column: str,
+    row_id: str,
+    patient_id: str,
+) -> bytes:
+    """`encrypt_field` with the DEK's AESGCM object already built (it costs more than a small
+    field's encryption, so callers holding one owner's keys keep one per version)."""
     if len(plaintext) > MAX_FIELD_PLAINTEXT_BYTES:
         raise EncryptionError(
             f"value for {table}.{column} is too large for AES-GCM"
@@ -170,7 +196,7 @@ def encrypt_field(
     aad = build_field_aad(
         header_bytes, table=table, column=column, row_id=row_id, patient_id=patient_id
     )
-    return header_bytes + AESGCM(dek).encrypt(header.nonce, plaintext, aad)
+    return header_bytes + cipher.encrypt(header.nonce, plaintext, aad)
 
 
 def decrypt_field(
@@ -196,11 +222,63 @@ def decrypt_field(
         dek = _look_up(dek_lookup, header.dek_version, table=table, column=column)
     assert dek is not None
     _check_dek(dek)
+    return _open(
+        AESGCM(dek),
+        header,
+        sealed,
+        blob,
+        table=table,
+        column=column,
+        row_id=row_id,
+        patient_id=patient_id,
+    )
+
+
+CipherLookup = Callable[[int], AESGCM]
+"""Returns the AESGCM object of the patient's DEK for a `dek_version`, or raises
+`UnknownKeyError` if that version does not exist (never created, or destroyed)."""
+
+
+def open_field(
+    blob: bytes,
+    *,
+    cipher_for: CipherLookup,
+    table: str,
+    column: str,
+    row_id: str,
+    patient_id: str,
+) -> bytes:
+    """`decrypt_field` with the DEK's AESGCM object looked up by the header's version (the same
+    checks and errors; the lookup is called once, with exactly the version the header names)."""
+    header, sealed = parse_field(blob)
+    return _open(
+        cipher_for(header.dek_version),
+        header,
+        sealed,
+        blob,
+        table=table,
+        column=column,
+        row_id=row_id,
+        patient_id=patient_id,
+    )
+
+
+def _open(
+    cipher: AESGCM,
+    header: FieldHeader,
+    sealed: bytes,
+    blob: bytes,
+    *,
+    table: str,
+    column: str,
+    row_id: str,
+    patient_id: str,
+) -> bytes:
     aad = build_field_aad(
         bytes(blob[:HEADER_BYTES]), table=table, column=column, row_id=row_id, patient_id=patient_id
     )
     try:
-        return AESGCM(dek).decrypt(header.nonce, sealed, aad)
+        return cipher.decrypt(header.nonce, sealed, aad)
     except InvalidTag:
         raise TamperedCiphertextError(
             f"{table}.{column} value for row {row_id!r} (data key version {header.dek_version})"

@@ -23,9 +23,10 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import Final, cast
+from typing import Final, TypeVar, cast
 
-from sqlalchemy import Table, select, update
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -34,15 +35,16 @@ from backend.crypto import (
     DekCache,
     KekProvider,
     UnknownKeyError,
-    decrypt_field,
-    encrypt_field,
     generate_dek,
+    open_field,
     parse_field,
+    seal_field,
     unwrap_dek,
     wrap_dek,
 )
 from backend.crypto.errors import CryptoError
 from backend.db.models.data_key import DataKey
+from backend.keyring.plain_cache import DecodedRowCache
 from backend.lib.clock import Clock, SystemClock
 
 __all__ = ["DATA_KEYS", "Keyring", "OwnerErasedError", "OwnerKeys"]
@@ -55,6 +57,13 @@ _c = DATA_KEYS.c
 # A wrapped key naming a KEK this process does not hold may have been re-wrapped by `rotate-kek`
 # under a key added to the key file after we started; reload the file, but not on every read.
 _KEK_RELOAD_INTERVAL_SECONDS: Final = 5.0
+
+T = TypeVar("T")
+
+# Built once: every request that reads or writes encrypted fields runs it.
+_LIVE_KEYS: Final = select(_c.dek_version, _c.kek_id, _c.wrapped_dek, _c.retired_at).where(
+    _c.owner_id == bindparam("owner_id"), _c.wrapped_dek.is_not(None), _c.destroyed_at.is_(None)
+)
 
 
 class OwnerErasedError(CryptoError):
@@ -73,11 +82,13 @@ class Keyring:
         *,
         clock: Clock | None = None,
         kek_loader: Callable[[], KekProvider] | None = None,
+        decoded: DecodedRowCache | None = None,
     ) -> None:
         """``kek_loader`` (optional) reloads the KEK provider, e.g. from the key file, when a
         wrapped key names a KEK id this process has not loaded (online KEK rotation)."""
         self._kek = kek
         self._cache = cache if cache is not None else DekCache()
+        self._decoded = decoded if decoded is not None else DecodedRowCache()
         self._clock: Clock = clock or SystemClock()
         self._kek_loader = kek_loader
         self._last_reload = float("-inf")
@@ -92,6 +103,11 @@ class Keyring:
     @property
     def cache(self) -> DekCache:
         return self._cache
+
+    @property
+    def decoded(self) -> DecodedRowCache:
+        """Values decoded from immutable encrypted rows (`OwnerKeys.decode_row`)."""
+        return self._decoded
 
     async def create_key(self, session: AsyncSession, owner_id: uuid.UUID) -> int:
         """Create the owner's next DEK version and make it the active one; returns the version.
@@ -190,16 +206,15 @@ class Keyring:
         # Read the cache generation before the rows, so a shred that lands in between keeps its
         # unwrapped key out of the cache (DekCache docstring).
         generation = self._cache.generation
-        statement = select(_c.dek_version, _c.kek_id, _c.wrapped_dek, _c.retired_at).where(
-            _c.owner_id == owner_id, _c.wrapped_dek.is_not(None), _c.destroyed_at.is_(None)
-        )
         # ``active_only`` still reads every live version: a writer often decrypts too (a field
         # it rewrites beside one it reads), and during DEK rotation (backend.keyring.dek_rotation)
         # the owner's other rows may still be under the retired version. Keys unwrap lazily.
-        if versions is not None and not active_only:
-            statement = statement.where(_c.dek_version.in_(versions))
         connection = await session.connection()
-        rows = (await connection.execute(statement)).all()
+        if versions is not None and not active_only:
+            statement = _LIVE_KEYS.where(_c.dek_version.in_(versions))
+            rows = (await connection.execute(statement, {"owner_id": owner_id})).all()
+        else:
+            rows = (await connection.execute(_LIVE_KEYS, {"owner_id": owner_id})).all()
         wrapped = {int(row.dek_version): (str(row.kek_id), bytes(row.wrapped_dek)) for row in rows}
         current = [int(row.dek_version) for row in rows if row.retired_at is None]
         active = max(current) if active_only and current else None
@@ -220,6 +235,7 @@ class Keyring:
             .values(wrapped_dek=None, destroyed_at=self._clock.now())
         )
         self._cache.invalidate(str(owner_id))
+        self._decoded.invalidate(str(owner_id))
         destroyed = int(result.rowcount)
         logger.info(
             "data keys destroyed",
@@ -278,7 +294,15 @@ class Keyring:
 class OwnerKeys:
     """One owner's live key rows as read in one query; encrypts and decrypts without more I/O."""
 
-    __slots__ = ("_active", "_generation", "_keyring", "_owner_id", "_wrapped")
+    __slots__ = (
+        "_active",
+        "_ciphers",
+        "_generation",
+        "_keyring",
+        "_owner",
+        "_owner_id",
+        "_wrapped",
+    )
 
     def __init__(
         self,
@@ -291,7 +315,11 @@ class OwnerKeys:
     ) -> None:
         self._keyring = keyring
         self._owner_id = owner_id
+        self._owner = str(owner_id)
         self._wrapped = wrapped
+        # Building an AESGCM object costs more than sealing a small field: one per version here,
+        # for as long as this object lives (one request or one batch).
+        self._ciphers: dict[int, AESGCM] = {}
         self._active = active_version
         self._generation = generation
 
@@ -304,33 +332,53 @@ class OwnerKeys:
             raise UnknownKeyError(
                 f"owner {self._owner_id} has no active data key (never created, or erased)"
             )
-        dek = self._dek(self._active)
-        return encrypt_field(
+        if not isinstance(plaintext, bytes):
+            raise TypeError("plaintext must be bytes")
+        return seal_field(
+            self._cipher(self._active),
             plaintext,
-            dek=dek,
             dek_version=self._active,
             table=table,
             column=column,
             row_id=row_id,
-            patient_id=str(self._owner_id),
+            patient_id=self._owner,
         )
 
     def decrypt(self, *, table: str, column: str, row_id: str, blob: bytes) -> bytes:
         try:
-            return decrypt_field(
+            return open_field(
                 blob,
-                dek_lookup=self._lookup,
+                cipher_for=self._cipher,
                 table=table,
                 column=column,
                 row_id=row_id,
-                patient_id=str(self._owner_id),
+                patient_id=self._owner,
             )
         except DecryptionError as error:
             _alert(error, owner_id=self._owner_id, table=table, column=column, row_id=row_id)
             raise
 
-    def _lookup(self, version: int) -> bytes:
-        return self._dek(version)
+    def decode_row(
+        self,
+        *,
+        table: str,
+        row_id: str,
+        ciphertexts: tuple[bytes, ...],
+        decode: Callable[[], T],
+        kind: type[T],
+    ) -> T:
+        """``decode()`` (which decrypts ``ciphertexts`` with these keys), remembered for as long
+        as the row's ciphertexts stay byte-for-byte the same (`DecodedRowCache`). Only for rows
+        that are never rewritten with new content, such as stored responses."""
+        return self._keyring.decoded.get_or_decode(
+            self._owner, table, row_id, ciphertexts, decode, kind
+        )
+
+    def _cipher(self, version: int) -> AESGCM:
+        cipher = self._ciphers.get(version)
+        if cipher is None:
+            cipher = self._ciphers[version] = AESGCM(self._dek(version))
+        return cipher
 
     def _dek(self, version: int) -> bytes:
         entry = self._wrapped.get(version)

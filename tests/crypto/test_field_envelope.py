@@ -22,8 +22,10 @@ from backend.crypto import (
     dek_wrapping_aad,
     encrypt_field,
     generate_dek,
+    open_field,
     parse_field,
     rewrap_dek,
+    seal_field,
     unwrap_dek,
     wrap_dek,
 )
@@ -579,3 +581,21 @@ class _ShortKeyKek(_RotatingKek):
 def test_unwrapped_key_of_the_wrong_length_is_refused() -> None:
     with pytest.raises(KeyMaterialError, match="wrong length"):
         unwrap_dek(_ShortKeyKek(), patient_id=PATIENT, dek_version=1, kek_id="a", wrapped_dek=b"")
+
+
+def test_seal_and_open_with_a_prebuilt_cipher_match_the_plain_functions() -> None:
+    dek = generate_dek()
+    binding = {"table": "t", "column": "c", "row_id": "r", "patient_id": "p"}
+    sealed = seal_field(AESGCM(dek), b"value", dek_version=3, **binding)
+    assert decrypt_field(sealed, dek=dek, **binding) == b"value"
+    versions: list[int] = []
+
+    def cipher_for(version: int) -> AESGCM:
+        versions.append(version)
+        return AESGCM(dek)
+
+    plain = encrypt_field(b"other", dek=dek, dek_version=3, **binding)
+    assert open_field(plain, cipher_for=cipher_for, **binding) == b"other"
+    assert versions == [3]  # exactly the version the header names
+    with pytest.raises(TamperedCiphertextError):
+        open_field(plain, cipher_for=cipher_for, **{**binding, "row_id": "other-row"})

@@ -21,7 +21,7 @@ same patient at once. For each new trigger:
 import logging
 import uuid
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import msgspec
 from sqlalchemy import event
@@ -41,7 +41,6 @@ from backend.domain.alerts.engine import evaluate_alerts
 from backend.domain.alerts.history import patient_timeline
 from backend.domain.alerts.reminders import push_check_in_reminder
 from backend.domain.alerts.routing import first_responders, notify_staff
-from backend.domain.alerts.rows import AnyRow
 from backend.domain.alerts.sources import recently_active_patients
 from backend.keyring.service import Keyring, OwnerKeys
 from backend.lib.ids import uuid7
@@ -56,6 +55,17 @@ RECENT_ACTIVITY: Final = timedelta(days=35)
 (a missed check-in's 48 h flag) is far shorter, but a course's check-ins and planned sessions
 reach weeks ahead, and they count by their own dates."""
 _TIMER_BATCH: Final = 200
+
+
+class PatientRouting(Protocol):
+    """What evaluation needs of the patient's row (a Core row or a caller's own record)."""
+
+    @property
+    def clinic_id(self) -> uuid.UUID: ...
+    @property
+    def care_team_id(self) -> uuid.UUID | None: ...
+    @property
+    def status(self) -> str: ...
 
 
 class PatientNotice(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
@@ -80,7 +90,7 @@ async def _open_or_attach(
     session: AsyncSession,
     connection: AsyncConnection,
     candidate: AlertCandidate,
-    routing: AnyRow,
+    routing: PatientRouting,
     occurrence_id: uuid.UUID,
     *,
     patient_id: uuid.UUID,
@@ -257,16 +267,23 @@ async def evaluate_patient(
     patient_id: uuid.UUID,
     clinic_id: uuid.UUID,
     now: datetime,
+    routing: PatientRouting | None = None,
+    keys: OwnerKeys | None = None,
 ) -> list[PatientNotice]:
-    """Evaluate every rule for the patient as of ``now`` and act on triggers not seen before."""
+    """Evaluate every rule for the patient as of ``now`` and act on triggers not seen before.
+
+    ``routing`` and ``keys``: the patient's row and keys if the caller (a submission) already
+    read them in this transaction; read here otherwise.
+    """
     connection = await session.connection()
-    routing = await store.patient_routing(connection, patient_id)
+    if routing is None:
+        routing = await store.patient_routing(connection, patient_id)
     if routing is None or routing.clinic_id != clinic_id:
         raise LookupError("no such patient in this clinic")
     if routing.status != "active":
         return []  # withdrawn or erased: monitoring has stopped, and erased data cannot be read
     parameters = await parameters_for_clinic(session, clinic_id)
-    timeline = await patient_timeline(session, keyring, patient_id, parameters, now=now)
+    timeline = await patient_timeline(session, keyring, patient_id, parameters, now=now, keys=keys)
     # A phone's clock may run up to a few minutes ahead (responses.service.MAX_CLOCK_SKEW); the
     # engine ignores data authored after `now`, and a suicide item must never wait for the clock.
     as_of = max([now, *(r.authored for r in timeline.responses)])
@@ -277,7 +294,8 @@ async def evaluate_patient(
     new = [c for c in candidates if c.occurrence_key not in seen]
     if not new:
         return []
-    keys = await keyring.owner_keys(session, patient_id, active_only=True)
+    if keys is None or keys.active_version is None:
+        keys = await keyring.owner_keys(session, patient_id, active_only=True)
     notices: list[PatientNotice] = []
     # Oldest trigger first, so an alert's first occurrence is its earliest evidence.
     for candidate in sorted(new, key=lambda c: (c.triggered_at, c.occurrence_key)):
@@ -324,6 +342,8 @@ async def evaluate_after_submission(
     patient_id: uuid.UUID,
     clinic_id: uuid.UUID,
     now: datetime,
+    routing: PatientRouting | None = None,
+    keys: OwnerKeys | None = None,
 ) -> list[PatientNotice]:
     """Called by `responses.service.submit_response` after the insert, in its transaction.
 
@@ -331,7 +351,13 @@ async def evaluate_after_submission(
     same-day care or emergency services), most urgent first as the engine ordered them.
     """
     return await evaluate_patient(
-        session, keyring, patient_id=patient_id, clinic_id=clinic_id, now=now
+        session,
+        keyring,
+        patient_id=patient_id,
+        clinic_id=clinic_id,
+        now=now,
+        routing=routing,
+        keys=keys,
     )
 
 

@@ -51,23 +51,34 @@ class _Decrypted(msgspec.Struct, frozen=True, kw_only=True):
 
 def _decrypt(keys: OwnerKeys, row: AnyRow) -> _Decrypted:
     row_id = str(row.id)
-    answers = msgspec.msgpack.decode(
-        keys.decrypt(
-            table=_RESPONSES_TABLE, column="answers_ct", row_id=row_id, blob=bytes(row.answers_ct)
-        ),
-        type=tuple[Answer, ...],
-    )
-    score = msgspec.msgpack.decode(
-        keys.decrypt(
-            table=_RESPONSES_TABLE, column="score_ct", row_id=row_id, blob=bytes(row.score_ct)
-        ),
-        type=Score,
-    )
-    return _Decrypted(
-        id=row_id,
-        authored=row.authored_at,
-        score=score,
-        answers={a.link_id: a.value for a in answers},
+    answers_ct, score_ct = bytes(row.answers_ct), bytes(row.score_ct)
+
+    def decode() -> _Decrypted:
+        answers = msgspec.msgpack.decode(
+            keys.decrypt(
+                table=_RESPONSES_TABLE, column="answers_ct", row_id=row_id, blob=answers_ct
+            ),
+            type=tuple[Answer, ...],
+        )
+        score = msgspec.msgpack.decode(
+            keys.decrypt(table=_RESPONSES_TABLE, column="score_ct", row_id=row_id, blob=score_ct),
+            type=Score,
+        )
+        return _Decrypted(
+            id=row_id,
+            authored=row.authored_at,
+            score=score,
+            answers={a.link_id: a.value for a in answers},
+        )
+
+    # Stored responses never change, and every submission re-reads the patient's history: decode
+    # each row once (while its ciphertexts stay the same), not once per later submission.
+    return keys.decode_row(
+        table=_RESPONSES_TABLE,
+        row_id=row_id,
+        ciphertexts=(answers_ct, score_ct),
+        decode=decode,
+        kind=_Decrypted,
     )
 
 
@@ -133,12 +144,15 @@ async def patient_timeline(
     parameters: AlertParameters,
     *,
     now: datetime,
+    keys: OwnerKeys | None = None,
 ) -> PatientTimeline:
+    """``keys``: the patient's keys if the caller already read them in this transaction."""
     connection = await session.connection()
     rows = await sources.responses_of(connection, patient_id)
     decrypted: list[_Decrypted] = []
     if rows:
-        keys = await keyring.owner_keys(session, patient_id)
+        if keys is None:
+            keys = await keyring.owner_keys(session, patient_id)
         decrypted = [_decrypt(keys, row) for row in rows]
     wait = timedelta(minutes=parameters.suicidality.reask_wait_minutes)
     responses = _scored(decrypted, wait)

@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime
 from typing import Final, cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backend.db.models.questionnaire_response import QuestionnaireResponse
@@ -23,26 +23,36 @@ UNANSWERED_CHECK_IN_STATUSES: Final = ("sent", "missed")
 patient, so not answering them is not the patient's miss."""
 
 
-async def responses_of(connection: AsyncConnection, patient_id: uuid.UUID) -> list[AnyRow]:
-    r = RESPONSES.c
-    statement = (
-        select(r.id, r.instrument_id, r.instrument_version, r.authored_at, r.answers_ct, r.score_ct)
-        .where(r.patient_id == patient_id)
-        .order_by(r.authored_at, r.id)
+# The statements every submission runs are built once (building one cost more than running it).
+_RESPONSES_OF: Final = (
+    select(
+        RESPONSES.c.id,
+        RESPONSES.c.instrument_id,
+        RESPONSES.c.instrument_version,
+        RESPONSES.c.authored_at,
+        RESPONSES.c.answers_ct,
+        RESPONSES.c.score_ct,
     )
-    return list((await connection.execute(statement)).all())
+    .where(RESPONSES.c.patient_id == bindparam("patient_id"))
+    .order_by(RESPONSES.c.authored_at, RESPONSES.c.id)
+)
+_CURRENT_COURSE: Final = (
+    select(_COURSES.c.id, _COURSES.c.modality, _COURSES.c.status)
+    .where(_COURSES.c.patient_id == bindparam("patient_id"))
+    .order_by(
+        (_COURSES.c.status == "active").desc(), _COURSES.c.created_at.desc(), _COURSES.c.id.desc()
+    )
+    .limit(1)
+)
+
+
+async def responses_of(connection: AsyncConnection, patient_id: uuid.UUID) -> list[AnyRow]:
+    return list((await connection.execute(_RESPONSES_OF, {"patient_id": patient_id})).all())
 
 
 async def current_course(connection: AsyncConnection, patient_id: uuid.UUID) -> AnyRow | None:
     """The active course, else the latest one (a course that ended is still monitored after)."""
-    c = _COURSES.c
-    statement = (
-        select(c.id, c.modality, c.status)
-        .where(c.patient_id == patient_id)
-        .order_by((c.status == "active").desc(), c.created_at.desc(), c.id.desc())
-        .limit(1)
-    )
-    return (await connection.execute(statement)).first()
+    return (await connection.execute(_CURRENT_COURSE, {"patient_id": patient_id})).first()
 
 
 async def sessions_of_course(connection: AsyncConnection, course_id: uuid.UUID) -> list[AnyRow]:

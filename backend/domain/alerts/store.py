@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Final, cast
 
-from sqlalchemy import Table, and_, or_, select, text, update
+from sqlalchemy import Table, and_, bindparam, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -216,14 +216,16 @@ async def clear_hold(
 
 
 async def latest_override(connection: AsyncConnection, clinic_id: uuid.UUID) -> AnyRow | None:
-    c = OVERRIDES.c
-    statement = (
-        select(OVERRIDES)
-        .where(c.clinic_id == clinic_id)
-        .order_by(c.created_at.desc(), c.id.desc())
-        .limit(1)
-    )
-    return (await connection.execute(statement)).first()
+    return (await connection.execute(_LATEST_OVERRIDE, {"clinic_id": clinic_id})).first()
+
+
+# Built once: every submission reads the clinic's parameters.
+_LATEST_OVERRIDE: Final = (
+    select(OVERRIDES)
+    .where(OVERRIDES.c.clinic_id == bindparam("clinic_id"))
+    .order_by(OVERRIDES.c.created_at.desc(), OVERRIDES.c.id.desc())
+    .limit(1)
+)
 
 
 async def insert_override(connection: AsyncConnection, values: dict[str, Any]) -> bool:

@@ -14,7 +14,7 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.db.models.clinic import Clinic
@@ -40,23 +40,25 @@ from questionnaires.registry import catalogue
 _patients = Patient.__table__  # type: ignore[attr-defined]
 _clinics = Clinic.__table__  # type: ignore[attr-defined]
 _IDEMPOTENCY_KEY = msgspec.json.Decoder(IdempotencyKey)
+# Built once: every submission runs it.
+_SUBMITTING_PATIENT = select(
+    _patients.c.clinic_id, _patients.c.status, _patients.c.locale, _patients.c.care_team_id
+).where(_patients.c.id == bindparam("id"))
 
 
 async def _submitting_patient(session: AsyncSession, principal: Principal) -> service.PatientRef:
     connection = await session.connection()
-    row = (
-        await connection.execute(
-            select(_patients.c.clinic_id, _patients.c.status, _patients.c.locale).where(
-                _patients.c.id == principal.subject_id
-            )
-        )
-    ).first()
+    row = (await connection.execute(_SUBMITTING_PATIENT, {"id": principal.subject_id})).first()
     if row is None or row.clinic_id != principal.clinic_id:
         raise NotFound("no such patient")
     if row.status != "active":
         raise Forbidden("this patient's monitoring is not active; answers are not accepted")
     return service.PatientRef(
-        patient_id=principal.subject_id, clinic_id=row.clinic_id, locale=row.locale
+        patient_id=principal.subject_id,
+        clinic_id=row.clinic_id,
+        locale=row.locale,
+        status=row.status,
+        care_team_id=row.care_team_id,
     )
 
 

@@ -40,17 +40,20 @@ async def insert_unless_duplicate(connection: AsyncConnection, row: NewResponse)
     ``ON CONFLICT DO NOTHING`` makes a racing retry wait for the first insert and then do nothing
     (PostgreSQL), or queue behind it (SQLite has one writer), so two retries never store twice.
     """
-    values = msgspec.structs.asdict(row)
-    dialect = connection.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (
-        insert(TABLE)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=["patient_id", "idempotency_key"])
-        .returning(_c.id)
-    )
-    inserted = (await connection.execute(statement)).first()
+    statement = _INSERT_UNLESS_DUPLICATE[connection.dialect.name]
+    inserted = (await connection.execute(statement, msgspec.structs.asdict(row))).first()
     return inserted is not None
+
+
+# Built once: constructing a statement (and its cache key) per call cost more than executing it.
+_INSERT_UNLESS_DUPLICATE = {
+    "postgresql": postgresql.insert(TABLE)
+    .on_conflict_do_nothing(index_elements=["patient_id", "idempotency_key"])
+    .returning(_c.id),
+    "sqlite": sqlite.insert(TABLE)
+    .on_conflict_do_nothing(index_elements=["patient_id", "idempotency_key"])
+    .returning(_c.id),
+}
 
 
 async def by_idempotency_key(

@@ -9,6 +9,7 @@ and stores nothing; the same key with *different* answers is a conflict, not a s
 import base64
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import msgspec
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -51,6 +52,16 @@ class PatientRef(msgspec.Struct, frozen=True, kw_only=True):
     clinic_id: uuid.UUID
     locale: str | None = None
     clinic_contact: str | None = None
+    # The patient row as the caller read it in this transaction (status and care team), so the
+    # alert evaluation need not read it again; None = not read, evaluation reads it.
+    status: str | None = None
+    care_team_id: uuid.UUID | None = None
+
+
+class _Routing(NamedTuple):
+    clinic_id: uuid.UUID
+    care_team_id: uuid.UUID | None
+    status: str
 
 
 def _band_label(score: Score) -> str | None:
@@ -194,7 +205,17 @@ async def submit_response(
         # Same transaction: the alert a safety answer raises commits with the answer or not at
         # all (DESIGN §7). A replay below returns the stored result without evaluating again.
         notices = await evaluate_after_submission(
-            session, keyring, patient_id=patient.patient_id, clinic_id=patient.clinic_id, now=now
+            session,
+            keyring,
+            patient_id=patient.patient_id,
+            clinic_id=patient.clinic_id,
+            now=now,
+            routing=(
+                _Routing(patient.clinic_id, patient.care_team_id, patient.status)
+                if patient.status is not None
+                else None
+            ),
+            keys=keys,
         )
         return _result(
             patient=patient,
