@@ -146,13 +146,40 @@ class Dispatcher:
             *(self._send(row, routes.get(row.id, SEND), addresses.get(row.id)) for row in rows)
         )
         done = self._clock.now()
+        delivered = [
+            (row, outcome)
+            for row, outcome in zip(rows, outcomes, strict=True)
+            if isinstance(outcome, Receipt) and outcome.succeeded
+        ]
         async with self._engine.begin() as connection:
+            owned = await repository.mark_sent_many(
+                connection,
+                [(row.id, r.provider_message_id, r.http_status) for row, r in delivered],
+                instance=self._instance,
+                now=done,
+            )
+            for row, receipt in delivered:
+                self.stats.sent += 1
+                self._log(row, receipt, "sent" if row.id in owned else "lease_lost")
             for row, outcome in zip(rows, outcomes, strict=True):
-                if isinstance(outcome, Receipt):
-                    await self._record(connection, row, outcome, done)
-                else:
+                if not isinstance(outcome, Receipt):
                     await self._record_route(connection, row, outcome)
+                elif not outcome.succeeded:
+                    await self._record(connection, row, outcome, done)
         return len(rows)
+
+    def _log(self, row: Row[Any], receipt: Receipt, outcome: str) -> None:
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        fields = {
+            "message": str(row.id),
+            "channel": row.channel,
+            "kind": row.kind,
+            "attempt": int(row.attempts),
+            "outcome": outcome,
+            "reason": receipt.reason.value if receipt.reason else None,
+        }
+        logger.info("outbox send", extra={"fields": fields})
 
     async def _resolve_all(
         self, rows: list[Row[Any]], routes: Mapping[uuid.UUID, Route]
