@@ -209,3 +209,30 @@ async def test_admin_forms_and_a_new_clinicians_totp_enrolment(
         rows = (await connection.execute(select(AUDIT_EVENTS))).all()
     assert rows
     assert all(secret not in repr(row) for row in rows)
+
+
+async def test_a_clinician_replaces_their_authenticator(live: LiveService, browser: Any) -> None:
+    clinician_id = await _staff_id(live, "clinician")
+    before = await scalar(
+        live, select(STAFF.c.totp_secret_ciphertext).where(STAFF.c.id == clinician_id)
+    )
+    async with opened_page(browser, DESKTOP) as page:
+        await log_in(page, live, Role.CLINICIAN, next_path="/dashboard/")
+        await page.click("header >> text=Authenticator")
+        await page.wait_for_url(live.base_url + "/dashboard/totp")
+        await page.click("text=Show my new key")
+        secret = "".join((await page.locator("#totp-secret").inner_text()).split())
+        old_secret = live.demo.login(Role.CLINICIAN).totp_secret
+        assert secret != old_secret
+        await page.fill("#code", pyotp.TOTP(secret).now())
+        await page.click("text=Confirm and continue")
+        await page.wait_for_url(live.base_url + "/dashboard/")
+        # The new session works.
+        assert (await page.goto(live.base_url + "/dashboard/patients")) is not None
+        assert await page.locator("h1").inner_text() == "Patients"
+        assert page.console_errors == [], page.console_errors
+    after = await scalar(
+        live, select(STAFF.c.totp_secret_ciphertext).where(STAFF.c.id == clinician_id)
+    )
+    assert after != before
+    assert await _audited(live, "totp.confirmed", clinician_id) == 1
