@@ -28,7 +28,10 @@ from backend.domain.responses.controllers import (
     FhirQuestionnaireResponseController,
     ResponseController,
 )
-from backend.domain.safety.controllers import CrisisResourcesController
+from backend.domain.safety.controllers import (
+    CrisisAcknowledgementController,
+    CrisisResourcesController,
+)
 from backend.domain.sessions.controllers import (
     PatientCheckInController,
     TreatmentSessionController,
@@ -64,6 +67,7 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     N2OHoldController,
     AlertSettingsController,
     CrisisResourcesController,
+    CrisisAcknowledgementController,
     ExportController,
     DASHBOARD_ROUTER,
     DASHBOARD_STATIC_ROUTER,

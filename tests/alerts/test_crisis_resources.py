@@ -179,3 +179,33 @@ async def test_madrs_s_item_9_of_2_alerts_the_clinician_without_a_crisis_screen(
     assert screened.safety is not None
     assert screened.safety.urgency == "urgent"
     assert screened.patient_actions == ("show_crisis_resources",)
+
+
+async def test_the_patients_acknowledgement_tap_is_recorded_for_their_own_response_only(
+    api: AsyncTestClient[Litestar], world: World
+) -> None:
+    patient, other = world.patients["patient_a"], world.patients["patient_a2"]
+    instrument = get_instrument("phq9")
+    body = {
+        "instrumentId": instrument.id,
+        "instrumentVersion": instrument.version,
+        "answers": [{"linkId": k, "value": v} for k, v in phq9(6, item9=1).items()],
+    }
+    submitted = await api.post("/api/v1/responses", headers=patient.headers, json=body)
+    assert submitted.status_code == 200, submitted.text
+    assert submitted.json()["safety"]["requiresAcknowledgement"] is True
+    response_id = submitted.json()["responseId"]
+
+    ack_url = "/api/v1/me/crisis-acknowledgements"
+    tapped = await api.post(ack_url, headers=patient.headers, json={"responseId": response_id})
+    assert tapped.status_code == 204, tapped.text
+    assert (await audit_actions(api, response_id)).count("crisis_screen.acknowledge") == 1
+
+    stranger = await api.post(ack_url, headers=other.headers, json={"responseId": response_id})
+    assert stranger.status_code == 404
+    staff = world.staff["clinician_a"].headers
+    by_staff = await api.post(ack_url, headers=staff, json={"responseId": response_id})
+    assert by_staff.status_code in (401, 403)  # a patient-only route
+    bad = await api.post(ack_url, headers=patient.headers, json={"responseId": "x", "more": 1})
+    assert bad.status_code == 400
+    assert (await audit_actions(api, response_id)).count("crisis_screen.acknowledge") == 1

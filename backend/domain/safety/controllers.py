@@ -1,14 +1,17 @@
 """HTTP for a clinic's crisis resources (clinical-spec §5.3 rule 2): the clinic admin sets them
-per locale; clinicians and admins read them. Changes are audited in the service layer."""
+per locale; clinicians and admins read them. The patient's acknowledgement of the crisis screen
+is recorded. Everything is audited in the service layer."""
 
 from typing import Annotated
 
-from litestar import Controller, delete, get, put
+from litestar import Controller, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter
+from litestar.status_codes import HTTP_204_NO_CONTENT
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.domain.safety import resources
+from backend.domain.safety.acknowledgement import CrisisAcknowledgement, acknowledge_crisis_screen
 from backend.domain.safety.resources import (
     ClinicCrisisEntries,
     CrisisContent,
@@ -21,6 +24,7 @@ from backend.state import Runtime
 
 _CLINICAL = access(Role.CLINICIAN, Role.CLINIC_ADMIN, scope=Scope.CLINIC)
 _ADMIN = access(Role.CLINIC_ADMIN, scope=Scope.CLINIC)
+_PATIENT = access(Role.PATIENT, scope=Scope.SELF)
 
 Locale = Annotated[str, PathParameter(min_length=2, max_length=16)]
 
@@ -81,4 +85,27 @@ class CrisisResourcesController(Controller):
         assert principal.clinic_id is not None
         await resources.delete_entry(
             db_session, principal, principal.clinic_id, locale, now=runtime.clock.now()
+        )
+
+
+class CrisisAcknowledgementController(Controller):
+    path = "/api/v1/me/crisis-acknowledgements"
+    tags = ["safety"]  # noqa: RUF012
+    dependencies = PRINCIPAL_DEPENDENCIES
+
+    @post(
+        "/",
+        opt=_PATIENT,
+        status_code=HTTP_204_NO_CONTENT,
+        summary="The patient acknowledged the crisis screen of one of their submissions",
+    )
+    async def acknowledge(
+        self,
+        data: JSONBody[CrisisAcknowledgement],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+    ) -> None:
+        await acknowledge_crisis_screen(
+            db_session, principal, data.response_id, now=runtime.clock.now()
         )
