@@ -3,6 +3,7 @@ critical WCAG 2.x A/AA violation, and at phone width (390x844) nothing scrolls s
 control is on screen and big enough to tap, with the disclosures (resolve forms, admin forms)
 closed and open. Screenshots of every page at both widths are saved as test artefacts."""
 
+import uuid
 from pathlib import Path
 from typing import Any, Final
 
@@ -72,10 +73,18 @@ async def test_main_pages_pass_axe_and_fit_a_phone(
                 assert response is not None
                 assert response.status == 200, (name, response.status)
                 problems += await _check_page(page, name, width, artifacts)
+            # The error page (a patient of no clinic: 404).
+            response = await page.goto(f"{live.base_url}/dashboard/patients/{uuid.uuid4()}")
+            assert response is not None
+            assert response.status == 404
+            problems += await _check_page(page, "not-found", width, artifacts)
             # The enrolment step that shows a QR code and the key.
             await page.goto(live.base_url + "/dashboard/totp")
             await page.click("text=Show my new key")
             await page.locator("img.qr").wait_for()
             problems += await _check_page(page, "authenticator-key", width, artifacts)
-        assert page.console_errors == [], page.console_errors
+        # The only console errors are the two 404 pages' own (no CSP violation, no script error).
+        assert page.console_errors == [
+            "Failed to load resource: the server responded with a status of 404 (Not Found)"
+        ] * len(VIEWPORTS), page.console_errors
     assert problems == [], "\n".join(problems)
