@@ -171,3 +171,26 @@ def test_suicidality_tiers_rise_one_step_per_escalation_and_stop_at_emergency() 
     for kind in ("N2O_NEURO_SYMPTOMS", "SEVERE_SCORE", "MISSED_CHECK_IN", "KETAMINE_MISUSE"):
         for tier in ("routine", "priority", "high", "urgent"):
             assert escalated_severity(kind, tier) == tier
+
+
+async def test_urgent_alerts_reach_the_first_on_call_person_at_once(
+    api: AsyncTestClient[Litestar], world: World, clock: MovableClock
+) -> None:
+    admin = world.staff["admin_a"]
+    # An admin on call: not among the clinicians who get every alert of a patient without a team.
+    on_call = await make_staff(api, Role.CLINIC_ADMIN, world.clinic_a, "oncall.a@example.org")
+    saved = await api.put(
+        "/api/v1/clinic/alert-on-call",
+        headers=admin.headers,
+        json={"staffIds": [str(on_call.id)]},
+    )
+    assert saved.status_code == 200, saved.text
+
+    async def first_notified(patient_key: str, item9: int) -> set[str]:
+        patient = world.patients[patient_key]
+        await submit(api, clock, patient, "phq9", phq9(8, item9=item9))
+        [alert] = await alerts_of(api, patient.id)
+        return {m.recipient_id for m in await outbox_for(api, alert.id) if m.kind == "alert"}
+
+    assert str(on_call.id) in await first_notified("patient_a", 2)  # URGENT
+    assert str(on_call.id) not in await first_notified("patient_a2", 1)  # PRIORITY

@@ -158,7 +158,9 @@ async def _open_or_attach(
     await store.link_occurrence(connection, occurrence_id, alert_id)
     if notify_reason is not None and candidate.sla_minutes is not None:
         # Severity "info" (no service level) is for the dashboard only (§2.4 REBOUND_CANDIDATE).
-        recipients = await first_responders(connection, clinic_id, routing.care_team_id)
+        recipients = await first_responders(
+            connection, clinic_id, routing.care_team_id, candidate.severity
+        )
         await notify_staff(
             session,
             kind=MessageKind.ALERT,

@@ -29,14 +29,27 @@ _MAX_ATTEMPTS: Final = 12
 
 
 async def first_responders(
-    connection: AsyncConnection, clinic_id: uuid.UUID, care_team_id: uuid.UUID | None
+    connection: AsyncConnection,
+    clinic_id: uuid.UUID,
+    care_team_id: uuid.UUID | None,
+    severity: Severity = "routine",
 ) -> list[uuid.UUID]:
+    """The care team; for URGENT and EMERGENCY also the first person on call at once
+    (clinical-spec §5.1 URGENT: "immediate clinician alert (on-call)"; §5.3 URGENT: "routed to
+    on-call out of hours"). Staffed hours are not modelled, so on-call hears every such alert;
+    an off-call clinician's own preferences still apply at send time."""
+    team: list[uuid.UUID] = []
     if care_team_id is not None:
         team = await store.care_team_clinicians(connection, care_team_id)
-        if team:
-            return team
-    clinicians = await store.clinic_staff_with_role(connection, clinic_id, "clinician")
-    return clinicians or await store.clinic_staff_with_role(connection, clinic_id, "clinic_admin")
+    if not team:
+        team = await store.clinic_staff_with_role(connection, clinic_id, "clinician")
+    if not team:
+        team = await store.clinic_staff_with_role(connection, clinic_id, "clinic_admin")
+    if SEVERITY_RANK[severity] >= SEVERITY_RANK["urgent"]:
+        on_call = await store.on_call_list(connection, clinic_id)
+        if on_call and on_call[0] not in team:
+            team = [*team, on_call[0]]
+    return team
 
 
 async def escalation_chain(
