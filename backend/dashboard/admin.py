@@ -290,7 +290,8 @@ class DashboardAdminController(Controller):
         assert principal.clinic_id is not None
         form = await request.form()
         try:
-            chosen = on_call_choice([str(v) for v in form.getall("staff_id")])
+            # No place filled in at all is an empty list (clear the on-call list), not a 500.
+            chosen = on_call_choice([str(v) for v in form.getall("staff_id", [])])
             await clinic_settings.replace_on_call(
                 db_session, principal, principal.clinic_id, chosen, now=runtime.clock.now()
             )

@@ -111,7 +111,9 @@ class DashboardTotpController(Controller):
             pair = await login.confirm_totp_enrolment(db_session, runtime, principal, code)
         except RecordedDenial as denial:
             # Returned, not raised: the failure count and its audit row must be committed.
-            return _page(principal, started=True, error=denial.error.detail, status_code=401)
+            # 422, not 401: the caller is authenticated (enrolment or full session); the code
+            # they typed is what is wrong, and the page asks for it again.
+            return _page(principal, started=True, error=denial.error.detail, status_code=422)
         except DomainError as error:
             return _page(principal, error=error.detail, status_code=error.status_code)
         if principal.stage is Stage.FULL:
