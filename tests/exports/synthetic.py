@@ -155,15 +155,26 @@ def patient(
     for n, kind in enumerate(alert_kinds):
         raised = course_start + dt.timedelta(days=1, hours=n, seconds=37)
         identifiers.instants.add(raised)
+        acknowledged = raised + dt.timedelta(minutes=42, seconds=n)
+        resolved = raised + dt.timedelta(hours=5, seconds=n)
+        identifiers.instants |= {acknowledged, resolved}
+        note = f"Phoned {given} {family} on {phone}, safe at home"
+        identifiers.strings.add(note)
         alerts.append(
             AlertRecord(
                 alert_id=_uuid(identifiers, "alert", index, n),
                 kind=kind,
-                tier="urgent",
+                severity="urgent",
                 rule_id=f"{kind}-rule",
                 rule_version="1.2.0",
                 raised_at=raised,
+                status="resolved" if n % 2 == 0 else "acknowledged",
+                occurrence_count=1 + n,
+                opened_at=raised,
+                acknowledged_at=acknowledged,
+                resolved_at=resolved if n % 2 == 0 else None,
                 course_id=course_id,
+                resolution_note=note,
             )
         )
     return PatientTimeline(

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
+from fhir.resources.R4B.flag import Flag
 from fhir.resources.R4B.medicationadministration import MedicationAdministration
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
@@ -31,6 +32,7 @@ FHIR_MODELS = {
     "QuestionnaireResponse": QuestionnaireResponse,
     "Observation": Observation,
     "MedicationAdministration": MedicationAdministration,
+    "Flag": Flag,
 }
 ISO_DATE = re.compile(rb"\d{4}-\d{2}-\d{2}")
 SLASH_DATE = re.compile(rb"\b\d{1,2}/\d{1,2}/\d{4}\b")
@@ -169,6 +171,7 @@ def test_every_ndjson_line_validates_with_fhir_resources(bundle: Path) -> None:
         "MedicationAdministration": 160,
         "QuestionnaireResponse": 320,
         "Observation": 320 + 160,
+        "Flag": 6,  # the exported patients with a SUICIDALITY alert
     }
 
 

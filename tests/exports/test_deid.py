@@ -18,11 +18,13 @@ from backend.domain.exports.deid import (
     Pseudonymiser,
     age_on,
     deidentify,
+    export_code,
     quasi_identifiers,
     safe_harbor_zip3,
 )
 from backend.domain.exports.kanon import KAnonymityPolicy, age_band
 from backend.domain.exports.records import (
+    AlertRecord,
     ItemAnswerRecord,
     ScoredResponseRecord,
     TreatmentCourseRecord,
@@ -234,6 +236,80 @@ def test_time_is_counted_from_course_start_and_from_session_k() -> None:
         (3, 96.0),
     ]
     assert {s.duration_minutes for s in batch.sessions} == {60.0}
+
+
+def test_alerts_leave_as_codes_and_relative_times_without_notes() -> None:
+    base = patient(3, Identifiers(), birth_date=dt.date(1970, 1, 1), sessions=3)
+    course = base.courses[0]
+    second = base.sessions[1].started_at
+    raised = second + dt.timedelta(hours=20)
+    note = "Called Perpetua0003 at home, husband answered"
+    alerts = (
+        AlertRecord(
+            alert_id=uuid.uuid4(),
+            kind="REBOUND_CONFIRMED",
+            severity="priority",
+            rule_id="rebound",
+            rule_version="core@3+Dr Jones clinic@2",  # a name typed by staff: not a code
+            raised_at=raised,
+            status="resolved",
+            occurrence_count=2,
+            last_triggered_at=raised + dt.timedelta(hours=30),
+            opened_at=raised + dt.timedelta(minutes=6),
+            acknowledged_at=raised + dt.timedelta(minutes=36),
+            resolved_at=raised + dt.timedelta(hours=48, minutes=6),
+            resolution_note=note,
+        ),
+        AlertRecord(
+            alert_id=uuid.uuid4(),
+            kind="SEVERE_SCORE",
+            severity="high",
+            rule_id="severe-score",
+            rule_version="core@3",
+            raised_at=course.started_at - dt.timedelta(hours=3),
+        ),
+    )
+    timeline = base.__class__(**{**_fields(base), "alerts": alerts})
+    decision = gate([timeline], PROFILE, KAnonymityPolicy(k=1))
+    batch = deidentify(
+        timeline, profile=PROFILE, decision=decision, pseudonymiser=Pseudonymiser(b"k" * 32)
+    )
+    before, rebound = sorted(batch.alerts, key=lambda a: a.hours_since_course_start or 0)
+    assert (rebound.kind, rebound.severity, rebound.rule_id) == (
+        "REBOUND_CONFIRMED",
+        "priority",
+        "rebound",
+    )
+    assert rebound.rule_version == "other"
+    assert (rebound.status, rebound.occurrence_count) == ("resolved", 2)
+    assert (rebound.session_index, rebound.hours_since_session) == (2, 20.0)
+    assert rebound.hours_since_course_start == pytest.approx(
+        (raised - course.started_at).total_seconds() / 3600, abs=0.01
+    )
+    assert (rebound.hours_to_last_trigger, rebound.hours_to_acknowledged) == (30.0, 0.5)
+    assert rebound.hours_to_resolved == 48.0
+    assert rebound.shifted_time is None
+    assert (before.session_index, before.hours_since_session) == (0, None)
+    assert before.hours_since_course_start == -3.0
+    assert before.hours_to_acknowledged is None
+    assert before.hours_to_resolved is None
+    assert (before.status, before.rule_version) == ("open", "core@3")
+    assert note not in repr(batch)
+    assert {a.record_id for a in batch.alerts}.isdisjoint({str(a.alert_id) for a in alerts})
+
+
+@pytest.mark.parametrize(
+    ("value", "exported"),
+    [
+        ("interlude-core@2.1.0+clinic-a@7", "interlude-core@2.1.0+clinic-a@7"),
+        ("SUICIDALITY", "SUICIDALITY"),
+        ("", "other"),
+        ("core@1+Dr. Smith's set@1", "other"),
+        ("x" * 129, "other"),
+    ],
+)
+def test_alert_codes_are_codes_or_other(value: str, exported: str) -> None:
+    assert export_code(value) == exported
 
 
 def test_free_text_is_dropped_by_default_and_exported_only_on_request() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pyarrow.parquet as pq
+from fhir.resources.R4B.flag import Flag
 from fhir.resources.R4B.medicationadministration import MedicationAdministration
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
@@ -32,6 +33,7 @@ FHIR_MODELS = {
     "Observation": Observation,
     "QuestionnaireResponse": QuestionnaireResponse,
     "MedicationAdministration": MedicationAdministration,
+    "Flag": Flag,
 }
 
 
@@ -67,6 +69,9 @@ async def test_export_bundle_carries_no_identifying_value_in_any_byte(
         "csv/observations.csv",
         "fhir/Patient.ndjson",
         "fhir/QuestionnaireResponse.ndjson",
+        "fhir/Flag.ndjson",
+        "parquet/alerts.parquet",
+        "csv/alerts.csv",
         "datapackage.json",
         "README.md",
         "MANIFEST.sha256",
@@ -117,6 +122,17 @@ async def test_only_consenting_patients_and_all_their_rows_are_exported(
         (2, 2),
     ]
     assert {r["value"] for r in totals} == {12.0}
+    alerts = pq.read_table(bundle / "parquet" / "alerts.parquet").to_pylist()
+    assert len(alerts) == consenting
+    assert {
+        (a["kind"], a["severity"], a["rule_id"], a["rule_version"], a["status"]) for a in alerts
+    } == {("SEVERE_SCORE", "high", "severe-score", "interlude-core@1.0.0", "resolved")}
+    # Two days and five hours into the course, three hours after session 2; resolved in 26 h.
+    assert {(a["session_index"], a["day_since_course_start"]) for a in alerts} == {(2, 2)}
+    assert {round(a["hours_since_session"]) for a in alerts} == {5}
+    assert {a["hours_to_resolved"] for a in alerts} == {26.0}
+    package = json.loads((bundle / "datapackage.json").read_text())
+    assert {"id": "severe-score", "version": "interlude-core@1.0.0"} in package["rules"]
     with (bundle / "csv" / "patients.csv").open() as handle:
         assert len(list(csv.DictReader(handle))) == consenting
     manifest = (bundle / "MANIFEST.sha256").read_text().splitlines()
@@ -161,6 +177,7 @@ async def test_parquet_opens_in_duckdb_and_polars_and_ndjson_validates(
     assert seen["Patient"] == len(world.consenting)
     assert seen["QuestionnaireResponse"] == len(world.consenting) * RESPONSES_PER_PATIENT
     assert seen["MedicationAdministration"] == len(world.consenting) * 2
+    assert seen["Flag"] == len(world.consenting)
 
 
 async def test_stable_study_ids_repeat_and_per_export_ids_do_not(

@@ -15,6 +15,7 @@ from typing import Any
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from backend.db.models.alert import Alert
 from backend.db.models.treatment import TreatmentCourse, TreatmentSession
 from backend.domain.responses.schemas import ResponseSubmission
 from backend.domain.responses.service import PatientRef, submit_response
@@ -193,6 +194,40 @@ async def _patient(
                 )
             )
             known.timestamps += [at, at + timedelta(minutes=61)]
+        await session.flush()
+        # An alert as the alerts area stores it, with the clinician's note encrypted.
+        alert_id = uuid.uuid4()
+        raised = start + timedelta(days=2, hours=5, seconds=index + 3)
+        acknowledged = raised + timedelta(minutes=17, seconds=index)
+        resolved = raised + timedelta(hours=26, seconds=index)
+        session.add(
+            Alert(
+                id=alert_id,
+                clinic_id=clinician.clinic_id,
+                patient_id=known.id,
+                kind="SEVERE_SCORE",
+                severity="high",
+                severity_rank=3,
+                status="resolved",
+                dedup_key=f"SEVERE_SCORE|{known.id}",
+                rule_id="severe-score",
+                parameter_version="interlude-core@1.0.0",
+                first_triggered_at=raised,
+                last_triggered_at=raised,
+                opened_at=raised,
+                acknowledged_at=acknowledged,
+                resolved_at=resolved,
+                resolution_ct=keys.encrypt(
+                    table="alerts",
+                    column="resolution_ct",
+                    row_id=str(alert_id),
+                    plaintext=known.note.encode(),
+                ),
+                updated_at=now,
+            )
+        )
+        known.timestamps += [raised, acknowledged, resolved]
+        known.record_ids.append(alert_id)
         await session.flush()
         for k in range(RESPONSES_PER_PATIENT):
             authored = start + timedelta(hours=2 + 24 * k, minutes=index, seconds=13 * k + 7)

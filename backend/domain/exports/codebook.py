@@ -241,21 +241,59 @@ OBSERVATIONS = Table(
 
 ALERTS = Table(
     "alerts",
-    "One row per clinical alert raised by a rule",
+    "One row per clinical alert raised by a rule: codes and times relative to treatment and to "
+    "the alert's opening; never the evidence or the clinician's notes",
     (
         STUDY_ID,
         RECORD_ID,
-        Column("kind", pa.string(), "Alert rule family", required=True),
+        Column("kind", pa.string(), "Alert kind, as the alert rules name it", required=True),
         Column(
-            "tier",
+            "severity",
             pa.string(),
-            "Urgency",
+            "Urgency tier",
             allowed=("info", "routine", "priority", "high", "urgent", "emergency"),
             required=True,
         ),
         Column("rule_id", pa.string(), "Rule that raised it", required=True),
-        Column("rule_version", pa.string(), "Version of the rule's parameters", required=True),
+        Column(
+            "rule_version",
+            pa.string(),
+            "Version of the rule's parameters in force (see resources' rules); 'other' when the "
+            "clinic's override was not named as a code",
+            required=True,
+        ),
+        Column(
+            "status",
+            pa.string(),
+            "State when exported",
+            allowed=("open", "acknowledged", "resolved"),
+            required=True,
+        ),
+        Column(
+            "occurrence_count",
+            pa.int32(),
+            "Triggers attached to this alert (later triggers of the same kind merge into it)",
+            required=True,
+        ),
         *_WHEN,
+        Column(
+            "hours_to_last_trigger",
+            pa.float64(),
+            "Hours from the first to the latest trigger of the alert",
+            unit="h",
+        ),
+        Column(
+            "hours_to_acknowledged",
+            pa.float64(),
+            "Hours from the alert opening to a clinician acknowledging it (empty if not yet)",
+            unit="h",
+        ),
+        Column(
+            "hours_to_resolved",
+            pa.float64(),
+            "Hours from the alert opening to its resolution (empty if not yet)",
+            unit="h",
+        ),
         SHIFTED_TIME,
     ),
 )

@@ -503,6 +503,22 @@ def _side_effect_rows(
     return rows
 
 
+_CODE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-@+:")
+MAX_CODE_LENGTH = 128
+
+
+def export_code(value: str) -> str:
+    """A rule id, kind or parameter version as a code: anything that is not one (a clinic could
+    name its parameter override freely) leaves as "other", never as text typed by a person."""
+    if not value or len(value) > MAX_CODE_LENGTH or not _CODE_CHARS.issuperset(value):
+        return "other"
+    return value
+
+
+def _since(later: dt.datetime | None, earlier: dt.datetime | None) -> float | None:
+    return None if later is None or earlier is None else _hours(later - earlier)
+
+
 def _alert_row(
     alert: AlertRecord,
     study_id: str,
@@ -511,17 +527,25 @@ def _alert_row(
     shift: dt.timedelta | None,
 ) -> AlertRow:
     where = clock.position(alert.raised_at, alert.course_id)
+    # Lifecycle times count from when the alert opened (service levels count from there); the
+    # event itself sits on the treatment time line by its first trigger.
+    opened = alert.opened_at or alert.raised_at
     return AlertRow(
         study_id=study_id,
         record_id=pseudonymiser.record_id("alert", alert.alert_id),
-        kind=alert.kind,
-        tier=alert.tier,
-        rule_id=alert.rule_id,
-        rule_version=alert.rule_version,
+        kind=export_code(alert.kind),
+        severity=export_code(alert.severity),
+        rule_id=export_code(alert.rule_id),
+        rule_version=export_code(alert.rule_version),
+        status=export_code(alert.status),
+        occurrence_count=alert.occurrence_count,
         course_index=where.course_index,
         session_index=where.session_index,
         hours_since_session=where.hours_since_session,
         hours_since_course_start=where.hours_since_course_start,
         day_since_course_start=where.day_since_course_start,
+        hours_to_last_trigger=_since(alert.last_triggered_at, alert.raised_at),
+        hours_to_acknowledged=_since(alert.acknowledged_at, opened),
+        hours_to_resolved=_since(alert.resolved_at, opened),
         shifted_time=_shifted(alert.raised_at, shift),
     )

@@ -1,6 +1,8 @@
 """De-identified rows as FHIR R4 resources for a Bulk Data (Flat FHIR) NDJSON export
 (http://hl7.org/fhir/uv/bulkdata/): Patient, QuestionnaireResponse, Observation (totals with
-LOINC where the instrument has one, and side effects), MedicationAdministration (sessions).
+LOINC where the instrument has one, and side effects), MedicationAdministration (sessions), Flag
+(clinical alerts: kind, severity, rule and version, times relative to treatment and to the alert's
+opening).
 
 Resources carry no calendar date: times are extensions relative to the course and session, and
 required dates are marked absent with the data-absent-reason "masked". Only a limited data set
@@ -14,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from itertools import groupby
 from typing import Any
 
-from backend.domain.exports.records import ObservationRow, PatientRow, SessionRow
+from backend.domain.exports.records import AlertRow, ObservationRow, PatientRow, SessionRow
 from questionnaires.errors import UnknownInstrumentError
 from questionnaires.fhir import ANSWER_VALUE_SYSTEM, LOINC, canonical_url
 from questionnaires.model import Instrument
@@ -24,6 +26,8 @@ EXTENSION_BASE = "urn:interlude:fhir:StructureDefinition"
 SCORE_SYSTEM = "urn:interlude:fhir:CodeSystem:score"
 SIDE_EFFECT_SYSTEM = "urn:interlude:fhir:CodeSystem:side-effect"
 MODALITY_SYSTEM = "urn:interlude:fhir:CodeSystem:modality"
+ALERT_KIND_SYSTEM = "urn:interlude:fhir:CodeSystem:alert-kind"
+FLAG_CATEGORY = "http://terminology.hl7.org/CodeSystem/flag-category"
 DATA_ABSENT_REASON = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 UCUM = "http://unitsofmeasure.org"
@@ -231,3 +235,41 @@ def observation_resources(rows: Sequence[ObservationRow]) -> Iterator[dict[str, 
             yield from _response_resources(members)
         else:
             yield from (_side_effect_observation(r) for r in members if r.kind == "side_effect")
+
+
+def flag(row: AlertRow) -> dict[str, Any]:
+    """A clinical alert as a FHIR Flag: active until resolved. Nothing of its evidence or notes."""
+    extras: list[tuple[str, str, str | int | float | None]] = [
+        ("alert-severity", "valueCode", row.severity),
+        ("alert-rule", "valueString", row.rule_id),
+        ("alert-rule-version", "valueString", row.rule_version),
+        ("alert-status", "valueCode", row.status),
+        ("alert-occurrence-count", "valueInteger", row.occurrence_count),
+        ("hours-to-last-trigger", "valueDecimal", row.hours_to_last_trigger),
+        ("hours-to-acknowledged", "valueDecimal", row.hours_to_acknowledged),
+        ("hours-to-resolved", "valueDecimal", row.hours_to_resolved),
+    ]
+    resource: dict[str, Any] = {
+        "resourceType": "Flag",
+        "id": row.record_id,
+        "extension": [
+            *_timing_extensions(
+                row.course_index,
+                row.session_index,
+                row.hours_since_session,
+                row.hours_since_course_start,
+            ),
+            *(
+                {"url": f"{EXTENSION_BASE}:{name}", key: value}
+                for name, key, value in extras
+                if value is not None
+            ),
+        ],
+        "status": "inactive" if row.status == "resolved" else "active",
+        "category": [{"coding": [{"system": FLAG_CATEGORY, "code": "clinical"}]}],
+        "code": {"coding": [{"system": ALERT_KIND_SYSTEM, "code": row.kind}], "text": row.kind},
+        "subject": _subject(row.study_id),
+    }
+    if row.shifted_time is not None:
+        resource["period"] = {"start": _instant(row.shifted_time)}
+    return resource

@@ -116,14 +116,26 @@ class SideEffectRecord(_Record, frozen=True):
 
 
 class AlertRecord(_Record, frozen=True):
+    """A clinical alert as the alerts area stores it: codes and lifecycle times only. The
+    clinician's resolution note and the evidence are encrypted and never read by an export."""
+
     alert_id: uuid.UUID
     kind: str
     """Alert kind as the alert rules name it, e.g. "REBOUND_CONFIRMED", "N2O_NEURO_SYMPTOMS"."""
-    tier: str
+    severity: str
     rule_id: str
     rule_version: str
     raised_at: dt.datetime
+    """When the rule first triggered (the event's place on the treatment time line)."""
+    status: str = "open"
+    occurrence_count: int = 1
+    last_triggered_at: dt.datetime | None = None
+    opened_at: dt.datetime | None = None
+    acknowledged_at: dt.datetime | None = None
+    resolved_at: dt.datetime | None = None
     course_id: uuid.UUID | None = None
+    resolution_note: str | None = None
+    """Clinician's free text: never exported."""
 
 
 class PatientTimeline(_Record, frozen=True):
@@ -200,14 +212,19 @@ class AlertRow(_Row, frozen=True):
     study_id: str
     record_id: str
     kind: str
-    tier: str
+    severity: str
     rule_id: str
     rule_version: str
+    status: str
+    occurrence_count: int
     course_index: int | None
     session_index: int | None
     hours_since_session: float | None
     hours_since_course_start: float | None
     day_since_course_start: int | None
+    hours_to_last_trigger: float | None
+    hours_to_acknowledged: float | None
+    hours_to_resolved: float | None
     shifted_time: dt.datetime | None = None
 
 

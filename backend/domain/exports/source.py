@@ -23,10 +23,12 @@ from sqlalchemy import Row, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from backend.db.models.alert import Alert
 from backend.db.models.patient import Patient
 from backend.db.models.questionnaire_response import QuestionnaireResponse
 from backend.db.models.treatment import TreatmentCourse, TreatmentSession
 from backend.domain.exports.records import (
+    AlertRecord,
     ItemAnswerRecord,
     Modality,
     PatientRecord,
@@ -42,10 +44,12 @@ PATIENTS: Final = cast(Table, Patient.__table__)  # type: ignore[attr-defined]
 RESPONSES: Final = cast(Table, QuestionnaireResponse.__table__)  # type: ignore[attr-defined]
 COURSES: Final = cast(Table, TreatmentCourse.__table__)  # type: ignore[attr-defined]
 SESSIONS: Final = cast(Table, TreatmentSession.__table__)  # type: ignore[attr-defined]
+ALERTS: Final = cast(Table, Alert.__table__)  # type: ignore[attr-defined]
 _p = PATIENTS.c
 _r = RESPONSES.c
 _co = COURSES.c
 _se = SESSIONS.c
+_al = ALERTS.c
 
 RESPONSES_TABLE: Final = "questionnaire_responses"
 PATIENTS_TABLE: Final = "patients"
@@ -107,6 +111,7 @@ class SealedGroup(msgspec.Struct, frozen=True, kw_only=True):
     patients: tuple[SealedPatient, ...]
     courses: dict[uuid.UUID, list[TreatmentCourseRecord]]
     sessions: dict[uuid.UUID, list[TreatmentSessionRecord]]
+    alerts: dict[uuid.UUID, list[AlertRecord]]
     responses: dict[uuid.UUID, list[Row[Any]]]
 
     @property
@@ -143,6 +148,7 @@ class SealedGroup(msgspec.Struct, frozen=True, kw_only=True):
             ),
             courses=tuple(self.courses.get(patient.patient_id, ())),
             sessions=tuple(self.sessions.get(patient.patient_id, ())),
+            alerts=tuple(self.alerts.get(patient.patient_id, ())),
             responses=tuple(
                 _open_response(keys, row) for row in self.responses.get(patient.patient_id, ())
             ),
@@ -208,9 +214,14 @@ async def read_group(
     ]
     ids = [p.patient_id for p in patients]
     courses, sessions = await _treatment(connection, ids)
+    alerts = await _alerts(connection, ids)
     responses = await _responses(connection, ids) if with_responses and ids else {}
     group = SealedGroup(
-        patients=tuple(patients), courses=courses, sessions=sessions, responses=responses
+        patients=tuple(patients),
+        courses=courses,
+        sessions=sessions,
+        alerts=alerts,
+        responses=responses,
     )
     # A short page is the last one; the cursor moves past filtered-out patients too.
     return group, (rows[-1].id if len(rows) == limit else None)
@@ -275,6 +286,54 @@ async def _treatment(
             )
         )
     return courses, sessions
+
+
+async def _alerts(
+    connection: AsyncConnection, ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[AlertRecord]]:
+    """The patients' alerts: plain codes and times only. `resolution_ct` (the clinician's note)
+    and the occurrences' evidence are not even read. Read in both passes: rare alert kinds are
+    quasi-identifiers for the k-anonymity gate."""
+    found: dict[uuid.UUID, list[AlertRecord]] = {}
+    if not ids:
+        return found
+    rows = await connection.execute(
+        select(
+            _al.id,
+            _al.patient_id,
+            _al.kind,
+            _al.severity,
+            _al.rule_id,
+            _al.parameter_version,
+            _al.status,
+            _al.occurrence_count,
+            _al.first_triggered_at,
+            _al.last_triggered_at,
+            _al.opened_at,
+            _al.acknowledged_at,
+            _al.resolved_at,
+        )
+        .where(_al.patient_id.in_(ids))
+        .order_by(_al.patient_id, _al.first_triggered_at, _al.id)
+    )
+    for row in rows.all():
+        found.setdefault(row.patient_id, []).append(
+            AlertRecord(
+                alert_id=row.id,
+                kind=row.kind,
+                severity=row.severity,
+                rule_id=row.rule_id,
+                rule_version=row.parameter_version,
+                raised_at=row.first_triggered_at,
+                status=row.status,
+                occurrence_count=row.occurrence_count,
+                last_triggered_at=row.last_triggered_at,
+                opened_at=row.opened_at,
+                acknowledged_at=row.acknowledged_at,
+                resolved_at=row.resolved_at,
+            )
+        )
+    return found
 
 
 def _dose(row: Any) -> tuple[float | None, str | None]:

@@ -2,7 +2,8 @@
 
     parquet/<table>.parquet   typed columns, one row group per `row_group_rows` rows
     csv/<table>.csv           the same tables as CSV (observations in long format)
-    fhir/<Type>.ndjson        FHIR Bulk Data, one resource type per file
+    fhir/<Type>.ndjson        FHIR Bulk Data, one resource type per file (Patient,
+                              QuestionnaireResponse, Observation, MedicationAdministration, Flag)
     datapackage.json          the codebook (Frictionless Data Package)
     README.md                 provenance, de-identification profile, k-anonymity
     MANIFEST.sha256           `sha256sum -c` compatible checksums of every other file
@@ -233,6 +234,7 @@ class ExportWriter:
             self._fhir.write(fhir.patient_resource(p) for p in batch.patients)
             self._fhir.write(fhir.medication_administration(s) for s in batch.sessions)
             self._fhir.write(fhir.observation_resources(batch.observations))
+            self._fhir.write(fhir.flag(a) for a in batch.alerts)
 
     def _close(self) -> None:
         if self._closed:
