@@ -302,3 +302,20 @@ def test_a_limited_data_set_shifts_each_patients_times_by_one_constant_offset(
     ):
         assert "authored" in json.loads(line)
         QuestionnaireResponse.model_validate_json(line)
+    for line in (tmp_path / "lds" / "fhir" / "Flag.ndjson").read_text().splitlines():
+        assert "start" in json.loads(line)["period"]
+        Flag.model_validate_json(line)
+    package = json.loads((tmp_path / "lds" / "datapackage.json").read_text())
+    assert package["deidentification"]["limited_data_set"] is True
+    assert "There are no calendar dates" not in readme
+
+
+def test_free_text_with_shifted_dates_is_marked_both_ways(tmp_path: Path, timelines: list) -> None:
+    profile = DeidentificationProfile(date_shift=True, include_free_text=True)
+    run_export(timelines, tmp_path / "both", key=secrets.token_bytes(32), profile=profile)
+    readme = (tmp_path / "both" / "README.md").read_text()
+    assert "LIMITED DATA SET" in readme
+    assert "CONTAINS FREE TEXT" in readme
+    package = json.loads((tmp_path / "both" / "datapackage.json").read_text())
+    assert package["deidentification"]["classification"] == "requires_review"
+    assert package["deidentification"]["limited_data_set"] is True

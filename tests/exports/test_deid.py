@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import secrets
 import uuid
@@ -17,6 +18,7 @@ from backend.domain.exports.deid import (
     DeidentificationProfile,
     Pseudonymiser,
     age_on,
+    base32_id,
     deidentify,
     export_code,
     quasi_identifiers,
@@ -72,6 +74,11 @@ def test_study_ids_are_26_base32_characters_and_not_the_uuid() -> None:
     assert set(study_id) <= set("abcdefghijklmnopqrstuvwxyz234567")
     assert study_id not in (str(patient_id), patient_id.hex)
     assert Pseudonymiser(b"k" * 32).record_id("response", patient_id) != study_id
+
+
+@given(st.binary(min_size=17, max_size=32))
+def test_base32_ids_are_the_rfc_4648_encoding(digest: bytes) -> None:
+    assert base32_id(digest) == base64.b32encode(digest).decode()[:26].lower()
 
 
 def test_a_short_pseudonym_key_is_refused() -> None:

@@ -379,6 +379,7 @@ def datapackage(
 def deidentification_summary(profile: DeidentificationProfile) -> dict[str, Any]:
     return {
         "classification": profile.classification,
+        "limited_data_set": profile.date_shift,
         "method": "HIPAA Safe Harbor, 45 CFR 164.514(b)(2), applied in the application",
         "study_ids": "HMAC-SHA256 of an internal random id, "
         + (

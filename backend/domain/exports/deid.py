@@ -26,7 +26,6 @@ Pure functions: the caller passes the keys; nothing here reads a clock or does I
 
 from __future__ import annotations
 
-import base64
 import bisect
 import datetime as dt
 import hashlib
@@ -34,6 +33,7 @@ import hmac
 import math
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import msgspec
@@ -64,6 +64,7 @@ IdScope = Literal["per_export", "per_study"]
 Classification = Literal["safe_harbor", "limited_data_set", "requires_review"]
 
 PSEUDONYM_KEY_BYTES = 32
+_SHA256 = hashlib.sha256
 STUDY_ID_LENGTH = 26
 """26 base32 characters = 130 bits of the HMAC, as in §E.3."""
 
@@ -139,17 +140,37 @@ class Pseudonymiser:
         return hmac.digest(self._key, purpose + b"|" + value.bytes, hashlib.sha256)
 
     def study_id(self, patient_id: uuid.UUID) -> str:
-        digest = self._mac(b"interlude|study-id|v1", patient_id)
-        return base64.b32encode(digest).decode("ascii")[:STUDY_ID_LENGTH].lower()
+        return base32_id(self._mac(b"interlude|study-id|v1", patient_id))
 
     def record_id(self, kind: str, record_id: uuid.UUID) -> str:
-        digest = self._mac(b"interlude|record-id|v1|" + kind.encode("ascii"), record_id)
-        return base64.b32encode(digest).decode("ascii")[:STUDY_ID_LENGTH].lower()
+        return self.record_id_of_bytes(kind, record_id.bytes)
+
+    def record_id_of_bytes(self, kind: str, record_id: bytes) -> str:
+        """`record_id` from the id's 16 bytes (the export's hot path reads ids as bytes)."""
+        digest = hmac.digest(
+            self._key, b"interlude|record-id|v1|" + kind.encode("ascii") + b"|" + record_id, _SHA256
+        )
+        return base32_id(digest)
 
     def date_shift_days(self, patient_id: uuid.UUID, max_days: int) -> int:
         """A constant shift per patient, 1..max_days back, so intervals survive (§E.2)."""
         digest = self._mac(b"interlude|date-shift|v1", patient_id)
         return -(1 + int.from_bytes(digest[:8], "big") % max_days)
+
+
+_B32_PAIRS: tuple[str, ...] = tuple(
+    a + b for a in "abcdefghijklmnopqrstuvwxyz234567" for b in "abcdefghijklmnopqrstuvwxyz234567"
+)
+_B32_SHIFTS = tuple(range(120, -1, -10))
+
+
+def base32_id(digest: bytes) -> str:
+    """The first 26 characters of the lowercase RFC 4648 base32 encoding of `digest` (130
+    bits), as `base64.b32encode(digest)[:26].lower()` gives them, ten bits per table lookup:
+    `base64`'s encoder is pure Python, and an export names a million records."""
+    bits = int.from_bytes(digest[:17], "big") >> 6
+    pairs = _B32_PAIRS
+    return "".join([pairs[(bits >> shift) & 1023] for shift in _B32_SHIFTS])
 
 
 def safe_harbor_zip3(zip_code: str | None, restricted: frozenset[str]) -> str | None:
@@ -267,6 +288,26 @@ class _TreatmentClock:
         # The latest course started by then; before any course, the first (negative hours).
         return self.courses[max(bisect.bisect_right(self._starts, at) - 1, 0)]
 
+    def place(
+        self, at: dt.datetime
+    ) -> tuple[int | None, int | None, float | None, float | None, int | None]:
+        """`position(at, None)` as a tuple (course index, session index, hours since session,
+        hours since course start, day since course start): the export's hot path."""
+        courses = self.courses
+        if not courses:
+            return None, None, None, None, None
+        course = courses[max(bisect.bisect_right(self._starts, at) - 1, 0)]
+        since_start = round((at - course.record.started_at).total_seconds() / 3600, HOURS_DECIMALS)
+        starts = course.session_starts
+        k = bisect.bisect_right(starts, at)
+        return (
+            course.index,
+            k,
+            None if k == 0 else round((at - starts[k - 1]).total_seconds() / 3600, HOURS_DECIMALS),
+            since_start,
+            math.floor(since_start / 24),
+        )
+
     def position(self, at: dt.datetime, course_id: uuid.UUID | None) -> _Position:
         course = self.course_for(at, course_id)
         if course is None:
@@ -289,6 +330,60 @@ class _TreatmentClock:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class PatientContext:
+    """What every de-identified row of one exported patient shares."""
+
+    study_id: str
+    clock: _TreatmentClock
+    shift: dt.timedelta | None
+    patient_row: PatientRow
+
+
+def prepare_patient(
+    timeline: PatientTimeline,
+    *,
+    profile: DeidentificationProfile,
+    decision: KAnonymityDecision,
+    pseudonymiser: Pseudonymiser,
+) -> PatientContext | None:
+    """The patient's pseudonym, clock and patients-table row; None when the patient is not in
+    the export (no research consent, or suppressed by the k-anonymity gate).
+
+    Raises `CohortChanged` when the patient's quasi-identifiers are not the ones the gate cleared.
+    """
+    qi = quasi_identifiers(timeline, profile)
+    patient_id = timeline.patient.patient_id
+    if qi is None or patient_id in decision.suppressed:
+        return None
+    key = class_key(qi, decision.generalisation)
+    if decision.cleared.get(patient_id) != key:
+        raise CohortChanged("a patient's quasi-identifiers changed after the k-anonymity gate")
+    study_id = pseudonymiser.study_id(patient_id)
+    shift = (
+        dt.timedelta(days=pseudonymiser.date_shift_days(patient_id, profile.max_date_shift_days))
+        if profile.date_shift
+        else None
+    )
+    age_band, sex, region, modality, n_sessions, year, rare_flags = key
+    return PatientContext(
+        study_id=study_id,
+        clock=_TreatmentClock(timeline.courses, timeline.sessions),
+        shift=shift,
+        patient_row=PatientRow(
+            study_id=study_id,
+            age_band=age_band,
+            sex=sex,
+            region=region,
+            modality=modality,
+            n_courses=len(timeline.courses),
+            n_sessions=int(n_sessions),
+            first_treatment_year=int(year) if year.isdigit() else None,
+            rare_flags=rare_flags,
+        ),
+    )
+
+
 def deidentify(
     timeline: PatientTimeline,
     *,
@@ -301,32 +396,23 @@ def deidentify(
 
     Raises `CohortChanged` when the patient's quasi-identifiers are not the ones the gate cleared.
     """
-    qi = quasi_identifiers(timeline, profile)
-    patient_id = timeline.patient.patient_id
-    if qi is None or patient_id in decision.suppressed:
+    context = prepare_patient(
+        timeline, profile=profile, decision=decision, pseudonymiser=pseudonymiser
+    )
+    if context is None:
         return DeidentifiedBatch()
-    key = class_key(qi, decision.generalisation)
-    if decision.cleared.get(patient_id) != key:
-        raise CohortChanged("a patient's quasi-identifiers changed after the k-anonymity gate")
-    study_id = pseudonymiser.study_id(patient_id)
-    shift = (
-        dt.timedelta(days=pseudonymiser.date_shift_days(patient_id, profile.max_date_shift_days))
-        if profile.date_shift
-        else None
-    )
-    clock = _TreatmentClock(timeline.courses, timeline.sessions)
-    age_band, sex, region, modality, n_sessions, year, rare_flags = key
-    patient_row = PatientRow(
-        study_id=study_id,
-        age_band=age_band,
-        sex=sex,
-        region=region,
-        modality=modality,
-        n_courses=len(timeline.courses),
-        n_sessions=int(n_sessions),
-        first_treatment_year=int(year) if year.isdigit() else None,
-        rare_flags=rare_flags,
-    )
+    return deidentify_prepared(timeline, context, profile=profile, pseudonymiser=pseudonymiser)
+
+
+def deidentify_prepared(
+    timeline: PatientTimeline,
+    context: PatientContext,
+    *,
+    profile: DeidentificationProfile,
+    pseudonymiser: Pseudonymiser,
+) -> DeidentifiedBatch:
+    """`deidentify` once `prepare_patient` has cleared the patient."""
+    study_id, clock, shift = context.study_id, context.clock, context.shift
     observations: list[ObservationRow] = []
     for response in sorted(timeline.responses, key=lambda r: r.authored_at):
         observations += _response_rows(response, study_id, clock, profile, pseudonymiser, shift)
@@ -335,7 +421,7 @@ def deidentify(
             side_effect, study_id, clock, profile, pseudonymiser, shift
         )
     return DeidentifiedBatch(
-        patients=(patient_row,),
+        patients=(context.patient_row,),
         sessions=tuple(_session_rows(study_id, clock, shift)),
         observations=tuple(observations),
         alerts=tuple(

@@ -45,7 +45,6 @@ from backend.domain.exports.deid import (
     CohortChanged,
     DeidentificationProfile,
     Pseudonymiser,
-    deidentify,
     quasi_identifiers,
 )
 from backend.domain.exports.kanon import (
@@ -56,7 +55,6 @@ from backend.domain.exports.kanon import (
     QuasiIdentifiers,
     k_anonymity_gate,
 )
-from backend.domain.exports.records import merge_batches
 from backend.domain.exports.source import (
     DEFAULT_GROUP_PATIENTS,
     SealedGroup,
@@ -178,14 +176,18 @@ def _write_group(
     decision: KAnonymityDecision,
     pseudonymiser: Pseudonymiser,
 ) -> int:
-    batch = merge_batches(
-        [
-            deidentify(t, profile=profile, decision=decision, pseudonymiser=pseudonymiser)
-            for t in group.open()
-        ]
+    batch, observations, instruments = group.deidentify(
+        profile=profile,
+        decision=decision,
+        pseudonymiser=pseudonymiser,
+        observations_schema=writer.observations_schema,
     )
     writer.write(batch)
-    return len(batch.patients) + len(batch.sessions) + len(batch.observations) + len(batch.alerts)
+    written = len(batch.patients) + len(batch.sessions) + len(batch.alerts)
+    if observations is not None:
+        writer.write_observations(observations, instruments)
+        written += observations.num_rows
+    return written
 
 
 async def produce_bundle(

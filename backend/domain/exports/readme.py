@@ -22,6 +22,15 @@ _CLASSIFICATION = {
 }
 
 
+def _notices(profile: DeidentificationProfile) -> list[str]:
+    """Every notice that applies: an export with free text and shifted dates is both a limited
+    data set and in need of review, whatever its one-word classification says."""
+    kinds = [profile.classification]
+    if profile.date_shift and profile.classification != "limited_data_set":
+        kinds.append("limited_data_set")
+    return [line for kind in kinds for line in (_CLASSIFICATION[kind], "")]
+
+
 def render_readme(
     *,
     name: str,
@@ -37,8 +46,7 @@ def render_readme(
     lines = [
         f"# Research export: {name}",
         "",
-        _CLASSIFICATION[profile.classification],
-        "",
+        *_notices(profile),
         "## Files",
         "",
         "- `parquet/<table>.parquet`, `csv/<table>.csv`: the tables below (typed in Parquet).",
@@ -54,11 +62,22 @@ def render_readme(
         "",
         "## Time",
         "",
-        "There are no calendar dates. Every event is placed relative to the patient's treatment:",
+        *(
+            (
+                "Shifted dates: `shifted_start` and `shifted_time` are the real times moved by",
+                "a secret offset per patient (the same for all of one patient's events).",
+            )
+            if profile.date_shift
+            else ("There are no calendar dates.",)
+        ),
+        "Every event is placed relative to the patient's treatment:",
         "`course_index` (1 = first course), `session_index` k (the latest treatment session of",
         "the course at that time, 0 = before the first), `hours_since_session` (since session k),",
         "`hours_since_course_start` and `day_since_course_start` (0 = the first 24 hours).",
-        "Only `first_treatment_year` in `patients` is calendar information.",
+        "Alerts add `hours_to_acknowledged` and `hours_to_resolved` (from the alert opening) and",
+        "`hours_to_last_trigger`; their evidence and clinicians' notes are never exported.",
+        "Only `first_treatment_year` in `patients` is calendar information"
+        + (" (and the shifted times above)." if profile.date_shift else "."),
         "",
         "## De-identification",
         "",

@@ -7,19 +7,22 @@ transaction takes the write lock (``backend/db/engine.py``), so an export must n
 long. Between groups the requests of the patient app go first.
 
 Reading is split in two so the event loop stays free (engineering-notes §E.6): `read_group`
-(async, I/O only) fetches ciphertexts and each patient's key rows; `SealedGroup.open` (plain CPU
-work, meant for `anyio.to_thread.run_sync`) decrypts and builds the pipeline's
-`PatientTimeline`s. Names, contact details and record numbers are never decrypted: the export
-does not need them, so they never exist in the export's memory.
+(async, I/O only) fetches ciphertexts and the group's key rows (one query); the CPU work, meant
+for `anyio.to_thread.run_sync`, is `SealedGroup.open` (decrypt and build the pipeline's
+`PatientTimeline`s: the gate pass) or `SealedGroup.deidentify` (the write pass: decrypt and
+de-identify straight into columns, `columnar.py`). Names, contact details and record numbers are
+never decrypted: the export does not need them, so they never exist in the export's memory.
 """
 
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import date
+from operator import itemgetter
 from typing import Any, Final, cast
 
 import msgspec
-from sqlalchemy import Row, Table, func, select
+import pyarrow as pa  # type: ignore[import-untyped]
+from sqlalchemy import Row, String, Table, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -27,8 +30,26 @@ from backend.db.models.alert import Alert
 from backend.db.models.patient import Patient
 from backend.db.models.questionnaire_response import QuestionnaireResponse
 from backend.db.models.treatment import TreatmentCourse, TreatmentSession
+from backend.domain.exports.columnar import ObservationColumns
+from backend.domain.exports.deid import (
+    DeidentificationProfile,
+    Pseudonymiser,
+    deidentify_prepared,
+    prepare_patient,
+)
+from backend.domain.exports.kanon import KAnonymityDecision
+from backend.domain.exports.opening import (
+    FieldOpener,
+    as_uuid,
+    field_prefix,
+    group_openers,
+    utc_instant,
+    uuid_bytes,
+    uuid_text,
+)
 from backend.domain.exports.records import (
     AlertRecord,
+    DeidentifiedBatch,
     ItemAnswerRecord,
     Modality,
     PatientRecord,
@@ -37,8 +58,9 @@ from backend.domain.exports.records import (
     ScoredResponseRecord,
     TreatmentCourseRecord,
     TreatmentSessionRecord,
+    merge_batches,
 )
-from backend.keyring.service import Keyring, OwnerKeys
+from backend.keyring.service import Keyring
 
 PATIENTS: Final = cast(Table, Patient.__table__)  # type: ignore[attr-defined]
 RESPONSES: Final = cast(Table, QuestionnaireResponse.__table__)  # type: ignore[attr-defined]
@@ -54,7 +76,10 @@ _al = ALERTS.c
 RESPONSES_TABLE: Final = "questionnaire_responses"
 PATIENTS_TABLE: Final = "patients"
 DEFAULT_GROUP_PATIENTS: Final = 64
-RESPONSE_PAGE_ROWS: Final = 5_000
+RESPONSE_PAGE_ROWS: Final = 20_000
+_ANSWERS: Final = field_prefix(RESPONSES_TABLE, "answers_ct")
+_SCORE: Final = field_prefix(RESPONSES_TABLE, "score_ct")
+_BIRTH: Final = field_prefix(PATIENTS_TABLE, "date_of_birth_ciphertext")
 
 # The treatment tables name modalities as the clinic does; the export's codebook as records.py.
 _MODALITY: Final[dict[str, Modality]] = {
@@ -69,14 +94,14 @@ _ROUTE: Final[dict[str, Route]] = {
 }
 
 
-class _StoredAnswer(msgspec.Struct, frozen=True, rename="camel"):
+class _StoredAnswer(msgspec.Struct, frozen=True, rename="camel", gc=False):
     """An answer as `responses.service` stores it (msgpack of `questionnaires.answers.Answer`)."""
 
     link_id: str
     value: bool | int | float | str
 
 
-class _StoredScore(msgspec.Struct, frozen=True):
+class _StoredScore(msgspec.Struct, frozen=True, gc=False):
     """The fields of `questionnaires.scoring.Score` an export uses; the rest is skipped unread."""
 
     total: int | None
@@ -86,6 +111,14 @@ class _StoredScore(msgspec.Struct, frozen=True):
 
 _decode_answers = msgspec.msgpack.Decoder(tuple[_StoredAnswer, ...]).decode
 _decode_score = msgspec.msgpack.Decoder(_StoredScore).decode
+_decode_many_answers = msgspec.msgpack.Decoder(list[tuple[_StoredAnswer, ...]]).decode
+_decode_many_scores = msgspec.msgpack.Decoder(list[_StoredScore]).decode
+
+
+def _msgpack_array(items: list[bytes]) -> bytes:
+    """Many msgpack documents as one msgpack array (an array32 header, then the documents):
+    one decoder call for a whole group instead of one per field."""
+    return b"\xdd" + len(items).to_bytes(4, "big") + b"".join(items)
 
 
 def consenting(clinic_ids: Sequence[uuid.UUID]) -> Any:
@@ -102,7 +135,7 @@ class SealedPatient(msgspec.Struct, frozen=True, kw_only=True):
     clinic_id: uuid.UUID
     time_zone: str
     date_of_birth_ct: bytes | None
-    keys: OwnerKeys
+    opener: FieldOpener
 
 
 class SealedGroup(msgspec.Struct, frozen=True, kw_only=True):
@@ -122,16 +155,85 @@ class SealedGroup(msgspec.Struct, frozen=True, kw_only=True):
         """Decrypt and build the timelines (CPU only: run it in a worker thread)."""
         return [self._timeline(patient) for patient in self.patients]
 
-    def _timeline(self, patient: SealedPatient) -> PatientTimeline:
-        keys = patient.keys
+    def decrypt_only(self) -> int:
+        """Decrypt every response field and nothing else (the benchmark's floor); returns how
+        many responses were opened."""
+        opened = 0
+        for patient in self.patients:
+            opener = patient.opener
+            for row in self.responses.get(patient.patient_id, ()):
+                row_id = uuid_text(row.id)
+                opener.open(_ANSWERS, RESPONSES_TABLE, "answers_ct", row_id, row.answers_ct)
+                opener.open(_SCORE, RESPONSES_TABLE, "score_ct", row_id, row.score_ct)
+                opened += 1
+        return opened
+
+    def deidentify(
+        self,
+        *,
+        profile: DeidentificationProfile,
+        decision: KAnonymityDecision,
+        pseudonymiser: Pseudonymiser,
+        observations_schema: pa.Schema,
+    ) -> tuple[DeidentifiedBatch, pa.RecordBatch | None, set[tuple[str, str, str]]]:
+        """The write pass for this group: the patients, sessions and alerts rows, the
+        observations as one Arrow batch, and the (instrument, version, scorer version) seen.
+        Same rows as `deid.deidentify` over `open()`, built without a Python object per row."""
+        columns = ObservationColumns(profile, pseudonymiser)
+        batches: list[DeidentifiedBatch] = []
+        for patient in self.patients:
+            timeline = self._timeline(patient, with_responses=False)
+            context = prepare_patient(
+                timeline, profile=profile, decision=decision, pseudonymiser=pseudonymiser
+            )
+            if context is None:
+                continue
+            batches.append(
+                deidentify_prepared(timeline, context, profile=profile, pseudonymiser=pseudonymiser)
+            )
+            stored = self.responses.get(patient.patient_id)
+            if not stored:
+                continue
+            # Sorted by when answered, as `deidentify` orders them (stable for equal times).
+            ordered = sorted(((utc_instant(row.authored_at), row) for row in stored), key=_first)
+            rows = [row for _, row in ordered]
+            open_field = patient.opener.open
+            ids = [uuid_text(row.id) for row in rows]
+            answers = [
+                open_field(_ANSWERS, RESPONSES_TABLE, "answers_ct", row_id, row.answers_ct)
+                for row_id, row in zip(ids, rows, strict=True)
+            ]
+            scores = [
+                open_field(_SCORE, RESPONSES_TABLE, "score_ct", row_id, row.score_ct)
+                for row_id, row in zip(ids, rows, strict=True)
+            ]
+            columns.add_patient(
+                context,
+                response_ids=[uuid_bytes(row.id) for row in rows],
+                authored=[at for at, _ in ordered],
+                instrument_ids=[row.instrument_id for row in rows],
+                instrument_versions=[row.instrument_version for row in rows],
+                scorer_versions=[row.scorer_version for row in rows],
+                answers=_decode_many_answers(_msgpack_array(answers)),
+                scores=_decode_many_scores(_msgpack_array(scores)),
+            )
+        return (
+            merge_batches(batches),
+            columns.batch(observations_schema),
+            columns.instruments,
+        )
+
+    def _timeline(self, patient: SealedPatient, *, with_responses: bool = True) -> PatientTimeline:
+        opener = patient.opener
         birth_date = None
         if patient.date_of_birth_ct is not None:
             birth_date = date.fromisoformat(
-                keys.decrypt(
-                    table=PATIENTS_TABLE,
-                    column="date_of_birth_ciphertext",
-                    row_id=str(patient.patient_id),
-                    blob=bytes(patient.date_of_birth_ct),
+                opener.open(
+                    _BIRTH,
+                    PATIENTS_TABLE,
+                    "date_of_birth_ciphertext",
+                    str(patient.patient_id),
+                    bytes(patient.date_of_birth_ct),
                 ).decode("utf-8")
             )
         return PatientTimeline(
@@ -150,29 +252,28 @@ class SealedGroup(msgspec.Struct, frozen=True, kw_only=True):
             sessions=tuple(self.sessions.get(patient.patient_id, ())),
             alerts=tuple(self.alerts.get(patient.patient_id, ())),
             responses=tuple(
-                _open_response(keys, row) for row in self.responses.get(patient.patient_id, ())
-            ),
+                _open_response(opener, row) for row in self.responses.get(patient.patient_id, ())
+            )
+            if with_responses
+            else (),
         )
 
 
-def _open_response(keys: OwnerKeys, row: Row[Any]) -> ScoredResponseRecord:
-    row_id = str(row.id)
+_first = itemgetter(0)
+
+
+def _open_response(opener: FieldOpener, row: Row[Any]) -> ScoredResponseRecord:
+    row_id = uuid_text(row.id)
     answers = _decode_answers(
-        keys.decrypt(
-            table=RESPONSES_TABLE, column="answers_ct", row_id=row_id, blob=bytes(row.answers_ct)
-        )
+        opener.open(_ANSWERS, RESPONSES_TABLE, "answers_ct", row_id, row.answers_ct)
     )
-    score = _decode_score(
-        keys.decrypt(
-            table=RESPONSES_TABLE, column="score_ct", row_id=row_id, blob=bytes(row.score_ct)
-        )
-    )
+    score = _decode_score(opener.open(_SCORE, RESPONSES_TABLE, "score_ct", row_id, row.score_ct))
     return ScoredResponseRecord(
-        response_id=row.id,
+        response_id=as_uuid(row.id),
         instrument_id=row.instrument_id,
         instrument_version=row.instrument_version,
         scorer_version=row.scorer_version,
-        authored_at=row.authored_at,
+        authored_at=utc_instant(row.authored_at),
         answers=tuple(ItemAnswerRecord(link_id=a.link_id, value=a.value) for a in answers),
         total=score.total,
         band=score.band,
@@ -202,13 +303,14 @@ async def read_group(
         statement = statement.where(_p.id > after)
     rows = (await connection.execute(statement.order_by(_p.id).limit(limit))).all()
     wanted = [row for row in rows if only is None or only(row.id)]
+    openers = await group_openers(connection, keyring, [row.id for row in wanted])
     patients = [
         SealedPatient(
             patient_id=row.id,
             clinic_id=row.clinic_id,
             time_zone=row.time_zone,
             date_of_birth_ct=row.date_of_birth_ciphertext,
-            keys=await keyring.owner_keys(session, row.id),
+            opener=openers[row.id],
         )
         for row in wanted
     ]
@@ -346,25 +448,31 @@ def _dose(row: Any) -> tuple[float | None, str | None]:
     return None, None
 
 
+# Response columns read as the driver returns them: SQLAlchemy's per-value conversions (a
+# `uuid.UUID` per id, a datetime per timestamp) cost as much as decrypting the row; the worker
+# thread converts only what it needs (`opening.uuid_text`, `utc_instant`).
+_RAW: Final = String()
+_RESPONSE_COLUMNS: Final = (
+    type_coerce(_r.id, _RAW).label("id"),
+    type_coerce(_r.patient_id, _RAW).label("patient_id"),
+    _r.instrument_id,
+    _r.instrument_version,
+    _r.scorer_version,
+    type_coerce(_r.authored_at, _RAW).label("authored_at"),
+    _r.answers_ct,
+    _r.score_ct,
+)
+
+
 async def _responses(
     connection: AsyncConnection, ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, list[Row[Any]]]:
     """The group's responses in keyset pages on (patient_id, id), so no single result set is
-    larger than a page."""
+    larger than a page. Rows hold raw driver values (`_RESPONSE_COLUMNS`)."""
     found: dict[uuid.UUID, list[Row[Any]]] = {}
-    columns = (
-        _r.id,
-        _r.patient_id,
-        _r.instrument_id,
-        _r.instrument_version,
-        _r.scorer_version,
-        _r.authored_at,
-        _r.answers_ct,
-        _r.score_ct,
-    )
     after: tuple[uuid.UUID, uuid.UUID] | None = None
     while True:
-        statement = select(*columns).where(_r.patient_id.in_(ids))
+        statement = select(*_RESPONSE_COLUMNS).where(_r.patient_id.in_(ids))
         if after is not None:
             statement = statement.where(
                 (_r.patient_id > after[0]) | ((_r.patient_id == after[0]) & (_r.id > after[1]))
@@ -374,11 +482,17 @@ async def _responses(
                 statement.order_by(_r.patient_id, _r.id).limit(RESPONSE_PAGE_ROWS)
             )
         ).all()
+        raw_owner: object = None
+        rows: list[Row[Any]] = []
         for item in page:
-            found.setdefault(item.patient_id, []).append(cast(Row[Any], item))
+            # Ordered by patient: convert the owner's id once per patient, not once per row.
+            if item.patient_id != raw_owner:
+                raw_owner = item.patient_id
+                rows = found.setdefault(as_uuid(raw_owner), [])
+            rows.append(item)
         if len(page) < RESPONSE_PAGE_ROWS:
             return found
-        after = (page[-1].patient_id, page[-1].id)
+        after = (as_uuid(page[-1].patient_id), as_uuid(page[-1].id))
 
 
 async def count_cohort(

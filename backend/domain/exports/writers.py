@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -29,16 +29,24 @@ import pyarrow.csv as pa_csv  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from backend.domain.exports import fhir
-from backend.domain.exports.codebook import TABLES, InstrumentUsed, Table, datapackage
+from backend.domain.exports.codebook import (
+    OBSERVATIONS,
+    TABLES,
+    InstrumentUsed,
+    Table,
+    datapackage,
+)
 from backend.domain.exports.deid import DeidentificationProfile
 from backend.domain.exports.kanon import KAnonymityReport
 from backend.domain.exports.readme import render_readme
-from backend.domain.exports.records import DeidentifiedBatch
+from backend.domain.exports.records import DeidentifiedBatch, ObservationRow
 from questionnaires.errors import UnknownInstrumentError
 from questionnaires.registry import get_instrument
 
 Compression = Literal["zstd", "snappy", "gzip", "none"]
 MANIFEST = "MANIFEST.sha256"
+_OPTIONAL = {"value_text": None, "shifted_time": None}
+"""Observation columns a profile may leave out of the files."""
 DEFAULT_ROW_GROUP_ROWS = 32_768
 """Arrow developers suggest 16k-32k rows per row group for filtered reads (ARROW-10052)."""
 
@@ -77,7 +85,8 @@ class ExportResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _TableSink:
-    """Buffers one table's rows and flushes a full row group to Parquet and CSV."""
+    """Buffers one table's rows as Arrow batches and flushes a full row group to Parquet and
+    CSV."""
 
     def __init__(
         self,
@@ -92,7 +101,8 @@ class _TableSink:
         self.schema = table.schema(profile)
         self.names = self.schema.names
         self.row_group_rows = row_group_rows
-        self.buffer: list[msgspec.Struct] = []
+        self.buffer: list[pa.RecordBatch] = []
+        self.buffered = 0
         self.rows = 0
         self.parquet = (
             pq.ParquetWriter(
@@ -109,25 +119,35 @@ class _TableSink:
             else None
         )
 
-    def add(self, rows: Iterable[msgspec.Struct]) -> None:
-        self.buffer.extend(rows)
-        if len(self.buffer) >= self.row_group_rows:
+    def add(self, rows: Sequence[msgspec.Struct]) -> None:
+        if not rows:
+            return
+        columns = [
+            pa.array([getattr(row, name) for row in rows], type=column.type)
+            for name, column in zip(self.names, self.schema, strict=True)
+        ]
+        self.add_batch(pa.RecordBatch.from_arrays(columns, schema=self.schema))
+
+    def add_batch(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        self.buffer.append(batch)
+        self.buffered += batch.num_rows
+        if self.buffered >= self.row_group_rows:
             self.flush()
 
     def flush(self) -> None:
         if not self.buffer:
             return
-        columns = [
-            pa.array([getattr(row, name) for row in self.buffer], type=column.type)
-            for name, column in zip(self.names, self.schema, strict=True)
-        ]
-        batch = pa.RecordBatch.from_arrays(columns, schema=self.schema)
+        table = pa.Table.from_batches(self.buffer, schema=self.schema)
         if self.parquet is not None:
-            self.parquet.write_batch(batch)
+            # The buffer is one row group, whatever the sizes of the batches that filled it.
+            self.parquet.write_table(table, row_group_size=table.num_rows)
         if self.csv is not None:
-            self.csv.write_batch(batch)
-        self.rows += len(self.buffer)
+            self.csv.write_table(table)
+        self.rows += table.num_rows
         self.buffer = []
+        self.buffered = 0
 
     def close(self) -> None:
         self.flush()
@@ -235,6 +255,23 @@ class ExportWriter:
             self._fhir.write(fhir.medication_administration(s) for s in batch.sessions)
             self._fhir.write(fhir.observation_resources(batch.observations))
             self._fhir.write(fhir.flag(a) for a in batch.alerts)
+
+    @property
+    def observations_schema(self) -> pa.Schema:
+        return OBSERVATIONS.schema(self.description.profile)
+
+    def write_observations(
+        self, batch: pa.RecordBatch, instruments: Iterable[tuple[str, str, str]]
+    ) -> None:
+        """Observation rows built as columns (`columnar.py`), in `observations_schema`. A
+        response's rows must all be in the one batch (the FHIR writer groups them)."""
+        self._row_counts["observations"] += batch.num_rows
+        if "observations" in self._sinks:
+            self._sinks["observations"].add_batch(batch)
+        self._instruments.update(instruments)
+        if self._fhir is not None:
+            rows = [ObservationRow(**{**_OPTIONAL, **row}) for row in batch.to_pylist()]
+            self._fhir.write(fhir.observation_resources(rows))
 
     def _close(self) -> None:
         if self._closed:
