@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from backend.db.engine import create_engine
 from backend.db.models.clinic import Clinic
@@ -17,6 +17,7 @@ from backend.db.models.device import Device
 from backend.db.models.patient import Patient
 from backend.db.models.staff import StaffMember
 from backend.db.models.treatment import CheckIn, TreatmentCourse, TreatmentSession
+from backend.domain.check_ins import repository
 from backend.domain.check_ins.delivery import CheckInTimers
 from backend.lib.ids import uuid7
 from tests.conftest import SettingsFactory
@@ -264,3 +265,51 @@ async def test_two_loops_hand_every_check_in_over_exactly_once(
     assert b.stats.handed_over > 0
     assert restarted.stats.handed_over > 0
     assert a.stats.handed_over + b.stats.handed_over + restarted.stats.handed_over == total
+
+
+async def _plan_as_postgres_may(connection: AsyncConnection) -> None:
+    """The plan that over-claimed: a nested loop re-scanning an un-materialised IN subquery
+    (PostgreSQL may pick it on its own; forced here so the test can fail: the old single
+    statement claimed 1,000 rows for a limit of 5 under it)."""
+    for setting in (
+        "enable_hashjoin",
+        "enable_mergejoin",
+        "enable_material",
+        "enable_sort",
+        "enable_hashagg",
+    ):
+        await connection.execute(text(f"SET LOCAL {setting} = off"))
+
+
+async def _statuses(engine: AsyncEngine) -> dict[str, int]:
+    table = _table(CheckIn)
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            select(table.c.status, func.count()).group_by(table.c.status)  # type: ignore[attr-defined]
+        )
+    return {str(status): int(count) for status, count in rows.all()}
+
+
+@pytest.mark.postgres
+async def test_a_claim_never_takes_more_than_its_batch(engines: list[AsyncEngine]) -> None:
+    # PostgreSQL may re-run an IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED) subquery and
+    # update far more than n rows: with many due, each claim (due, then missed) stays a batch.
+    engine = engines[0]
+    clock = ManualClock(START + timedelta(days=1))
+    await seed(engine, 1000, PER_PATIENT, clock.now())
+    total = 1000 * PER_PATIENT
+    for taken in (7, 50, 100):
+        async with engine.begin() as connection:
+            await _plan_as_postgres_may(connection)
+            claimed = await repository.claim_due(
+                connection, instance="a", now=clock.now(), lease=timedelta(minutes=5), limit=taken
+            )
+        assert len(claimed) == taken
+    assert await _statuses(engine) == {"claimed": 157, "pending": total - 157}
+
+    clock.advance(days=1)  # every window has closed and every lease has expired
+    async with engine.begin() as connection:
+        await _plan_as_postgres_may(connection)
+        missed = await repository.mark_missed(connection, now=clock.now(), limit=40)
+    assert len(missed) == 40
+    assert (await _statuses(engine))["missed"] == 40

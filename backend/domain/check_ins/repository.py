@@ -165,21 +165,26 @@ async def mark_missed(connection: AsyncConnection, *, now: datetime, limit: int)
     A check-in answered in part (one of two questionnaires) counts as answered: the patient
     responded, and what they answered is on record. Returns the rows it closed.
     """
+    closed = and_(
+        _c.status.in_(OPEN),
+        _c.closes_at <= now,
+        or_(_c.status != "claimed", _c.lease_until < now),
+    )
+    # Select then update (see `_claim`): one UPDATE ... IN (SELECT ... LIMIT n) can close more
+    # than ``limit`` rows on PostgreSQL.
     candidates = (
         select(_c.id)
-        .where(
-            _c.status.in_(OPEN),
-            _c.closes_at <= now,
-            or_(_c.status != "claimed", _c.lease_until < now),
-        )
+        .where(closed)
         .order_by(_c.closes_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
-        .scalar_subquery()
     )
+    ids = list((await connection.execute(candidates)).scalars().all())
+    if not ids:
+        return []
     result = await connection.execute(
         update(TABLE)
-        .where(_c.id.in_(candidates))
+        .where(_c.id.in_(ids), closed)
         .values(
             status="missed",
             missed_at=now,
@@ -249,17 +254,18 @@ async def _claim(
     lease: timedelta,
     limit: int,
 ) -> list[Row[Any]]:
+    # Two statements, as in the outbox: SELECT the candidates (locking them, skipping rows another
+    # instance holds), then UPDATE exactly those. One UPDATE ... WHERE id IN (SELECT ... LIMIT n
+    # FOR UPDATE SKIP LOCKED) lets PostgreSQL re-run the subquery and claim more than ``limit``.
     candidates = (
-        select(_c.id)
-        .where(due)
-        .order_by(_c.due_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
+        select(_c.id).where(due).order_by(_c.due_at).limit(limit).with_for_update(skip_locked=True)
     )
+    ids = list((await connection.execute(candidates)).scalars().all())
+    if not ids:
+        return []
     statement = (
         update(TABLE)
-        .where(_c.id.in_(candidates))
+        .where(_c.id.in_(ids), due)
         .values(
             status="claimed",
             claimed_by=instance,
