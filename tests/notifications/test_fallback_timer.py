@@ -279,3 +279,65 @@ async def test_two_instances_take_each_step_exactly_once(
     finally:
         await engine_a.dispose()
         await engine_b.dispose()
+
+
+async def _sms(world: World, check_in_id: uuid.UUID) -> list[Any]:
+    async with world.engine.connect() as connection:
+        rows = await connection.execute(
+            select(OUTBOX).where(
+                OUTBOX.c.check_in_id == str(check_in_id), OUTBOX.c.channel == "sms"
+            )
+        )
+        return list(rows.all())
+
+
+async def test_a_patient_without_a_device_who_opted_in_is_texted_at_once(world: World) -> None:
+    # No push can go, so no push starts the watch: the hand-over itself must, or nobody is told.
+    patient = await world.patient(devices=())
+    async with world.engine.begin() as connection:
+        await preferences.save_patient_channels(
+            connection, patient, ["push", "sms"], by=world.staff_id, now=world.now
+        )
+    check_in = await _first_check_in_sent(world, patient)
+    assert check_in.status == "sent"
+    assert check_in.devices_notified == 0
+    assert (await _keys(world, check_in.id))[MessageKind.CHECK_IN_DUE.value] == 0
+    assert (await _watch(world, check_in.id)).status == "watching"
+
+    for _ in range(2):
+        await _timer(world).drain()  # same instant as the hand-over
+    (text,) = await _sms(world, check_in.id)
+    assert text.recipient_type == "patient_phone"
+    assert text.expires_at == check_in.closes_at
+
+    *_, task_at = step_times(world.now, check_in.closes_at)
+    world.clock._now = task_at
+    for _ in range(2):
+        await _timer(world).drain()
+    (staff_task,) = await _tasks(world)
+    assert staff_task.check_in_id == check_in.id
+    assert len(await _sms(world, check_in.id)) == 1
+    assert (await _watch(world, check_in.id)).status == "finished"
+    assert world.now < check_in.closes_at
+
+
+async def test_a_patient_without_a_device_or_sms_gets_a_staff_task_before_close(
+    world: World,
+) -> None:
+    patient = await world.patient(devices=())
+    check_in = await _first_check_in_sent(world, patient)
+    assert (await _watch(world, check_in.id)).status == "watching"
+    await _timer(world).drain()
+    assert not await _tasks(world)  # the patient may still open the app: staff wait their turn
+
+    *_, task_at = step_times(world.now, check_in.closes_at)
+    world.clock._now = task_at
+    for _ in range(2):
+        await _timer(world).drain()
+    (staff_task,) = await _tasks(world)
+    assert (staff_task.check_in_id, staff_task.patient_id) == (check_in.id, patient)
+    (to_staff,) = await _staff_messages(world)
+    assert to_staff.task_id == str(staff_task.id)
+    assert not await _sms(world, check_in.id)
+    assert (await _watch(world, check_in.id)).status == "finished"
+    assert world.now < check_in.closes_at

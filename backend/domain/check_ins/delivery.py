@@ -3,8 +3,9 @@
 Every instance runs them (APScheduler interval jobs, `backend/timers.py`); the rows are the queue.
 Each pass is one transaction: claim with a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, the
 outbox's pattern), enqueue one CHECK_IN_DUE message per active device of the patient
-(idempotency key per check-in and device), mark the check-in sent. A crash before the commit
-leaves nothing; after it, everything: each check-in reaches the outbox exactly once.
+(idempotency key per check-in and device), mark the check-in sent; a patient with no device gets
+a fallback watch instead (SMS or a staff task, `backend.domain.fallback`). A crash before the
+commit leaves nothing; after it, everything: each check-in reaches the outbox exactly once.
 
 Order inside a pass: close first (windows that closed are marked missed), then claim (only
 windows still open). After downtime, due check-ins still inside their window are sent and closed
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionma
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.domain.check_ins import repository
+from backend.domain.fallback import repository as fallback
 from backend.domain.outbox.enqueue import WAKE_FLAG, OutboxRequest, RecipientType, enqueue
 from backend.lib.clock import Clock
 from notifications.base import Channel, Urgency
@@ -149,7 +151,19 @@ class CheckInTimers:
                     now=now,
                 )
                 one.messages += int(added)
-            # No device: the check-in is still issued; the app shows it on its next open.
+            if not targets:
+                # No device: the check-in is still issued (the app shows it on its next open),
+                # but no push will start the fallback watch, so start it here, due now: the
+                # timer texts the patient at once if they opted in, else gives staff a task
+                # before the window closes.
+                await fallback.watch(
+                    connection,
+                    check_in_id=row.id,
+                    clinic_id=row.clinic_id,
+                    first_sent_at=now,
+                    closes_at=row.closes_at,
+                    next_at=now,
+                )
             sent.append((row.id, len(targets), repository.next_reminder(row.reminders_at, now)))
         one.handed_over = await repository.mark_sent(
             connection, sent, instance=self._instance, now=now
