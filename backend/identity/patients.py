@@ -7,13 +7,14 @@ rule cannot leak another clinic's patient.
 """
 
 import re
-from datetime import date
+from datetime import date, datetime
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.db.models import Device, EnrolmentCode, Patient
+from backend.domain.sessions import service as sessions
 from backend.identity import enrolment, repositories
 from backend.identity.audit_trail import audit
 from backend.identity.errors import RecordedDenial
@@ -279,6 +280,8 @@ async def erase_patient(
     await repositories.revoke_subject_tokens(session, patient_id=patient.id, now=now)
     await repositories.revoke_devices(session, patient.id, now)
     await repositories.revoke_open_codes(session, patient.id, now)
+    # At once, not when each falls due: an erased patient is never asked again.
+    await sessions.cancel_unsent_check_ins(session, patient.id, now=now)
     await _audit(session, runtime, principal, "patient.erase", patient.id, "operations")
 
 
@@ -367,8 +370,10 @@ async def update_device(
     device = await repositories.get_device(session, principal.subject_id, principal.device_id)
     if device is None or device.revoked_at is not None:
         raise NotFound("no such device")
+    now = runtime.clock.now()
     if data.time_zone is not None:
         device.time_zone = check_time_zone(data.time_zone, "/time_zone")
+        await _follow_time_zone(session, runtime, principal, device.time_zone, now)
     if data.locale is not None:
         device.locale = data.locale
     if data.app_version is not None:
@@ -378,7 +383,7 @@ async def update_device(
             runtime, session, principal.subject_id, "devices", device.id, for_writing=True
         )
         device.push_token_ciphertext = sealer.seal("push_token_ciphertext", data.push_token)
-    device.last_seen_at = runtime.clock.now()
+    device.last_seen_at = now
     session.add(device)
     await audit(
         session,
@@ -399,6 +404,20 @@ async def update_device(
         has_push_token=device.push_token_ciphertext is not None,
         last_seen_at=device.last_seen_at,
     )
+
+
+async def _follow_time_zone(
+    session: AsyncSession, runtime: Runtime, principal: Principal, time_zone: str, now: datetime
+) -> None:
+    """The app reports where the patient is: a new zone re-plans their unsent check-ins (quiet
+    hours are local time) in this transaction, audited as the schedule route audits it."""
+    patient = await _patient_in_clinic(session, principal, principal.subject_id)
+    if patient.time_zone == time_zone:
+        return
+    await sessions.change_patient_schedule(
+        session, patient_id=patient.id, time_zone=time_zone, quiet_hours=None, now=now
+    )
+    await _audit(session, runtime, principal, "patient.schedule", patient.id, "treatment")
 
 
 async def me(session: AsyncSession, runtime: Runtime, principal: Principal) -> Me:

@@ -410,6 +410,19 @@ async def cancel_issued(
     )
 
 
+async def cancel_unsent_for_patient(
+    connection: AsyncConnection, patient_id: uuid.UUID, *, now: datetime
+) -> int:
+    """Cancel every check-in of the patient that has not reached them (pending, merged): their
+    monitoring stopped. Claimed rows are the timers' (which cancel them on seeing the status)."""
+    result = await connection.execute(
+        update(TABLE)
+        .where(_c.patient_id == patient_id, _c.status.in_(("pending", "merged")))
+        .values(status="cancelled", cancelled_at=now, next_reminder_at=None, updated_at=now)
+    )
+    return int(result.rowcount or 0)
+
+
 async def last_answered(connection: AsyncConnection, patient_id: uuid.UUID) -> dict[str, datetime]:
     """Instrument id → when the patient last answered it (the planner's substitutions)."""
     r = RESPONSES.c

@@ -620,3 +620,13 @@ async def change_patient_schedule(
     await repository.apply(connection, decision, clinic_id=patient.clinic_id, now=now)
     changed = len(decision.insert) + len(decision.update) + len(decision.cancel)
     return patient, context.quiet_hours, changed
+
+
+async def cancel_unsent_check_ins(
+    session: AsyncSession, patient_id: uuid.UUID, *, now: datetime
+) -> int:
+    """The patient's monitoring stopped (erased): none of their unsent check-ins may go out.
+    Returns how many were cancelled."""
+    await session.flush()
+    connection = await session.connection()
+    return await repository.cancel_unsent_for_patient(connection, patient_id, now=now)
