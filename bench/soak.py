@@ -47,7 +47,12 @@ async def _drive(
     rss: list[tuple[float, int]] = []
     patients = world.patients
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=base_url, timeout=10, limits=limits) as client:
+    # Scrapes get their own connection: a backlog of submissions must not starve them (nor crash
+    # the run: a failed scrape is counted as an error like a failed submission).
+    async with (
+        httpx.AsyncClient(base_url=base_url, timeout=10, limits=limits) as client,
+        httpx.AsyncClient(base_url=base_url, timeout=10) as scraper,
+    ):
         start = time.monotonic()
         in_flight: set[asyncio.Task[None]] = set()
 
@@ -71,8 +76,12 @@ async def _drive(
         while (now := time.monotonic()) < start + seconds:
             if now >= next_sample:
                 rss.append((now - start, server_rss()))
-                scrape = await client.get("/metrics")
-                statuses[scrape.status_code] = statuses.get(scrape.status_code, 0) + 1
+                try:
+                    scrape = await scraper.get("/metrics")
+                except httpx.HTTPError:
+                    errors += 1
+                else:
+                    statuses[scrape.status_code] = statuses.get(scrape.status_code, 0) + 1
                 next_sample += SAMPLE_SECONDS
             if now >= next_refresh:
                 for patient in patients:
@@ -87,7 +96,7 @@ async def _drive(
             task.add_done_callback(in_flight.discard)
             number += 1
         await asyncio.gather(*in_flight)
-        dead = _dead_letters((await client.get("/metrics")).text)
+        dead = _dead_letters((await scraper.get("/metrics")).text)
     latencies.sort()
     return {
         "sent": number,
