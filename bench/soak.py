@@ -85,7 +85,10 @@ async def _drive(
                 next_sample += SAMPLE_SECONDS
             if now >= next_refresh:
                 for patient in patients:
-                    await refresh_patient(client, patient)
+                    try:
+                        await refresh_patient(scraper, patient)
+                    except httpx.HTTPError:
+                        errors += 1
                 next_refresh += REFRESH_SECONDS
             due = start + number / rate
             if due > now:
