@@ -115,6 +115,20 @@ async def finish(
     return bool(result.rowcount)
 
 
+async def release(connection: AsyncConnection, job_id: uuid.UUID, *, instance: str) -> bool:
+    """Give a running job back at once (graceful shutdown): queued again for any instance,
+    rather than leased to a stopped one until the lease runs out. Guarded by the lease owner, so
+    a stale instance cannot undo another's claim; False when the job is no longer this
+    instance's. The progress shown stays until the next claim; the attempt is not counted (it
+    did not fail), so restarts alone never use up the runner's `MAX_ATTEMPTS`."""
+    result = await connection.execute(
+        update(JOBS)
+        .where(_mine(job_id, instance))
+        .values(state="queued", claimed_by=None, lease_until=None, attempts=_j.attempts - 1)
+    )
+    return bool(result.rowcount)
+
+
 async def mark_downloaded(
     connection: AsyncConnection, job_id: uuid.UUID, *, requester_id: uuid.UUID, now: datetime
 ) -> Row[Any] | None:
