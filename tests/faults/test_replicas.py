@@ -1,10 +1,11 @@
 """Two ``interlude serve`` replicas on one private PostgreSQL cluster, under load:
 
 - one replica is killed with SIGKILL and restarted: every submission that got a 2xx is stored
-  exactly once (phones retry with the same Idempotency-Key, through the other replica), every
-  outbox message (an alert to a clinic webhook) is delivered, and every due check-in is handed to
-  the outbox exactly once (one push message per check-in and device); the dead replica's leases
-  expire and the survivor sends what it held;
+  exactly once (phones retry with the same Idempotency-Key, through the other replica); every
+  SUICIDALITY alert those submissions raised (some answer PHQ-9 item 9 with 1) exists exactly
+  once and its notification reached the clinician's channel, a signed webhook on loopback, at
+  least once; and every due check-in is handed to the outbox exactly once (one push message per
+  check-in and device); the dead replica's leases expire and the survivor sends what it held;
 - PostgreSQL itself is restarted: both replicas become ready again and take submissions without
   anyone restarting them.
 
@@ -27,9 +28,11 @@ import httpx
 import pytest
 from sqlalchemy import func, insert, select
 
+from backend.db.models.alert import Alert
 from backend.db.models.outbox import OutboxMessage
 from backend.db.models.questionnaire_response import QuestionnaireResponse
 from backend.db.models.treatment import CheckIn
+from backend.domain.outbox.dispatcher import provider_key
 from bench.common import (
     Database,
     PatientLogin,
@@ -53,6 +56,8 @@ PHONES = 8
 PATIENTS = 4
 MESSAGES_PER_BATCH = 20
 CHECK_INS_PER_BATCH = 10  # per patient
+POSITIVE_EVERY = 4  # one submission in four answers the suicide item: a SUICIDALITY alert
+ALERTS = Alert.__table__  # type: ignore[attr-defined]
 CHECK_INS = CheckIn.__table__  # type: ignore[attr-defined]
 OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
 
@@ -109,9 +114,11 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
 
 @dataclass
 class Ledger:
-    """What the phones know: keys acknowledged with a 2xx, keys given up on."""
+    """What the phones know: keys acknowledged with a 2xx, keys given up on, and which keys
+    carried a positive suicide item."""
 
     acknowledged: set[str] = field(default_factory=set)
+    positive: set[str] = field(default_factory=set)
     abandoned: set[str] = field(default_factory=set)
     failures: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
@@ -124,17 +131,22 @@ async def _phone(
     phone: int,
     until: float,
 ) -> None:
-    """Submit one PHQ-9 after another; on a transport error or 5xx retry the same key through
-    the next replica (what the app does behind a load balancer), with a short backoff."""
+    """Submit one PHQ-9 after another, every ``POSITIVE_EVERY``-th with item 9 (thoughts of
+    self-harm) at 1; on a transport error or 5xx retry the same key and body through the next
+    replica (what the app does behind a load balancer), with a short backoff."""
     sent = 0
     while time.monotonic() < until:
         key = str(uuid.uuid4())
+        body = phq9_body()
+        if sent % POSITIVE_EVERY == phone % POSITIVE_EVERY:
+            body = phq9_body({**dict.fromkeys(range(1, 9), 1), 9: 1})
+            ledger.positive.add(key)
         for attempt in range(60):
             client = clients[(phone + sent + attempt) % len(clients)]
             try:
                 response = await client.post(
                     SUBMIT,
-                    json=phq9_body(),
+                    json=body,
                     headers={**patient.headers, "Idempotency-Key": key},
                 )
             except httpx.HTTPError:
@@ -186,6 +198,113 @@ def _wait_delivered(deployment: Deployment, expected: int, timeout: float) -> di
             return counts
         time.sleep(0.5)
     return counts
+
+
+def _alerts_to_the_clinician_webhook(deployment: Deployment) -> None:
+    """The clinician takes alerts on the clinic's webhook (a pager endpoint), so the receiver
+    on loopback is the real channel their alert notifications go to (chosen at send time)."""
+    clinician = deployment.world.staff["clinician"]
+    chosen = httpx.put(
+        deployment.replicas[0].base_url + "/api/v1/staff/me/notification-preferences",
+        json={"channel": "webhook", "webhook_endpoint": "ops", "on_call": True},
+        headers=clinician.headers,
+        timeout=10,
+    )
+    assert chosen.status_code == 200, chosen.text
+
+
+@dataclass
+class AlertReport:
+    """The SUICIDALITY alerts of the stored positive submissions and their notifications."""
+
+    expected: int
+    """Stored submissions with a positive suicide item (each must raise its own alert)."""
+    raised: dict[str, int]
+    """Per expected alert (its dedup key): how many alerts carry it."""
+    unexpected: int
+    """SUICIDALITY alerts that no stored positive submission explains."""
+    notifications: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    """Alert id -> (outbox status, the key the provider sees) of each of its notifications."""
+
+    def statuses(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for rows in self.notifications.values():
+            for status, _key in rows:
+                counts[status] = counts.get(status, 0) + 1
+        return counts
+
+    def undelivered(self, received: set[str]) -> int:
+        """Alerts with a notification not yet sent, or none the receiver verified."""
+        return sum(
+            1
+            for rows in self.notifications.values()
+            if not rows
+            or any(status != "sent" for status, _key in rows)
+            or not any(key in received for _status, key in rows)
+        )
+
+
+async def _suicidality_alerts(
+    database_url: str, positive: set[str], patients: list[str]
+) -> AlertReport:
+    responses = QuestionnaireResponse.__table__  # type: ignore[attr-defined]
+    patient_ids = [uuid.UUID(p) for p in patients]
+    engine = engine_for(database_url)
+    try:
+        async with engine.connect() as connection:
+            stored = await connection.execute(
+                select(responses.c.id, responses.c.patient_id).where(
+                    responses.c.patient_id.in_(patient_ids),
+                    responses.c.idempotency_key.in_(sorted(positive)),
+                )
+            )
+            # Each positive submission is its own alert, whose dedup key names the response
+            # (clinical-spec §5.3; `backend.domain.alerts.raising.raise_alert`).
+            expected = {f"{patient}:SUICIDALITY:{response}" for response, patient in stored.all()}
+            alerts = (
+                await connection.execute(
+                    select(ALERTS.c.id, ALERTS.c.dedup_key).where(
+                        ALERTS.c.kind == "SUICIDALITY", ALERTS.c.patient_id.in_(patient_ids)
+                    )
+                )
+            ).all()
+            notifications: dict[str, list[tuple[str, str]]] = {str(a.id): [] for a in alerts}
+            rows = await connection.execute(
+                select(OUTBOX.c.alert_id, OUTBOX.c.status, OUTBOX.c.idempotency_key).where(
+                    OUTBOX.c.alert_id.in_(list(notifications)),
+                    OUTBOX.c.kind == MessageKind.ALERT.value,
+                )
+            )
+            for alert_id, status, key in rows.all():
+                notifications[str(alert_id)].append((str(status), provider_key(str(key))))
+    finally:
+        await engine.dispose()
+    raised = dict.fromkeys(expected, 0)
+    unexpected = 0
+    for alert in alerts:
+        if alert.dedup_key in raised:
+            raised[alert.dedup_key] += 1
+        else:
+            unexpected += 1
+    return AlertReport(
+        expected=len(expected), raised=raised, unexpected=unexpected, notifications=notifications
+    )
+
+
+def _wait_alerts_delivered(deployment: Deployment, ledger: Ledger, timeout: float) -> AlertReport:
+    deadline = time.monotonic() + timeout
+    while True:
+        report = asyncio.run(
+            _suicidality_alerts(
+                deployment.database.url,
+                ledger.positive,
+                [p.id for p in deployment.world.patients],
+            )
+        )
+        received = set(deployment.receiver.received())
+        if not report.undelivered(received) or time.monotonic() > deadline:
+            return report
+        time.sleep(0.5)
 
 
 def _check_ledger(deployment: Deployment, ledger: Ledger) -> dict[str, int]:
@@ -289,8 +408,8 @@ async def _check_in_hand_over(database_url: str, ids: list[str]) -> tuple[dict[s
                 )
                 .group_by(OUTBOX.c.check_in_id)
             )
-            counts = dict(per_check_in.all())
-            missing = set(ids) - {str(k) for k in counts}
+            counts = {str(k): int(v) for k, v in per_check_in.all()}
+            missing = set(ids) - counts.keys()
             most = max(counts.values(), default=0)
             return {str(k): int(v) for k, v in statuses.all()}, (0 if missing else int(most))
     finally:
@@ -316,9 +435,9 @@ def test_sigkill_of_one_replica_loses_and_duplicates_nothing(deployment: Deploym
     _require_submissions(deployment)
     victim, survivor = deployment.replicas
     ledger = Ledger()
-    keys: list[str] = []
     check_ins: list[str] = []
     courses = _courses(deployment)
+    _alerts_to_the_clinician_webhook(deployment)
     deployment.receiver.delay = 0.3  # sends stay in flight long enough to be cut off
 
     async def scenario() -> None:
@@ -331,15 +450,12 @@ def test_sigkill_of_one_replica_loses_and_duplicates_nothing(deployment: Deploym
         ]
         try:
             url = deployment.database.url
-            keys.extend(await enqueue_webhooks(url, MESSAGES_PER_BATCH))
             check_ins.extend(await _due_check_ins(url, courses, batch=1))
             await asyncio.sleep(3)
-            keys.extend(await enqueue_webhooks(url, MESSAGES_PER_BATCH))
             check_ins.extend(await _due_check_ins(url, courses, batch=2))
             await asyncio.sleep(0.2)
             victim.kill()  # SIGKILL: no shutdown, leases and connections left behind
             await asyncio.sleep(3)
-            keys.extend(await enqueue_webhooks(url, MESSAGES_PER_BATCH))
             check_ins.extend(await _due_check_ins(url, courses, batch=3))
             await asyncio.to_thread(victim.start)  # same instance id, same configuration
             await asyncio.gather(*phones)
@@ -351,8 +467,8 @@ def test_sigkill_of_one_replica_loses_and_duplicates_nothing(deployment: Deploym
     assert survivor.popen is not None
     assert survivor.popen.poll() is None
     stored = _check_ledger(deployment, ledger)
-    # Held leases expire (60 s) and the messages are sent by whichever replica claims them.
-    counts = _wait_delivered(deployment, len(keys), timeout=100)
+    # Held leases expire (60 s) and the alerts are sent by whichever replica claims them.
+    alerts = _wait_alerts_delivered(deployment, ledger, timeout=100)
     delivered = deployment.receiver.received()
     deadline = time.monotonic() + 30
     while True:
@@ -362,17 +478,31 @@ def test_sigkill_of_one_replica_loses_and_duplicates_nothing(deployment: Deploym
         if check_in_statuses == {"sent": len(check_ins)} or time.monotonic() > deadline:
             break
         time.sleep(0.5)
+    positive = len(ledger.positive & ledger.acknowledged)
     print(  # noqa: T201  (the counts issue 11 asks to see)
         f"\nSIGKILL: {len(ledger.acknowledged)} submissions acknowledged, {len(stored)} stored, "
         f"{ledger.failures} failed attempts retried, statuses {ledger.statuses}; "
-        f"{len(keys)} messages, {len(set(delivered))} delivered, "
-        f"{len(delivered) - len(set(delivered))} duplicate deliveries; webhook outbox {counts}; "
+        f"{positive} acknowledged with a positive suicide item, {alerts.expected} stored, "
+        f"{sum(alerts.raised.values())} SUICIDALITY alerts for them "
+        f"({sum(1 for n in alerts.raised.values() if n == 1)} exactly once, "
+        f"{alerts.unexpected} unexplained); their notifications {alerts.statuses()}, "
+        f"{len(set(delivered))} delivered to the clinician's webhook, "
+        f"{len(delivered) - len(set(delivered))} duplicate deliveries, "
+        f"{alerts.undelivered(set(delivered))} alerts undelivered; "
         f"{len(check_ins)} due check-ins: {check_in_statuses}, at most {most} push message(s) "
         "per check-in"
     )
     assert len(ledger.acknowledged) > 0
-    assert counts == {"sent": len(keys)}, counts
-    assert len(set(delivered)) == len(keys)
+    assert positive > 0, "no submission raised an alert"
+    # Every 2xx positive submission raised its alert, once; nothing else raised one.
+    assert alerts.expected == positive
+    assert all(n == 1 for n in alerts.raised.values()), alerts.raised
+    assert alerts.unexpected == 0
+    # Each alert told the clinician (one clinician: one notification per alert), and the
+    # receiver verified at least one delivery of it.
+    assert all(len(rows) == 1 for rows in alerts.notifications.values())
+    assert alerts.statuses() == {"sent": positive}, alerts.statuses()
+    assert alerts.undelivered(set(delivered)) == 0
     # Every due check-in was handed over, and exactly once (one device per patient).
     assert check_in_statuses == {"sent": len(check_ins)}, check_in_statuses
     assert most == 1
