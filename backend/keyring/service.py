@@ -22,7 +22,7 @@ re-encryption loop needs to know every encrypted column, which only the domain a
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Final, TypeVar, cast
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -63,6 +63,11 @@ T = TypeVar("T")
 # Built once: every request that reads or writes encrypted fields runs it.
 _LIVE_KEYS: Final = select(_c.dek_version, _c.kek_id, _c.wrapped_dek, _c.retired_at).where(
     _c.owner_id == bindparam("owner_id"), _c.wrapped_dek.is_not(None), _c.destroyed_at.is_(None)
+)
+_OWNERS_LIVE_KEYS: Final = select(_c.owner_id, _c.dek_version, _c.kek_id, _c.wrapped_dek).where(
+    _c.owner_id.in_(bindparam("owner_ids", expanding=True)),
+    _c.wrapped_dek.is_not(None),
+    _c.destroyed_at.is_(None),
 )
 
 
@@ -219,6 +224,30 @@ class Keyring:
         current = [int(row.dek_version) for row in rows if row.retired_at is None]
         active = max(current) if active_only and current else None
         return OwnerKeys(self, owner_id, wrapped, active_version=active, generation=generation)
+
+    async def owners_keys(
+        self, connection: AsyncConnection, owner_ids: Iterable[uuid.UUID]
+    ) -> dict[uuid.UUID, "OwnerKeys"]:
+        """``owner_keys`` (decrypt only) for many owners in one query: a batch of messages to
+        as many patients reads their key rows once, not once per message. Every owner asked
+        for has an entry; one with no live key (erased) decrypts nothing, as with ``owner_keys``."""
+        ids = sorted(set(owner_ids))
+        if not ids:
+            return {}
+        generation = self._cache.generation  # before the rows, as in ``owner_keys``
+        rows = (await connection.execute(_OWNERS_LIVE_KEYS, {"owner_ids": ids})).all()
+        wrapped: dict[uuid.UUID, dict[int, tuple[str, bytes]]] = {owner_id: {} for owner_id in ids}
+        for row in rows:
+            wrapped[row.owner_id][int(row.dek_version)] = (
+                str(row.kek_id),
+                bytes(row.wrapped_dek),
+            )
+        return {
+            owner_id: OwnerKeys(
+                self, owner_id, versions, active_version=None, generation=generation
+            )
+            for owner_id, versions in wrapped.items()
+        }
 
     async def shred(self, session: AsyncSession, owner_id: uuid.UUID) -> int:
         """Crypto-shredding: destroy every key of the owner; returns how many were destroyed.

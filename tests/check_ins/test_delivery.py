@@ -1,6 +1,7 @@
 """The check-in timers on both databases: each due check-in reaches the outbox once per device,
 reminders while unanswered, missed when the window closes, and catch-up after downtime."""
 
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -10,6 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.db.engine import create_engine
+from backend.db.models.device import Device
 from backend.db.models.patient import Patient
 from backend.db.models.treatment import CheckIn
 from backend.domain.check_ins.delivery import CheckInTimers
@@ -21,6 +23,7 @@ from tests.sessions.world import OUTBOX, START, World
 
 CHECK_INS = CheckIn.__table__  # type: ignore[attr-defined]
 PATIENTS = Patient.__table__  # type: ignore[attr-defined]
+DEVICES = Device.__table__  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -176,6 +179,32 @@ async def test_the_device_resolver_decrypts_the_push_token(world: World) -> None
         assert await resolver.resolve(s, "device", device_id) == f"token-{device_id}"
         with pytest.raises(RecipientUnavailable):
             await resolver.resolve(s, "device", str(START.timestamp()))
+
+
+async def test_the_device_resolver_answers_for_a_batch_in_one_pass(world: World) -> None:
+    kept, revoked, erased = await world.patient(), await world.patient(), await world.patient()
+    async with world.engine.connect() as connection:
+        rows = await connection.execute(select(DEVICES.c.id, DEVICES.c.patient_id))
+        device_of = {patient: str(device) for device, patient in rows.all()}
+    async with world.sessions() as s, s.begin():
+        await (await s.connection()).execute(
+            update(DEVICES)
+            .where(DEVICES.c.id == uuid.UUID(device_of[revoked]))
+            .values(revoked_at=world.now)
+        )
+        await world.keyring.shred(s, erased)
+    asked = [
+        device_of[kept],
+        device_of[revoked],
+        device_of[erased],
+        "not-a-uuid",
+        str(uuid.uuid4()),
+    ]
+    async with world.engine.connect() as connection:
+        found = await DeviceResolver(world.keyring).resolve_many(connection, "device", asked)
+    # Only the device with a usable token and a live key has an address; the rest are permanent
+    # failures for the dispatcher (left out), none of them an error for the batch.
+    assert found == {device_of[kept]: f"token-{device_of[kept]}"}
 
 
 async def test_nothing_more_is_pushed_once_monitoring_stopped(world: World) -> None:

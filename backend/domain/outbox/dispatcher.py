@@ -16,14 +16,17 @@ from typing import Any, Protocol
 
 import msgspec
 from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.domain.fallback import repository as fallback
 from backend.domain.outbox import repository
 from backend.domain.outbox.gate import SEND, Drop, Hold, MessageGate, Route, Send
 from backend.domain.outbox.policy import RetryPolicy, Verdict, decide
-from backend.domain.outbox.recipients import RecipientResolver, RecipientUnavailable
+from backend.domain.outbox.recipients import (
+    RecipientResolver,
+    RecipientUnavailable,
+    resolve_all,
+)
 from backend.lib.clock import Clock
 from notifications.base import (
     Channel,
@@ -74,7 +77,6 @@ class Dispatcher:
         gate: MessageGate | None = None,
     ) -> None:
         self._engine = engine
-        self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
         # One notifier for every channel: in the app, the NotifierRegistry that routes by channel.
         self._notifier = notifier
         self._resolver = resolver
@@ -184,25 +186,33 @@ class Dispatcher:
     async def _resolve_all(
         self, rows: list[Row[Any]], routes: Mapping[uuid.UUID, Route]
     ) -> dict[uuid.UUID, str | WebPushSubscription | Receipt]:
-        """Every claimed row's address, in one session: a session (and a pooled connection)
-        per message made resolving the fan-out's bottleneck (~70 msg/s on SQLite)."""
+        """Every claimed row's address, read for the whole batch on one connection (one query
+        per recipient type where the resolver batches, `resolve_all`)."""
+        wanted: dict[uuid.UUID, tuple[str, str]] = {}
         found: dict[uuid.UUID, str | WebPushSubscription | Receipt] = {}
-        async with self._sessions() as session:
-            for row in rows:
-                route = routes.get(row.id, SEND)
-                if not isinstance(route, Send):
-                    continue
-                if route.recipient is not None:
-                    found[row.id] = route.recipient
-                    continue
-                try:
-                    found[row.id] = await self._resolver.resolve(
-                        session, row.recipient_type, row.recipient_id
-                    )
-                except RecipientUnavailable:
-                    found[row.id] = _receipt(
-                        row, DeliveryStatus.PERMANENT_FAILURE, FailureReason.RECIPIENT_INVALID
-                    )
+        for row in rows:
+            route = routes.get(row.id, SEND)
+            if not isinstance(route, Send):
+                continue
+            if route.recipient is not None:
+                found[row.id] = route.recipient
+            else:
+                wanted[row.id] = (str(row.recipient_type), str(row.recipient_id))
+        if not wanted:
+            return found
+        async with self._engine.connect() as connection:
+            addresses = await resolve_all(self._resolver, connection, wanted.values())
+        for row in rows:
+            if row.id not in wanted:
+                continue
+            address = addresses.get(wanted[row.id])
+            found[row.id] = (
+                address
+                if address is not None
+                else _receipt(
+                    row, DeliveryStatus.PERMANENT_FAILURE, FailureReason.RECIPIENT_INVALID
+                )
+            )
         return found
 
     async def _send(
