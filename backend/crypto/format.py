@@ -34,6 +34,7 @@ __all__ = [
     "build_field_aad",
     "length_prefixed",
     "parse_field",
+    "table_and_column",
 ]
 
 FORMAT_VERSION = 0x01
@@ -125,7 +126,7 @@ def build_field_aad(
     return b"".join(
         (
             header,
-            _table_and_column(table, column),
+            table_and_column(table, column),
             len(row).to_bytes(4, "big"),
             row,
             len(patient).to_bytes(4, "big"),
@@ -135,8 +136,9 @@ def build_field_aad(
 
 
 @functools.lru_cache(maxsize=512)
-def _table_and_column(table: str, column: str) -> bytes:
-    """The constant part of a field's AAD; a handful of (table, column) pairs exist."""
+def table_and_column(table: str, column: str) -> bytes:
+    """The constant part of a field's AAD (after the header); a handful of (table, column)
+    pairs exist."""
     for name, value in (("table", table), ("column", column)):
         if not isinstance(value, str) or not value:
             raise ValueError(f"{name} must be a non-empty string")

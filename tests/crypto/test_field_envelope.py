@@ -23,6 +23,7 @@ from backend.crypto import (
     encrypt_field,
     generate_dek,
     open_field,
+    open_fields,
     parse_field,
     rewrap_dek,
     seal_field,
@@ -599,3 +600,36 @@ def test_seal_and_open_with_a_prebuilt_cipher_match_the_plain_functions() -> Non
     assert versions == [3]  # exactly the version the header names
     with pytest.raises(TamperedCiphertextError):
         open_field(plain, cipher_for=cipher_for, **{**binding, "row_id": "other-row"})
+
+
+def test_open_fields_opens_what_open_field_opens_asking_once_per_key_version() -> None:
+    deks = {1: generate_dek(), 2: generate_dek()}
+    rows = [f"row-{i}" for i in range(5)]
+    binding = {"table": "t", "column": "c", "patient_id": "p"}
+    blobs = [
+        encrypt_field(
+            row.encode(), dek=deks[1 + i % 2], dek_version=1 + i % 2, row_id=row, **binding
+        )
+        for i, row in enumerate(rows)
+    ]
+    versions: list[int] = []
+
+    def cipher_for(version: int) -> AESGCM:
+        versions.append(version)
+        return AESGCM(deks[version])
+
+    opened = open_fields(blobs, cipher_for=cipher_for, row_ids=rows, **binding)
+    assert opened == [row.encode() for row in rows]
+    assert sorted(versions) == [1, 2]
+    for row, blob in zip(rows, blobs, strict=True):
+        assert open_field(blob, cipher_for=cipher_for, row_id=row, **binding) == row.encode()
+    with pytest.raises(TamperedCiphertextError):
+        open_fields(blobs, cipher_for=cipher_for, row_ids=rows[::-1], **binding)
+    with pytest.raises(TamperedCiphertextError):
+        open_fields(blobs, cipher_for=cipher_for, row_ids=rows, **{**binding, "patient_id": "q"})
+    with pytest.raises(UnsupportedFormatError):
+        open_fields([b"\x02" + blobs[0][1:]], cipher_for=cipher_for, row_ids=rows[:1], **binding)
+    from_driver: list[bytes] = [memoryview(blobs[0])]  # type: ignore[list-item]
+    assert open_fields(from_driver, cipher_for=cipher_for, row_ids=rows[:1], **binding) == [
+        b"row-0"
+    ]

@@ -37,16 +37,8 @@ from backend.domain.exports.deid import (
     deidentify_prepared,
     prepare_patient,
 )
+from backend.domain.exports.driver_values import as_uuid, utc_instant, uuid_bytes, uuid_text
 from backend.domain.exports.kanon import KAnonymityDecision
-from backend.domain.exports.opening import (
-    FieldOpener,
-    as_uuid,
-    field_prefix,
-    group_openers,
-    utc_instant,
-    uuid_bytes,
-    uuid_text,
-)
 from backend.domain.exports.records import (
     AlertRecord,
     DeidentifiedBatch,
@@ -60,7 +52,7 @@ from backend.domain.exports.records import (
     TreatmentSessionRecord,
     merge_batches,
 )
-from backend.keyring.service import Keyring
+from backend.keyring.service import Keyring, OwnerKeys
 
 PATIENTS: Final = cast(Table, Patient.__table__)  # type: ignore[attr-defined]
 RESPONSES: Final = cast(Table, QuestionnaireResponse.__table__)  # type: ignore[attr-defined]
@@ -77,9 +69,6 @@ RESPONSES_TABLE: Final = "questionnaire_responses"
 PATIENTS_TABLE: Final = "patients"
 DEFAULT_GROUP_PATIENTS: Final = 64
 RESPONSE_PAGE_ROWS: Final = 20_000
-_ANSWERS: Final = field_prefix(RESPONSES_TABLE, "answers_ct")
-_SCORE: Final = field_prefix(RESPONSES_TABLE, "score_ct")
-_BIRTH: Final = field_prefix(PATIENTS_TABLE, "date_of_birth_ciphertext")
 
 # The treatment tables name modalities as the clinic does; the export's codebook as records.py.
 _MODALITY: Final[dict[str, Modality]] = {
@@ -135,7 +124,7 @@ class SealedPatient(msgspec.Struct, frozen=True, kw_only=True):
     clinic_id: uuid.UUID
     time_zone: str
     date_of_birth_ct: bytes | None
-    opener: FieldOpener
+    keys: OwnerKeys
 
 
 class SealedGroup(msgspec.Struct, frozen=True, kw_only=True):
@@ -160,12 +149,9 @@ class SealedGroup(msgspec.Struct, frozen=True, kw_only=True):
         many responses were opened."""
         opened = 0
         for patient in self.patients:
-            opener = patient.opener
-            for row in self.responses.get(patient.patient_id, ()):
-                row_id = uuid_text(row.id)
-                opener.open(_ANSWERS, RESPONSES_TABLE, "answers_ct", row_id, row.answers_ct)
-                opener.open(_SCORE, RESPONSES_TABLE, "score_ct", row_id, row.score_ct)
-                opened += 1
+            rows = self.responses.get(patient.patient_id, ())
+            _open_responses(patient.keys, [uuid_text(row.id) for row in rows], rows)
+            opened += len(rows)
         return opened
 
     def deidentify(
@@ -197,16 +183,9 @@ class SealedGroup(msgspec.Struct, frozen=True, kw_only=True):
             # Sorted by when answered, as `deidentify` orders them (stable for equal times).
             ordered = sorted(((utc_instant(row.authored_at), row) for row in stored), key=_first)
             rows = [row for _, row in ordered]
-            open_field = patient.opener.open
-            ids = [uuid_text(row.id) for row in rows]
-            answers = [
-                open_field(_ANSWERS, RESPONSES_TABLE, "answers_ct", row_id, row.answers_ct)
-                for row_id, row in zip(ids, rows, strict=True)
-            ]
-            scores = [
-                open_field(_SCORE, RESPONSES_TABLE, "score_ct", row_id, row.score_ct)
-                for row_id, row in zip(ids, rows, strict=True)
-            ]
+            answers, scores = _open_responses(
+                patient.keys, [uuid_text(row.id) for row in rows], rows
+            )
             columns.add_patient(
                 context,
                 response_ids=[uuid_bytes(row.id) for row in rows],
@@ -224,16 +203,15 @@ class SealedGroup(msgspec.Struct, frozen=True, kw_only=True):
         )
 
     def _timeline(self, patient: SealedPatient, *, with_responses: bool = True) -> PatientTimeline:
-        opener = patient.opener
+        keys = patient.keys
         birth_date = None
         if patient.date_of_birth_ct is not None:
             birth_date = date.fromisoformat(
-                opener.open(
-                    _BIRTH,
-                    PATIENTS_TABLE,
-                    "date_of_birth_ciphertext",
-                    str(patient.patient_id),
-                    bytes(patient.date_of_birth_ct),
+                keys.decrypt(
+                    table=PATIENTS_TABLE,
+                    column="date_of_birth_ciphertext",
+                    row_id=str(patient.patient_id),
+                    blob=bytes(patient.date_of_birth_ct),
                 ).decode("utf-8")
             )
         return PatientTimeline(
@@ -251,9 +229,7 @@ class SealedGroup(msgspec.Struct, frozen=True, kw_only=True):
             courses=tuple(self.courses.get(patient.patient_id, ())),
             sessions=tuple(self.sessions.get(patient.patient_id, ())),
             alerts=tuple(self.alerts.get(patient.patient_id, ())),
-            responses=tuple(
-                _open_response(opener, row) for row in self.responses.get(patient.patient_id, ())
-            )
+            responses=_open_records(keys, self.responses.get(patient.patient_id, []))
             if with_responses
             else (),
         )
@@ -262,12 +238,36 @@ class SealedGroup(msgspec.Struct, frozen=True, kw_only=True):
 _first = itemgetter(0)
 
 
-def _open_response(opener: FieldOpener, row: Row[Any]) -> ScoredResponseRecord:
-    row_id = uuid_text(row.id)
-    answers = _decode_answers(
-        opener.open(_ANSWERS, RESPONSES_TABLE, "answers_ct", row_id, row.answers_ct)
+def _open_responses(
+    keys: OwnerKeys, row_ids: list[str], rows: Sequence[Row[Any]]
+) -> tuple[list[bytes], list[bytes]]:
+    """The answers and score plaintexts of one patient's response rows."""
+    answers = keys.decrypt_many(
+        table=RESPONSES_TABLE,
+        column="answers_ct",
+        row_ids=row_ids,
+        blobs=[row.answers_ct for row in rows],
     )
-    score = _decode_score(opener.open(_SCORE, RESPONSES_TABLE, "score_ct", row_id, row.score_ct))
+    scores = keys.decrypt_many(
+        table=RESPONSES_TABLE,
+        column="score_ct",
+        row_ids=row_ids,
+        blobs=[row.score_ct for row in rows],
+    )
+    return answers, scores
+
+
+def _open_records(keys: OwnerKeys, rows: list[Row[Any]]) -> tuple[ScoredResponseRecord, ...]:
+    answers, scores = _open_responses(keys, [uuid_text(row.id) for row in rows], rows)
+    return tuple(
+        _response_record(row, _decode_answers(a), _decode_score(s))
+        for row, a, s in zip(rows, answers, scores, strict=True)
+    )
+
+
+def _response_record(
+    row: Row[Any], answers: tuple[_StoredAnswer, ...], score: _StoredScore
+) -> ScoredResponseRecord:
     return ScoredResponseRecord(
         response_id=as_uuid(row.id),
         instrument_id=row.instrument_id,
@@ -303,14 +303,14 @@ async def read_group(
         statement = statement.where(_p.id > after)
     rows = (await connection.execute(statement.order_by(_p.id).limit(limit))).all()
     wanted = [row for row in rows if only is None or only(row.id)]
-    openers = await group_openers(connection, keyring, [row.id for row in wanted])
+    keys = await keyring.owners_keys(connection, [row.id for row in wanted])
     patients = [
         SealedPatient(
             patient_id=row.id,
             clinic_id=row.clinic_id,
             time_zone=row.time_zone,
             date_of_birth_ct=row.date_of_birth_ciphertext,
-            opener=openers[row.id],
+            keys=keys[row.id],
         )
         for row in wanted
     ]
@@ -450,7 +450,7 @@ def _dose(row: Any) -> tuple[float | None, str | None]:
 
 # Response columns read as the driver returns them: SQLAlchemy's per-value conversions (a
 # `uuid.UUID` per id, a datetime per timestamp) cost as much as decrypting the row; the worker
-# thread converts only what it needs (`opening.uuid_text`, `utc_instant`).
+# thread converts only what it needs (`driver_values.uuid_text`, `utc_instant`).
 _RAW: Final = String()
 _RESPONSE_COLUMNS: Final = (
     type_coerce(_r.id, _RAW).label("id"),
