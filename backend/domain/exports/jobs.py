@@ -5,10 +5,10 @@
 1. gate pass: read the consenting patients group by group (no responses), compute their
    quasi-identifiers, and ask the k-anonymity gate what may leave (`kanon.k_anonymity_gate`);
    `ExportRefused` says why not;
-2. write pass: read the same patients again with their responses, decrypt, de-identify and
-   stream into the bundle (`writers.ExportWriter`). Decrypting, de-identifying and writing run in
-   a worker thread (`anyio.to_thread.run_sync`) while the next group is read, so the event loop
-   keeps serving requests (engineering-notes §E.6).
+2. write pass: read the same patients again, then their responses in bounded pages, decrypt,
+   de-identify and stream into the bundle (`writers.ExportWriter`). Decrypting, de-identifying
+   and writing run in a worker thread (`anyio.to_thread.run_sync`) while the next group or page
+   is read, so the event loop keeps serving requests (engineering-notes §E.6).
 
 The runner claims queued jobs with a lease (the outbox's pattern), one job at a time per
 instance, in a background task so a long export never stalls the timer that started it. Work
@@ -34,10 +34,11 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import anyio.to_thread
 import msgspec
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -59,9 +60,13 @@ from backend.domain.exports.kanon import (
 )
 from backend.domain.exports.source import (
     DEFAULT_GROUP_PATIENTS,
+    RESPONSE_PAGE_ROWS,
+    PreparedGroup,
+    ResponseCursor,
     SealedGroup,
     count_cohort,
     read_group,
+    read_responses,
 )
 from backend.domain.exports.writers import (
     ExportDescription,
@@ -119,6 +124,8 @@ class LeaseLost(Exception):
 
 
 Sessions = async_sessionmaker[AsyncSession]
+T = TypeVar("T")
+C = TypeVar("C")
 
 
 async def _groups(
@@ -126,7 +133,6 @@ async def _groups(
     keyring: Keyring,
     clinic_ids: Sequence[uuid.UUID],
     *,
-    with_responses: bool,
     only: Callable[[uuid.UUID], bool] | None,
     group_patients: int,
 ) -> AsyncGenerator[SealedGroup, None]:
@@ -140,17 +146,44 @@ async def _groups(
                 clinic_ids,
                 after=after,
                 limit=group_patients,
-                with_responses=with_responses,
                 only=only,
             )
 
+    async with contextlib.aclosing(_prefetched(fetch)) as groups:
+        async for group in groups:
+            yield group
+
+
+async def _pages(
+    sessions: Sessions, patient_ids: Sequence[uuid.UUID], *, page_rows: int
+) -> AsyncGenerator[Sequence[Row[Any]], None]:
+    """The patients' responses page by page (`read_responses`), the next page read while the
+    caller works on the current one: at most two pages in memory, whatever their histories."""
+
+    async def fetch(
+        after: ResponseCursor | None,
+    ) -> tuple[Sequence[Row[Any]], ResponseCursor | None]:
+        async with sessions() as session:
+            return await read_responses(session, patient_ids, after=after, limit=page_rows)
+
+    async with contextlib.aclosing(_prefetched(fetch)) as pages:
+        async for page in pages:
+            if page:
+                yield page
+
+
+async def _prefetched(
+    fetch: Callable[[C | None], Awaitable[tuple[T, C | None]]],
+) -> AsyncGenerator[T, None]:
+    """What `fetch` returns, cursor after cursor, each fetch started before the previous
+    result is handed out."""
     pending = asyncio.ensure_future(fetch(None))
     try:
         while True:
-            group, after = await pending
+            item, after = await pending
             if after is not None:
                 pending = asyncio.ensure_future(fetch(after))
-            yield group
+            yield item
             if after is None:
                 return
     finally:
@@ -177,19 +210,18 @@ def _write_group(
     profile: DeidentificationProfile,
     decision: KAnonymityDecision,
     pseudonymiser: Pseudonymiser,
-) -> int:
-    batch, observations, instruments = group.deidentify(
-        profile=profile,
-        decision=decision,
-        pseudonymiser=pseudonymiser,
-        observations_schema=writer.observations_schema,
-    )
+) -> tuple[PreparedGroup, int]:
+    batch, prepared = group.prepare(profile=profile, decision=decision, pseudonymiser=pseudonymiser)
     writer.write(batch)
-    written = len(batch.patients) + len(batch.sessions) + len(batch.alerts)
-    if observations is not None:
-        writer.write_observations(observations, instruments)
-        written += observations.num_rows
-    return written
+    return prepared, len(batch.patients) + len(batch.sessions) + len(batch.alerts)
+
+
+def _write_page(prepared: PreparedGroup, page: Sequence[Row[Any]], writer: ExportWriter) -> int:
+    observations, instruments = prepared.observations(page, writer.observations_schema)
+    if observations is None:
+        return 0
+    writer.write_observations(observations, instruments)
+    return int(observations.num_rows)
 
 
 async def produce_bundle(
@@ -201,6 +233,7 @@ async def produce_bundle(
     directory: Path,
     progress: Progress | None = None,
     group_patients: int = DEFAULT_GROUP_PATIENTS,
+    page_rows: int = RESPONSE_PAGE_ROWS,
 ) -> BundleOutcome:
     """Gate, then write the bundle into `directory` (created; must not hold files).
 
@@ -218,7 +251,6 @@ async def produce_bundle(
             sessions,
             keyring,
             spec.clinic_ids,
-            with_responses=False,
             only=None,
             group_patients=group_patients,
         )
@@ -249,19 +281,26 @@ async def produce_bundle(
                 sessions,
                 keyring,
                 spec.clinic_ids,
-                with_responses=True,
                 only=decision.cleared.__contains__,
                 group_patients=group_patients,
             )
         ) as groups:
             async for group in groups:
-                rows += await anyio.to_thread.run_sync(
+                prepared, written = await anyio.to_thread.run_sync(
                     partial(_write_group, group, writer, spec.profile, decision, pseudonymiser)
                 )
-                responses_done += group.response_count
-                if progress is not None:
-                    share = min(responses_done, responses_total) / max(responses_total, 1)
-                    await progress(rows, _GATE_PERCENT + int(_WRITE_PERCENT * share))
+                rows += written
+                async with contextlib.aclosing(
+                    _pages(sessions, group.patient_ids, page_rows=page_rows)
+                ) as pages:
+                    async for page in pages:
+                        rows += await anyio.to_thread.run_sync(
+                            partial(_write_page, prepared, page, writer)
+                        )
+                        responses_done += len(page)
+                        if progress is not None:
+                            share = min(responses_done, responses_total) / max(responses_total, 1)
+                            await progress(rows, _GATE_PERCENT + int(_WRITE_PERCENT * share))
         result = await anyio.to_thread.run_sync(writer.finish)
     return BundleOutcome(result=result, k_anonymity=decision.report)
 

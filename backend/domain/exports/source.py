@@ -7,17 +7,21 @@ transaction takes the write lock (``backend/db/engine.py``), so an export must n
 long. Between groups the requests of the patient app go first.
 
 Reading is split in two so the event loop stays free (engineering-notes §E.6): `read_group`
-(async, I/O only) fetches ciphertexts and the group's key rows (one query); the CPU work, meant
-for `anyio.to_thread.run_sync`, is `SealedGroup.open` (decrypt and build the pipeline's
-`PatientTimeline`s: the gate pass) or `SealedGroup.deidentify` (the write pass: decrypt and
-de-identify straight into columns, `columnar.py`). Names, contact details and record numbers are
+and `read_responses` (async, I/O only) fetch ciphertexts and the group's key rows (one query);
+the CPU work, meant for `anyio.to_thread.run_sync`, is `SealedGroup.open` (decrypt and build the
+pipeline's `PatientTimeline`s: the gate pass) or `SealedGroup.prepare` and
+`PreparedGroup.observations` (the write pass: decrypt and de-identify straight into columns,
+`columnar.py`). Responses come in keyset pages of at most `RESPONSE_PAGE_ROWS`, already in the
+order they are written, so the write pass holds one page (and the next, being read) whatever
+the size of the export or of one patient's history; what it keeps beyond that is per patient
+of the current group. Names, contact details and record numbers are
 never decrypted: the export does not need them, so they never exist in the export's memory.
 """
 
+import datetime as dt
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import date
-from operator import itemgetter
 from typing import Any, Final, cast
 
 import msgspec
@@ -33,6 +37,7 @@ from backend.db.models.treatment import TreatmentCourse, TreatmentSession
 from backend.domain.exports.columnar import ObservationColumns
 from backend.domain.exports.deid import (
     DeidentificationProfile,
+    PatientContext,
     Pseudonymiser,
     deidentify_prepared,
     prepare_patient,
@@ -42,12 +47,10 @@ from backend.domain.exports.kanon import KAnonymityDecision
 from backend.domain.exports.records import (
     AlertRecord,
     DeidentifiedBatch,
-    ItemAnswerRecord,
     Modality,
     PatientRecord,
     PatientTimeline,
     Route,
-    ScoredResponseRecord,
     TreatmentCourseRecord,
     TreatmentSessionRecord,
     merge_batches,
@@ -68,7 +71,9 @@ _al = ALERTS.c
 RESPONSES_TABLE: Final = "questionnaire_responses"
 PATIENTS_TABLE: Final = "patients"
 DEFAULT_GROUP_PATIENTS: Final = 64
-RESPONSE_PAGE_ROWS: Final = 20_000
+RESPONSE_PAGE_ROWS: Final = 4_096
+"""Responses per page of the write pass: ~41,000 observation rows (a PHQ-9 makes ten), about one
+Parquet row group."""
 
 # The treatment tables name modalities as the clinic does; the export's codebook as records.py.
 _MODALITY: Final[dict[str, Modality]] = {
@@ -98,8 +103,6 @@ class _StoredScore(msgspec.Struct, frozen=True, gc=False):
     prorated: bool = False
 
 
-_decode_answers = msgspec.msgpack.Decoder(tuple[_StoredAnswer, ...]).decode
-_decode_score = msgspec.msgpack.Decoder(_StoredScore).decode
 _decode_many_answers = msgspec.msgpack.Decoder(list[tuple[_StoredAnswer, ...]]).decode
 _decode_many_scores = msgspec.msgpack.Decoder(list[_StoredScore]).decode
 
@@ -128,47 +131,44 @@ class SealedPatient(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SealedGroup(msgspec.Struct, frozen=True, kw_only=True):
-    """A few patients' data as stored: ciphertexts plus the key rows that open them."""
+    """A few patients as stored, without their responses (those are read in pages:
+    `read_responses`): ciphertexts plus the key rows that open them."""
 
     patients: tuple[SealedPatient, ...]
     courses: dict[uuid.UUID, list[TreatmentCourseRecord]]
     sessions: dict[uuid.UUID, list[TreatmentSessionRecord]]
     alerts: dict[uuid.UUID, list[AlertRecord]]
-    responses: dict[uuid.UUID, list[Row[Any]]]
 
     @property
-    def response_count(self) -> int:
-        return sum(len(rows) for rows in self.responses.values())
+    def patient_ids(self) -> list[uuid.UUID]:
+        return [patient.patient_id for patient in self.patients]
 
     def open(self) -> list[PatientTimeline]:
-        """Decrypt and build the timelines (CPU only: run it in a worker thread)."""
+        """Decrypt and build the timelines, without responses (the gate pass; CPU only: run it
+        in a worker thread)."""
         return [self._timeline(patient) for patient in self.patients]
 
-    def decrypt_only(self) -> int:
-        """Decrypt every response field and nothing else (the benchmark's floor); returns how
-        many responses were opened."""
-        opened = 0
-        for patient in self.patients:
-            rows = self.responses.get(patient.patient_id, ())
-            _open_responses(patient.keys, [uuid_text(row.id) for row in rows], rows)
-            opened += len(rows)
-        return opened
+    def decrypt_only(self, rows: Sequence[Row[Any]]) -> int:
+        """Decrypt the fields of a page of this group's responses and nothing else (the
+        benchmark's floor); returns how many responses were opened."""
+        keys = {patient.patient_id: patient.keys for patient in self.patients}
+        for owner, stored in _by_patient(rows):
+            _open_responses(keys[owner], [uuid_text(row.id) for row in stored], stored)
+        return len(rows)
 
-    def deidentify(
+    def prepare(
         self,
         *,
         profile: DeidentificationProfile,
         decision: KAnonymityDecision,
         pseudonymiser: Pseudonymiser,
-        observations_schema: pa.Schema,
-    ) -> tuple[DeidentifiedBatch, pa.RecordBatch | None, set[tuple[str, str, str]]]:
-        """The write pass for this group: the patients, sessions and alerts rows, the
-        observations as one Arrow batch, and the (instrument, version, scorer version) seen.
-        Same rows as `deid.deidentify` over `open()`, built without a Python object per row."""
-        columns = ObservationColumns(profile, pseudonymiser)
+    ) -> tuple[DeidentifiedBatch, "PreparedGroup"]:
+        """The write pass's first step for this group: the patients, sessions and alerts rows,
+        and what each exported patient's observations share (`PreparedGroup`)."""
         batches: list[DeidentifiedBatch] = []
+        exported: dict[uuid.UUID, tuple[PatientContext, OwnerKeys]] = {}
         for patient in self.patients:
-            timeline = self._timeline(patient, with_responses=False)
+            timeline = self._timeline(patient)
             context = prepare_patient(
                 timeline, profile=profile, decision=decision, pseudonymiser=pseudonymiser
             )
@@ -177,32 +177,12 @@ class SealedGroup(msgspec.Struct, frozen=True, kw_only=True):
             batches.append(
                 deidentify_prepared(timeline, context, profile=profile, pseudonymiser=pseudonymiser)
             )
-            stored = self.responses.get(patient.patient_id)
-            if not stored:
-                continue
-            # Sorted by when answered, as `deidentify` orders them (stable for equal times).
-            ordered = sorted(((utc_instant(row.authored_at), row) for row in stored), key=_first)
-            rows = [row for _, row in ordered]
-            answers, scores = _open_responses(
-                patient.keys, [uuid_text(row.id) for row in rows], rows
-            )
-            columns.add_patient(
-                context,
-                response_ids=[uuid_bytes(row.id) for row in rows],
-                authored=[at for at, _ in ordered],
-                instrument_ids=[row.instrument_id for row in rows],
-                instrument_versions=[row.instrument_version for row in rows],
-                scorer_versions=[row.scorer_version for row in rows],
-                answers=_decode_many_answers(_msgpack_array(answers)),
-                scores=_decode_many_scores(_msgpack_array(scores)),
-            )
-        return (
-            merge_batches(batches),
-            columns.batch(observations_schema),
-            columns.instruments,
+            exported[patient.patient_id] = (context, patient.keys)
+        return merge_batches(batches), PreparedGroup(
+            exported=exported, profile=profile, pseudonymiser=pseudonymiser
         )
 
-    def _timeline(self, patient: SealedPatient, *, with_responses: bool = True) -> PatientTimeline:
+    def _timeline(self, patient: SealedPatient) -> PatientTimeline:
         keys = patient.keys
         birth_date = None
         if patient.date_of_birth_ct is not None:
@@ -229,13 +209,59 @@ class SealedGroup(msgspec.Struct, frozen=True, kw_only=True):
             courses=tuple(self.courses.get(patient.patient_id, ())),
             sessions=tuple(self.sessions.get(patient.patient_id, ())),
             alerts=tuple(self.alerts.get(patient.patient_id, ())),
-            responses=_open_records(keys, self.responses.get(patient.patient_id, []))
-            if with_responses
-            else (),
         )
 
 
-_first = itemgetter(0)
+class PreparedGroup:
+    """A group's exported patients, ready for their responses: pages of them become
+    observation batches, each bounded by the page, whatever the size of the export."""
+
+    def __init__(
+        self,
+        *,
+        exported: dict[uuid.UUID, tuple[PatientContext, OwnerKeys]],
+        profile: DeidentificationProfile,
+        pseudonymiser: Pseudonymiser,
+    ) -> None:
+        self._exported = exported
+        self._profile = profile
+        self._pseudonymiser = pseudonymiser
+
+    def observations(
+        self, rows: Sequence[Row[Any]], schema: pa.Schema
+    ) -> tuple[pa.RecordBatch | None, set[tuple[str, str, str]]]:
+        """A page of responses (`read_responses`: by patient, then when answered) as
+        observation rows, and the (instrument, version, scorer version) seen. The same rows,
+        in the same order, as `deid.deidentify` builds one object at a time."""
+        columns = ObservationColumns(self._profile, self._pseudonymiser)
+        for owner, stored in _by_patient(rows):
+            found = self._exported.get(owner)
+            if found is None:
+                continue  # not in the export (suppressed by the gate)
+            context, keys = found
+            answers, scores = _open_responses(keys, [uuid_text(row.id) for row in stored], stored)
+            columns.add_patient(
+                context,
+                response_ids=[uuid_bytes(row.id) for row in stored],
+                authored=[utc_instant(row.authored_at) for row in stored],
+                instrument_ids=[row.instrument_id for row in stored],
+                instrument_versions=[row.instrument_version for row in stored],
+                scorer_versions=[row.scorer_version for row in stored],
+                answers=_decode_many_answers(_msgpack_array(answers)),
+                scores=_decode_many_scores(_msgpack_array(scores)),
+            )
+        return columns.batch(schema), columns.instruments
+
+
+def _by_patient(rows: Sequence[Row[Any]]) -> list[tuple[uuid.UUID, Sequence[Row[Any]]]]:
+    """Consecutive runs of one patient's rows (pages are ordered by patient)."""
+    runs: list[tuple[uuid.UUID, Sequence[Row[Any]]]] = []
+    start = 0
+    for end in range(1, len(rows) + 1):
+        if end == len(rows) or rows[end].patient_id != rows[start].patient_id:
+            runs.append((as_uuid(rows[start].patient_id), rows[start:end]))
+            start = end
+    return runs
 
 
 def _open_responses(
@@ -257,30 +283,6 @@ def _open_responses(
     return answers, scores
 
 
-def _open_records(keys: OwnerKeys, rows: list[Row[Any]]) -> tuple[ScoredResponseRecord, ...]:
-    answers, scores = _open_responses(keys, [uuid_text(row.id) for row in rows], rows)
-    return tuple(
-        _response_record(row, _decode_answers(a), _decode_score(s))
-        for row, a, s in zip(rows, answers, scores, strict=True)
-    )
-
-
-def _response_record(
-    row: Row[Any], answers: tuple[_StoredAnswer, ...], score: _StoredScore
-) -> ScoredResponseRecord:
-    return ScoredResponseRecord(
-        response_id=as_uuid(row.id),
-        instrument_id=row.instrument_id,
-        instrument_version=row.instrument_version,
-        scorer_version=row.scorer_version,
-        authored_at=utc_instant(row.authored_at),
-        answers=tuple(ItemAnswerRecord(link_id=a.link_id, value=a.value) for a in answers),
-        total=score.total,
-        band=score.band,
-        prorated=score.prorated,
-    )
-
-
 async def read_group(
     session: AsyncSession,
     keyring: Keyring,
@@ -288,11 +290,10 @@ async def read_group(
     *,
     after: uuid.UUID | None,
     limit: int = DEFAULT_GROUP_PATIENTS,
-    with_responses: bool,
     only: Callable[[uuid.UUID], bool] | None = None,
 ) -> tuple[SealedGroup, uuid.UUID | None]:
-    """The next `limit` consenting patients after `after` (by id) with their treatment history,
-    and with their responses when `with_responses`. `only` filters patients out after paging
+    """The next `limit` consenting patients after `after` (by id) with their treatment history
+    (their responses: `read_responses`). `only` filters patients out after paging
     (the second pass skips patients the k-anonymity gate never saw). Returns the group and the
     cursor of the next page, None after the last."""
     connection = await session.connection()
@@ -317,14 +318,7 @@ async def read_group(
     ids = [p.patient_id for p in patients]
     courses, sessions = await _treatment(connection, ids)
     alerts = await _alerts(connection, ids)
-    responses = await _responses(connection, ids) if with_responses and ids else {}
-    group = SealedGroup(
-        patients=tuple(patients),
-        courses=courses,
-        sessions=sessions,
-        alerts=alerts,
-        responses=responses,
-    )
+    group = SealedGroup(patients=tuple(patients), courses=courses, sessions=sessions, alerts=alerts)
     # A short page is the last one; the cursor moves past filtered-out patients too.
     return group, (rows[-1].id if len(rows) == limit else None)
 
@@ -464,35 +458,43 @@ _RESPONSE_COLUMNS: Final = (
 )
 
 
-async def _responses(
-    connection: AsyncConnection, ids: list[uuid.UUID]
-) -> dict[uuid.UUID, list[Row[Any]]]:
-    """The group's responses in keyset pages on (patient_id, id), so no single result set is
-    larger than a page. Rows hold raw driver values (`_RESPONSE_COLUMNS`)."""
-    found: dict[uuid.UUID, list[Row[Any]]] = {}
-    after: tuple[uuid.UUID, uuid.UUID] | None = None
-    while True:
-        statement = select(*_RESPONSE_COLUMNS).where(_r.patient_id.in_(ids))
-        if after is not None:
-            statement = statement.where(
-                (_r.patient_id > after[0]) | ((_r.patient_id == after[0]) & (_r.id > after[1]))
+ResponseCursor = tuple[uuid.UUID, dt.datetime, uuid.UUID]
+"""(patient id, answered at, response id) of the last response of a page."""
+
+
+async def read_responses(
+    session: AsyncSession,
+    patient_ids: Sequence[uuid.UUID],
+    *,
+    after: ResponseCursor | None,
+    limit: int = RESPONSE_PAGE_ROWS,
+) -> tuple[Sequence[Row[Any]], ResponseCursor | None]:
+    """The next `limit` responses of these patients, by patient, then by when answered (ties by
+    id: the order the export writes them in), in keyset pages so that no page, and so no
+    batch of the write pass, is larger than `limit`. Rows hold raw driver values
+    (`_RESPONSE_COLUMNS`). Returns the page and the cursor of the next, None after the last."""
+    if not patient_ids:
+        return [], None
+    statement = select(*_RESPONSE_COLUMNS).where(_r.patient_id.in_(list(patient_ids)))
+    if after is not None:
+        patient, at, row = after
+        statement = statement.where(
+            (_r.patient_id > patient)
+            | (
+                (_r.patient_id == patient)
+                & ((_r.authored_at > at) | ((_r.authored_at == at) & (_r.id > row)))
             )
-        page = (
-            await connection.execute(
-                statement.order_by(_r.patient_id, _r.id).limit(RESPONSE_PAGE_ROWS)
-            )
-        ).all()
-        raw_owner: object = None
-        rows: list[Row[Any]] = []
-        for item in page:
-            # Ordered by patient: convert the owner's id once per patient, not once per row.
-            if item.patient_id != raw_owner:
-                raw_owner = item.patient_id
-                rows = found.setdefault(as_uuid(raw_owner), [])
-            rows.append(item)
-        if len(page) < RESPONSE_PAGE_ROWS:
-            return found
-        after = (as_uuid(page[-1].patient_id), as_uuid(page[-1].id))
+        )
+    connection = await session.connection()
+    page = (
+        await connection.execute(
+            statement.order_by(_r.patient_id, _r.authored_at, _r.id).limit(limit)
+        )
+    ).all()
+    if len(page) < limit:
+        return page, None
+    last = page[-1]
+    return page, (as_uuid(last.patient_id), utc_instant(last.authored_at), as_uuid(last.id))
 
 
 async def count_cohort(

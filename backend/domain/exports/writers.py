@@ -133,21 +133,28 @@ class _TableSink:
             return
         self.buffer.append(batch)
         self.buffered += batch.num_rows
-        if self.buffered >= self.row_group_rows:
-            self.flush()
+        # Full row groups only, whatever the sizes of the batches that filled them: a large
+        # batch is cut, and the rest waits for the next one.
+        while self.buffered >= self.row_group_rows:
+            table = pa.Table.from_batches(self.buffer, schema=self.schema)
+            self._write(table.slice(0, self.row_group_rows))
+            rest = table.slice(self.row_group_rows)
+            self.buffer = rest.to_batches()
+            self.buffered = rest.num_rows
 
     def flush(self) -> None:
-        if not self.buffer:
-            return
-        table = pa.Table.from_batches(self.buffer, schema=self.schema)
+        if self.buffer:
+            self._write(pa.Table.from_batches(self.buffer, schema=self.schema))
+        self.buffer = []
+        self.buffered = 0
+
+    def _write(self, table: pa.Table) -> None:
         if self.parquet is not None:
-            # The buffer is one row group, whatever the sizes of the batches that filled it.
+            # One row group per call.
             self.parquet.write_table(table, row_group_size=table.num_rows)
         if self.csv is not None:
             self.csv.write_table(table)
         self.rows += table.num_rows
-        self.buffer = []
-        self.buffered = 0
 
     def close(self) -> None:
         self.flush()
