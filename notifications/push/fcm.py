@@ -106,6 +106,9 @@ class ServiceAccountTokens:
             self._token = None
 
     async def get(self) -> str:
+        token = self._token
+        if token is not None and self._clock() < token.expires_at - REFRESH_MARGIN:
+            return token.value  # the common case: no lock, so a fan-out's sends do not queue
         async with self._lock:
             now = self._clock()
             if self._token is None or now >= self._token.expires_at - REFRESH_MARGIN:
@@ -231,7 +234,10 @@ class FcmNotifier:
         self._clock = clock
         self.tokens = ServiceAccountTokens(config.service_account, self._client, clock)
         base = config.base_url.rstrip("/")
-        self._url = f"{base}/v1/projects/{config.service_account.project_id}/messages:send"
+        # Parsed once: httpx parses a string URL on every request.
+        self._url = httpx.URL(
+            f"{base}/v1/projects/{config.service_account.project_id}/messages:send"
+        )
 
     async def send(self, message: Message) -> Receipt:
         return await deliver(message, self.channel, lambda: self._send(message))
