@@ -18,7 +18,7 @@ keep-alive connection the server closes just as a request goes out fails that re
 import asyncio
 import ssl
 from collections import deque
-from typing import Final
+from typing import Final, cast
 
 import httptools
 import httpx
@@ -30,7 +30,8 @@ class _Connection(asyncio.Protocol):
     """One keep-alive connection; the pool hands it one request at a time."""
 
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
+        # uvloop's transports (the service's loop) are not asyncio.Transport subclasses.
+        self.transport: asyncio.WriteTransport | None = None
         self.closed = False
         self._parser = httptools.HttpResponseParser(self)
         self._headers: list[tuple[bytes, bytes]] = []
@@ -41,8 +42,7 @@ class _Connection(asyncio.Protocol):
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.WriteTransport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

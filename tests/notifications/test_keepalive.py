@@ -199,3 +199,23 @@ async def test_tls_is_verified_against_the_configured_ca(tls_files: TlsFiles) ->
             with pytest.raises(httpx.ConnectError) as refused:
                 await system_trust.post(url, content=b"x")
     assert classify_transport_error(refused.value).reason is FailureReason.TLS_FAILED
+
+
+def test_it_runs_on_the_services_event_loop(tls_files: TlsFiles) -> None:
+    """uvicorn runs the service (and so the dispatcher) on uvloop, whose transports are not
+    asyncio's classes."""
+    uvloop = pytest.importorskip("uvloop")
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(tls_files.cert_file, tls_files.key_file)
+
+    async def exchange() -> list[int]:
+        async with (
+            raw_server(ok, tls=served) as (url, server),
+            build_client(timeout_seconds=5, ca_file=tls_files.ca_file) as client,
+        ):
+            statuses = [(await client.post(url, content=b"x")).status_code for _ in range(3)]
+        assert server.connections == 1
+        return statuses
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(exchange()) == [200, 200, 200]
