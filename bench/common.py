@@ -62,7 +62,9 @@ def pinned(argv: list[str], cpus: str | None) -> list[str]:
 
 def phq9_body(values: Mapping[int, int] | None = None, **extra: Any) -> dict[str, Any]:
     """A PHQ-9 submission as the companion app sends it (9 answers, about 0.5 kB); by default a
-    moderate score with item 9 (self-harm) at 0, the common case."""
+    moderate score with item 9 (self-harm) at 0, the common case. No ``authored`` unless given:
+    the server takes the time it arrives, as for a phone whose patient answered just now (a
+    fixed past time would make every load test one long burst of late answers)."""
     from questionnaires.registry import get_instrument
 
     chosen = {**dict.fromkeys(range(1, 9), 1), 9: 0} if values is None else dict(values)
@@ -70,7 +72,6 @@ def phq9_body(values: Mapping[int, int] | None = None, **extra: Any) -> dict[str
         "instrumentId": "phq9",
         "instrumentVersion": get_instrument("phq9").version,
         "answers": [{"linkId": f"phq9-{item}", "value": value} for item, value in chosen.items()],
-        "authored": "2026-11-22T08:00:00Z",
         **extra,
     }
 

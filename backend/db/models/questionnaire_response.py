@@ -23,6 +23,8 @@ class QuestionnaireResponse(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("patient_id", "idempotency_key", name="uq_responses_patient_idempotency"),
         Index("ix_responses_patient_trajectory", "patient_id", "trajectory_key", "authored_at"),
+        # Alert evaluation reads the answers to one instrument just before a submission.
+        Index("ix_responses_patient_instrument", "patient_id", "instrument_id", "authored_at"),
         Index("ix_responses_check_in", "check_in_id"),
         CheckConstraint("source IN ('app', 'fhir', 'clinician')", name="ck_responses_source"),
     )

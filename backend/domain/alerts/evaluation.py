@@ -38,7 +38,7 @@ from backend.domain.alerts.candidate import (
 )
 from backend.domain.alerts.clinic_settings import parameters_for_clinic
 from backend.domain.alerts.engine import evaluate_alerts
-from backend.domain.alerts.history import patient_timeline
+from backend.domain.alerts.history import SubmittedResponse, patient_timeline
 from backend.domain.alerts.reminders import push_check_in_reminder
 from backend.domain.alerts.routing import first_responders, notify_staff
 from backend.domain.alerts.sources import recently_active_patients
@@ -271,11 +271,13 @@ async def evaluate_patient(
     now: datetime,
     routing: PatientRouting | None = None,
     keys: OwnerKeys | None = None,
+    submitted: SubmittedResponse | None = None,
 ) -> list[PatientNotice]:
     """Evaluate every rule for the patient as of ``now`` and act on triggers not seen before.
 
     ``routing`` and ``keys``: the patient's row and keys if the caller (a submission) already
-    read them in this transaction; read here otherwise.
+    read them in this transaction; read here otherwise. ``submitted``: the response a
+    submission just stored, whose triggers are wanted now (`history.patient_timeline`).
     """
     connection = await session.connection()
     if routing is None:
@@ -285,7 +287,9 @@ async def evaluate_patient(
     if routing.status != "active":
         return []  # withdrawn or erased: monitoring has stopped, and erased data cannot be read
     parameters = await parameters_for_clinic(session, clinic_id)
-    timeline = await patient_timeline(session, keyring, patient_id, parameters, now=now, keys=keys)
+    timeline = await patient_timeline(
+        session, keyring, patient_id, parameters, now=now, keys=keys, submitted=submitted
+    )
     # A phone's clock may run up to a few minutes ahead (responses.service.MAX_CLOCK_SKEW); the
     # engine ignores data authored after `now`, and a suicide item must never wait for the clock.
     as_of = max([now, *(r.authored for r in timeline.responses)])
@@ -346,6 +350,7 @@ async def evaluate_after_submission(
     now: datetime,
     routing: PatientRouting | None = None,
     keys: OwnerKeys | None = None,
+    submitted: SubmittedResponse | None = None,
 ) -> list[PatientNotice]:
     """Called by `responses.service.submit_response` after the insert, in its transaction.
 
@@ -360,6 +365,7 @@ async def evaluate_after_submission(
         now=now,
         routing=routing,
         keys=keys,
+        submitted=submitted,
     )
 
 

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 import msgspec
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.domain.alerts import sources
@@ -137,6 +138,89 @@ def _session(row: AnyRow) -> TreatmentSession:
     )
 
 
+class SubmittedResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """The response a submission has just stored (in the caller's transaction)."""
+
+    id: uuid.UUID
+    instrument_id: str
+    authored: datetime
+
+
+REASK_CHAIN_LIMIT: Final = 8
+"""Responses to the submitted instrument read before it: enough to see that it starts a new
+re-ask chain, or to know there is nothing before it. Anything else reads the whole history."""
+
+
+def course_lookback(parameters: AlertParameters) -> timedelta:
+    """How far before a course's first session its rules read: the baseline window B0 and the
+    pre-session window B_k of every trajectory (clinical-spec §2.4), and MNSI's 7-day default."""
+    days = [7.0]
+    for rule in parameters.rebound.values():
+        days += [rule.baseline_within_days, rule.pre_session_within_hours / 24]
+    return timedelta(days=max(days))
+
+
+def scope_is_exact(responses: list[_Decrypted], submitted_id: str) -> bool:
+    """Whether a timeline scoped to one submission yields the same triggers for it as the
+    whole history would.
+
+    The scope holds the course (from `course_lookback` before its first session on), the
+    submission, the responses to its instrument just before it, the latest B12 risk answers
+    and the course baselines. Rules read other responses only through re-ask pairing (`_reasks`),
+    which walks back over blank suicide items: a response counts as a re-ask only after a blank
+    one. With no blank response in the scope but the submission's own, every pairing the scope
+    sees is the one the whole history has: the submission's predecessor is in the scope, and a
+    response that is not blank raises nothing whatever it re-asked. Otherwise the whole history
+    is read: rare (skipped suicide items), and never worth an approximation.
+    """
+    return not any(r.score.unanswered_safety_items for r in responses if r.id != submitted_id)
+
+
+async def _submission_rows(
+    connection: AsyncConnection,
+    patient_id: uuid.UUID,
+    submitted: SubmittedResponse,
+    course_since: datetime | None,
+    baseline_ids: list[uuid.UUID],
+) -> list[AnyRow] | None:
+    """The rows of a submission's scope, oldest first; None when the whole history is needed."""
+    if await sources.has_later_of_instrument(
+        connection,
+        patient_id,
+        submitted.instrument_id,
+        authored=submitted.authored,
+        response_id=submitted.id,
+    ):
+        return None  # a late arrival can change the pairing of later responses: read them all
+    rows: dict[uuid.UUID, AnyRow] = {}
+    if course_since is not None:
+        rows = {
+            r.id: r for r in await sources.responses_since(connection, patient_id, course_since)
+        }
+    if submitted.id not in rows:
+        row = await sources.response_of(connection, patient_id, submitted.id)
+        if row is None:  # pragma: no cover - inserted in this transaction
+            raise LookupError("the submitted response is not stored")
+        rows[row.id] = row
+    for row in await sources.previous_of_instrument(
+        connection,
+        patient_id,
+        submitted.instrument_id,
+        authored=submitted.authored,
+        response_id=submitted.id,
+        limit=REASK_CHAIN_LIMIT,
+    ):
+        rows.setdefault(row.id, row)
+    latest_b12 = await sources.latest_of_instrument(connection, patient_id, B12_RISK_INSTRUMENT)
+    if latest_b12 is not None:
+        rows.setdefault(latest_b12.id, latest_b12)
+    missing = [i for i in baseline_ids if i not in rows]
+    if missing:
+        for row in await sources.responses_by_id(connection, patient_id, missing):
+            rows.setdefault(row.id, row)
+    return sorted(rows.values(), key=lambda r: (r.authored_at, r.id))
+
+
 async def patient_timeline(
     session: AsyncSession,
     keyring: Keyring,
@@ -145,42 +229,74 @@ async def patient_timeline(
     *,
     now: datetime,
     keys: OwnerKeys | None = None,
+    submitted: SubmittedResponse | None = None,
 ) -> PatientTimeline:
-    """``keys``: the patient's keys if the caller already read them in this transaction."""
-    connection = await session.connection()
-    rows = await sources.responses_of(connection, patient_id)
-    decrypted: list[_Decrypted] = []
-    if rows:
-        if keys is None:
-            keys = await keyring.owner_keys(session, patient_id)
-        decrypted = [_decrypt(keys, row) for row in rows]
-    wait = timedelta(minutes=parameters.suicidality.reask_wait_minutes)
-    responses = _scored(decrypted, wait)
+    """``keys``: the patient's keys if the caller already read them in this transaction.
 
+    ``submitted``: evaluating right after that submission. Its triggers, the course's and the
+    re-ask pairing around it are exactly those of the whole history (`scope_is_exact`), without
+    reading the whole history: a patient's submission costs what their course holds, not what
+    they have ever answered. Triggers that come with the passing of time for older responses
+    are the timer's, which reads the whole history.
+    """
+    connection = await session.connection()
     sessions: tuple[TreatmentSession, ...] = ()
-    baselines: list[CourseBaseline] = []
+    baseline_rows: list[AnyRow] = []
     missed: tuple[MissedCheckIn, ...] = ()
     course = await sources.current_course(connection, patient_id)
     if course is not None:
         sessions = tuple(
             _session(s) for s in await sources.sessions_of_course(connection, course.id)
         )
-        by_id = {r.id: r for r in responses}
-        for baseline in await sources.baselines_of_course(connection, course.id):
-            response = by_id.get(str(baseline.response_id))
-            if response is not None and response.total is not None:
-                baselines.append(
-                    CourseBaseline(
-                        trajectory_key=response.trajectory_key,
-                        response_id=response.id,
-                        total=response.total,
-                        authored=response.authored,
-                    )
-                )
+        baseline_rows = await sources.baselines_of_course(connection, course.id)
         missed = tuple(
             MissedCheckIn(id=str(c.id), due=c.due_at, session_id=str(c.session_id))
             for c in await sources.unanswered_check_ins(connection, course.id, now)
         )
+
+    rows: list[AnyRow] | None = None
+    if submitted is not None:
+        course_since = None
+        if sessions:
+            first = min(s.start for s in sessions)
+            course_since = first - course_lookback(parameters)
+        rows = await _submission_rows(
+            connection,
+            patient_id,
+            submitted,
+            course_since,
+            [b.response_id for b in baseline_rows],
+        )
+
+    async def decrypted_rows(rows: list[AnyRow]) -> list[_Decrypted]:
+        nonlocal keys
+        if rows and keys is None:
+            keys = await keyring.owner_keys(session, patient_id)
+        return [_decrypt(keys, row) for row in rows] if keys is not None else []
+
+    decrypted: list[_Decrypted] | None = None
+    if rows is not None and submitted is not None:
+        decrypted = await decrypted_rows(rows)
+        if not scope_is_exact(decrypted, str(submitted.id)):
+            decrypted = None
+    if decrypted is None:
+        decrypted = await decrypted_rows(await sources.responses_of(connection, patient_id))
+    wait = timedelta(minutes=parameters.suicidality.reask_wait_minutes)
+    responses = _scored(decrypted, wait)
+
+    baselines: list[CourseBaseline] = []
+    by_id = {r.id: r for r in responses}
+    for baseline in baseline_rows:
+        response = by_id.get(str(baseline.response_id))
+        if response is not None and response.total is not None:
+            baselines.append(
+                CourseBaseline(
+                    trajectory_key=response.trajectory_key,
+                    response_id=response.id,
+                    total=response.total,
+                    authored=response.authored,
+                )
+            )
     return PatientTimeline(
         patient_id=str(patient_id),
         sessions=sessions,

@@ -16,6 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.domain.alerts.candidate import PatientAction
 from backend.domain.alerts.evaluation import evaluate_after_submission
+from backend.domain.alerts.history import SubmittedResponse
 from backend.domain.check_ins.linking import link_response
 from backend.domain.responses import repository
 from backend.domain.responses.schemas import (
@@ -216,6 +217,9 @@ async def submit_response(
                 else None
             ),
             keys=keys,
+            submitted=SubmittedResponse(
+                id=response_id, instrument_id=score.instrument_id, authored=authored_at
+            ),
         )
         return _result(
             patient=patient,
