@@ -13,9 +13,11 @@
 The runner claims queued jobs with a lease (the outbox's pattern), one job at a time per
 instance, in a background task so a long export never stalls the timer that started it. Work
 goes to ``<data_dir>/exports/tmp/<job>-<attempt>/``; only the finished archive is renamed into
-``<data_dir>/exports/``. A job whose instance died keeps its lease until it runs out; then any
-instance claims it again, deletes the dead attempt's directory and starts over with the same
-pseudonym key, so the result is the same as if nothing had happened. Results expire
+``<data_dir>/exports/``. An instance shutting down gives its job back at once (`ExportRunner.close`:
+queued again, claimable by any instance). A job whose instance died keeps its lease until it
+runs out; then any instance claims it again. Either way the next claim deletes the earlier
+attempt's directory and starts over with the same pseudonym key, so the result is the same as if
+nothing had happened. Results expire
 (`DEFAULT_RETENTION`); the cleanup timer deletes expired and downloaded archives.
 """
 
@@ -385,6 +387,7 @@ class ExportRunner:
         self._retention = retention
         self._group_patients = group_patients
         self._task: asyncio.Task[None] | None = None
+        self._job_id: uuid.UUID | None = None
 
     @property
     def directory(self) -> Path:
@@ -396,6 +399,7 @@ class ExportRunner:
             return
         job = await self._claim()
         if job is not None:
+            self._job_id = uuid.UUID(str(job.id))
             self._task = asyncio.create_task(self._run(job), name=f"export-{job.id}")
 
     async def run_once(self) -> uuid.UUID | None:
@@ -407,12 +411,33 @@ class ExportRunner:
         return uuid.UUID(str(job.id))
 
     async def close(self) -> None:
-        """At shutdown: stop the job in progress; its lease runs out and another instance (or
-        this one, restarted) starts it again."""
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """At shutdown: stop the job in progress and give it back (queued), so another instance
+        starts it again at once instead of waiting for the lease to run out."""
+        task, job_id = self._task, self._job_id
+        if task is None or job_id is None or task.done():
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        # Released only now: the cancelled attempt has deleted its directory, so the next claim
+        # (perhaps on this machine's other worker, sharing it) cannot race that clean-up.
+        fields = {"export": str(job_id)}
+        try:
+            async with self._sessions() as session:
+                released = await repository.release(
+                    await session.connection(), job_id, instance=self._instance
+                )
+                await session.commit()
+        except Exception as error:
+            # The lease still runs out: another instance takes over later. The class name only,
+            # as elsewhere (messages may carry data).
+            logger.warning(
+                "export not released at shutdown",
+                extra={"fields": {**fields, "error": type(error).__name__}},
+            )
+            return
+        if released:
+            logger.info("export released at shutdown", extra={"fields": fields})
 
     async def _claim(self) -> Any:
         async with self._sessions() as session:

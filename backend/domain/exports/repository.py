@@ -50,21 +50,23 @@ async def claim_next(
 ) -> Row[Any] | None:
     """Claim the oldest queued job, or a running one whose lease ran out (its instance died).
 
-    One statement: the inner SELECT locks the candidate and skips a row another instance holds
-    (PostgreSQL); SQLite compiles the locking away and serialises writers.
+    Two statements, as in the outbox (`backend.domain.outbox.repository.claim_due`): SELECT the
+    candidate, locking it and skipping a row another instance holds (PostgreSQL), then UPDATE
+    exactly that one. One UPDATE ... WHERE id IN (SELECT ... LIMIT 1 FOR UPDATE SKIP LOCKED)
+    lets PostgreSQL re-run the subquery and claim several jobs for one runner, which then runs
+    one and leaves the others leased to it. SQLite compiles the locking away and serialises
+    writers.
     """
     due = or_(_j.state == "queued", and_(_j.state == "running", _j.lease_until < now))
     candidate = (
-        select(_j.id)
-        .where(due)
-        .order_by(_j.created_at)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
+        select(_j.id).where(due).order_by(_j.created_at).limit(1).with_for_update(skip_locked=True)
     )
+    job_id = (await connection.execute(candidate)).scalar()
+    if job_id is None:
+        return None
     statement = (
         update(JOBS)
-        .where(_j.id.in_(candidate))
+        .where(_j.id == job_id, due)
         .values(
             state="running",
             claimed_by=instance,
@@ -111,6 +113,20 @@ async def finish(
         update(JOBS)
         .where(_mine(job_id, instance))
         .values(claimed_by=None, lease_until=None, **values)
+    )
+    return bool(result.rowcount)
+
+
+async def release(connection: AsyncConnection, job_id: uuid.UUID, *, instance: str) -> bool:
+    """Give a running job back at once (graceful shutdown): queued again for any instance,
+    rather than leased to a stopped one until the lease runs out. Guarded by the lease owner, so
+    a stale instance cannot undo another's claim; False when the job is no longer this
+    instance's. The progress shown stays until the next claim; the attempt is not counted (it
+    did not fail), so restarts alone never use up the runner's `MAX_ATTEMPTS`."""
+    result = await connection.execute(
+        update(JOBS)
+        .where(_mine(job_id, instance))
+        .values(state="queued", claimed_by=None, lease_until=None, attempts=_j.attempts - 1)
     )
     return bool(result.rowcount)
 
