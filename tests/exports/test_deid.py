@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hmac
 import secrets
 import uuid
 from pathlib import Path
@@ -79,6 +80,22 @@ def test_study_ids_are_26_base32_characters_and_not_the_uuid() -> None:
 @given(st.binary(min_size=17, max_size=32))
 def test_base32_ids_are_the_rfc_4648_encoding(digest: bytes) -> None:
     assert base32_id(digest) == base64.b32encode(digest).decode()[:26].lower()
+
+
+@given(
+    st.binary(min_size=32, max_size=100),
+    st.sampled_from(["response", "alert"]),
+    st.lists(st.binary(min_size=16, max_size=16), max_size=5),
+)
+def test_many_record_ids_at_once_are_the_hmac_ones(key: bytes, kind: str, ids: list[bytes]) -> None:
+    # Keys longer than SHA-256's block are hashed first (RFC 2104); both paths must agree.
+    pseudonymiser = Pseudonymiser(key)
+    expected = [
+        base32_id(hmac.digest(key, f"interlude|record-id|v1|{kind}|".encode() + i, "sha256"))
+        for i in ids
+    ]
+    assert pseudonymiser.record_ids_of_bytes(kind, ids) == expected
+    assert [pseudonymiser.record_id_of_bytes(kind, i) for i in ids] == expected
 
 
 def test_a_short_pseudonym_key_is_refused() -> None:

@@ -88,10 +88,10 @@ class ObservationColumns:
         """One patient's responses, in the order they are to be exported (by time answered).
         Parallel sequences, one entry per response; `response_ids` as the ids' 16 bytes."""
         n = len(response_ids)
-        record_id = self._pseudonymiser.record_id_of_bytes
+        record_ids = self._pseudonymiser.record_ids_of_bytes
         place = context.clock.place
         self._study_id += [context.study_id] * n
-        self._record_id += [record_id("response", r) for r in response_ids]
+        self._record_id += record_ids("response", response_ids)
         self._instrument_id += instrument_ids
         self._instrument_version += instrument_versions
         self._scorer_version += scorer_versions

@@ -32,7 +32,7 @@ import hashlib
 import hmac
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -65,6 +65,9 @@ Classification = Literal["safe_harbor", "limited_data_set", "requires_review"]
 
 PSEUDONYM_KEY_BYTES = 32
 _SHA256 = hashlib.sha256
+_SHA256_BLOCK = 64
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
 STUDY_ID_LENGTH = 26
 """26 base32 characters = 130 bits of the HMAC, as in §E.3."""
 
@@ -151,6 +154,28 @@ class Pseudonymiser:
             self._key, b"interlude|record-id|v1|" + kind.encode("ascii") + b"|" + record_id, _SHA256
         )
         return base32_id(digest)
+
+    def record_ids_of_bytes(self, kind: str, record_ids: Iterable[bytes]) -> list[str]:
+        """`record_id_of_bytes` for many ids, the same strings. HMAC (RFC 2104) is
+        H(key ^ opad || H(key ^ ipad || message)); the keyed inner and outer SHA-256 states and
+        the message's fixed prefix are hashed once here, so each id costs two short hash
+        continuations instead of a whole HMAC (a third of the time: the export names a million
+        records). `tests/exports/test_deid.py` compares the two."""
+        key = self._key
+        if len(key) > _SHA256_BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_SHA256_BLOCK, b"\0")
+        inner_start = hashlib.sha256(key.translate(_IPAD))
+        inner_start.update(b"interlude|record-id|v1|" + kind.encode("ascii") + b"|")
+        outer_start = hashlib.sha256(key.translate(_OPAD))
+        ids: list[str] = []
+        for record_id in record_ids:
+            inner = inner_start.copy()
+            inner.update(record_id)
+            outer = outer_start.copy()
+            outer.update(inner.digest())
+            ids.append(base32_id(outer.digest()))
+        return ids
 
     def date_shift_days(self, patient_id: uuid.UUID, max_days: int) -> int:
         """A constant shift per patient, 1..max_days back, so intervals survive (§E.2)."""
