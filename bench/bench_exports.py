@@ -22,12 +22,12 @@ two peaks agree, and the output says whether they did (`flat_in_rows`).
 Beside wall-clock rates each run reports CPU seconds (all threads of the process): on a shared
 machine the wall clock measures the neighbours as much as the export.
 
-What it reached (2 shared cores, load average 12-18, 100,000 responses, 200 per patient): read
-and decrypt ~70,000 responses per CPU-second, end to end ~25,000 per CPU-second (0.35 of the
-floor); before the columnar write pass (one Python object per row, one `AESGCM` and one key query
-per field and patient) end to end was ~5,700 responses/s. The issue's target (200,000/s, 0.5 of
-the floor) is not met: what is left is per-response Python work (the keyed record id, placing the
-response on the treatment time line, sorting, decoding) beside the two decryptions.
+What it reached (2 shared cores, load average ~5, 100,000 responses, 200 per patient,
+2026-11-23): read and decrypt ~57,000 responses per CPU-second, end to end ~21,000 per
+CPU-second (0.36 of the floor; 0.49 by wall clock); peak RSS 209.8 vs 217.5 MiB for a tenth of
+the responses vs all (README, "Export bench"). The issue's target (200,000/s, 0.5 of the floor)
+is not met: what is left is the SQLite fetch, zstd, the two decryptions and per-response Python
+work (the keyed record id, placing the response on the treatment time line, decoding).
 
 ``python -m bench.bench_exports [--responses N] [--per-patient N]``; the default is 1,000,000
 responses (seeding takes a minute or two; pass fewer to try it quickly).
