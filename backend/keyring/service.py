@@ -45,7 +45,6 @@ from backend.crypto import (
 )
 from backend.crypto.errors import CryptoError
 from backend.db.models.data_key import DataKey
-from backend.keyring.plain_cache import DecodedRowCache
 from backend.lib.clock import Clock, SystemClock
 
 __all__ = ["DATA_KEYS", "Keyring", "OwnerErasedError", "OwnerKeys"]
@@ -88,13 +87,11 @@ class Keyring:
         *,
         clock: Clock | None = None,
         kek_loader: Callable[[], KekProvider] | None = None,
-        decoded: DecodedRowCache | None = None,
     ) -> None:
         """``kek_loader`` (optional) reloads the KEK provider, e.g. from the key file, when a
         wrapped key names a KEK id this process has not loaded (online KEK rotation)."""
         self._kek = kek
         self._cache = cache if cache is not None else DekCache()
-        self._decoded = decoded if decoded is not None else DecodedRowCache()
         self._clock: Clock = clock or SystemClock()
         self._kek_loader = kek_loader
         self._last_reload = float("-inf")
@@ -109,11 +106,6 @@ class Keyring:
     @property
     def cache(self) -> DekCache:
         return self._cache
-
-    @property
-    def decoded(self) -> DecodedRowCache:
-        """Values decoded from immutable encrypted rows (`OwnerKeys.decode_row`)."""
-        return self._decoded
 
     async def create_key(self, session: AsyncSession, owner_id: uuid.UUID) -> int:
         """Create the owner's next DEK version and make it the active one; returns the version.
@@ -265,7 +257,6 @@ class Keyring:
             .values(wrapped_dek=None, destroyed_at=self._clock.now())
         )
         self._cache.invalidate(str(owner_id))
-        self._decoded.invalidate(str(owner_id))
         destroyed = int(result.rowcount)
         logger.info(
             "data keys destroyed",
@@ -407,22 +398,6 @@ class OwnerKeys:
             for row_id, blob in zip(row_ids, blobs, strict=True):
                 self.decrypt(table=table, column=column, row_id=row_id, blob=blob)
             raise
-
-    def decode_row(
-        self,
-        *,
-        table: str,
-        row_id: str,
-        ciphertexts: tuple[bytes, ...],
-        decode: Callable[[], T],
-        kind: type[T],
-    ) -> T:
-        """``decode()`` (which decrypts ``ciphertexts`` with these keys), remembered for as long
-        as the row's ciphertexts stay byte-for-byte the same (`DecodedRowCache`). Only for rows
-        that are never rewritten with new content, such as stored responses."""
-        return self._keyring.decoded.get_or_decode(
-            self._owner, table, row_id, ciphertexts, decode, kind
-        )
 
     def _cipher(self, version: int) -> AESGCM:
         cipher = self._ciphers.get(version)

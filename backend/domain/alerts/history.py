@@ -51,35 +51,26 @@ class _Decrypted(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _decrypt(keys: OwnerKeys, row: AnyRow) -> _Decrypted:
+    # Decrypted on every read, never kept: a submission reads only its scope (a few rows), and
+    # plaintext answers do not linger in memory between evaluations.
     row_id = str(row.id)
-    answers_ct, score_ct = bytes(row.answers_ct), bytes(row.score_ct)
-
-    def decode() -> _Decrypted:
-        answers = msgspec.msgpack.decode(
-            keys.decrypt(
-                table=_RESPONSES_TABLE, column="answers_ct", row_id=row_id, blob=answers_ct
-            ),
-            type=tuple[Answer, ...],
-        )
-        score = msgspec.msgpack.decode(
-            keys.decrypt(table=_RESPONSES_TABLE, column="score_ct", row_id=row_id, blob=score_ct),
-            type=Score,
-        )
-        return _Decrypted(
-            id=row_id,
-            authored=row.authored_at,
-            score=score,
-            answers={a.link_id: a.value for a in answers},
-        )
-
-    # Stored responses never change, and every submission re-reads the patient's history: decode
-    # each row once (while its ciphertexts stay the same), not once per later submission.
-    return keys.decode_row(
-        table=_RESPONSES_TABLE,
-        row_id=row_id,
-        ciphertexts=(answers_ct, score_ct),
-        decode=decode,
-        kind=_Decrypted,
+    answers = msgspec.msgpack.decode(
+        keys.decrypt(
+            table=_RESPONSES_TABLE, column="answers_ct", row_id=row_id, blob=bytes(row.answers_ct)
+        ),
+        type=tuple[Answer, ...],
+    )
+    score = msgspec.msgpack.decode(
+        keys.decrypt(
+            table=_RESPONSES_TABLE, column="score_ct", row_id=row_id, blob=bytes(row.score_ct)
+        ),
+        type=Score,
+    )
+    return _Decrypted(
+        id=row_id,
+        authored=row.authored_at,
+        score=score,
+        answers={a.link_id: a.value for a in answers},
     )
 
 
