@@ -19,7 +19,7 @@ from backend.domain.outbox.enqueue import WAKE_FLAG, OutboxRequest, RecipientTyp
 from backend.domain.outbox.policy import RetryPolicy
 from backend.domain.outbox.recipients import DirectResolver
 from backend.domain.outbox.wakeup import PostgresWakeup
-from notifications.base import Channel
+from notifications.base import Channel, Urgency
 from notifications.templates import MessageKind
 from notifications.webhook import WebhookConfig, WebhookEndpoint, WebhookNotifier, verify_webhook
 from tests.conftest import SettingsFactory
@@ -261,3 +261,27 @@ async def test_a_claim_takes_at_most_its_batch(engine: AsyncEngine) -> None:
         )
     assert len(claimed) == 5
     assert await _statuses(engine) == Counter({"pending": 15, "claimed": 5})
+
+
+async def test_an_urgent_message_is_claimed_before_a_backlog_of_routine_ones(
+    engine: AsyncEngine,
+) -> None:
+    # An URGENT alert enqueued behind thousands of routine reminders must not wait for them.
+    clock = ManualClock()
+    routine = [_request(f"routine-{i}") for i in range(30)]
+    await _enqueue(engine, *routine, now=clock.now() - timedelta(minutes=5))
+    await _enqueue(engine, _request("urgent", urgency=Urgency.HIGH), now=clock.now())
+    async with engine.begin() as connection:
+        first = await repository.claim_due(
+            connection, instance="node-a", now=clock.now(), lease=timedelta(seconds=60), limit=5
+        )
+    # Thirty routine messages are older, yet the urgent one is in the first batch of five; the
+    # rest of the batch is the oldest routine ones, and nothing is claimed twice.
+    keys = sorted(row.idempotency_key for row in first)
+    assert keys == sorted(["urgent", *(f"routine-{i}" for i in range(4))])
+    async with engine.begin() as connection:
+        rest = await repository.claim_due(
+            connection, instance="node-a", now=clock.now(), lease=timedelta(seconds=60), limit=50
+        )
+    assert len(rest) == 26
+    assert not {r.id for r in rest} & {r.id for r in first}

@@ -23,6 +23,8 @@ class OutboxMessage(SQLModel, table=True):
     __tablename__ = "outbox_messages"
     __table_args__ = (
         Index("ix_outbox_due", "status", "next_attempt_at"),
+        # Dispatchers claim urgent messages first (repository.claim_due).
+        Index("ix_outbox_due_urgency", "urgency", "status", "next_attempt_at"),
         CheckConstraint(
             "status IN ('pending', 'claimed', 'sent', 'failed', 'dead', 'cancelled')",
             name="ck_outbox_status",

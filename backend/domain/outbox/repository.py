@@ -10,6 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backend.db.models.outbox import OutboxMessage
+from notifications.base import Urgency
 
 TABLE = OutboxMessage.__table__  # type: ignore[attr-defined]
 _c = TABLE.c
@@ -73,14 +74,13 @@ async def claim_due(
         and_(_c.status == "pending", _c.next_attempt_at <= now),
         and_(_c.status == "claimed", _c.lease_until < now),
     )
-    candidates = (
-        select(_c.id)
-        .where(due)
-        .order_by(_c.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    ids = list((await connection.execute(candidates)).scalars().all())
+    # Urgent messages first (an URGENT alert, a high-priority check-in): one behind a fan-out of
+    # thousands of routine reminders would otherwise wait for all of them. Two reads, each in
+    # its own index order, rather than one ORDER BY urgency that would sort the whole backlog.
+    ids = await _due_ids(connection, and_(due, _c.urgency == Urgency.HIGH.value), limit)
+    if len(ids) < limit:
+        others = and_(due, _c.id.not_in(ids)) if ids else due
+        ids += await _due_ids(connection, others, limit - len(ids))
     if not ids:
         return []
     statement = (
@@ -95,6 +95,17 @@ async def claim_due(
         .returning(*TABLE.c)
     )
     return list((await connection.execute(statement)).all())
+
+
+async def _due_ids(connection: AsyncConnection, where: Any, limit: int) -> list[uuid.UUID]:
+    candidates = (
+        select(_c.id)
+        .where(where)
+        .order_by(_c.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list((await connection.execute(candidates)).scalars().all())
 
 
 def _mine(message_id: uuid.UUID, instance: str) -> Any:
