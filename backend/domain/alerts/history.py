@@ -130,16 +130,26 @@ def _session(row: AnyRow) -> TreatmentSession:
 
 
 class SubmittedResponse(msgspec.Struct, frozen=True, kw_only=True):
-    """The response a submission has just stored (in the caller's transaction)."""
+    """The response a submission has just stored (in the caller's transaction), as the caller
+    has it in plain: it is not read back and decrypted again."""
 
     id: uuid.UUID
-    instrument_id: str
     authored: datetime
+    score: Score
+    answers: tuple[Answer, ...]
 
+    @property
+    def instrument_id(self) -> str:
+        return self.score.instrument_id
 
-REASK_CHAIN_LIMIT: Final = 8
-"""Responses to the submitted instrument read before it: enough to see that it starts a new
-re-ask chain, or to know there is nothing before it. Anything else reads the whole history."""
+    def decrypted(self) -> "_Decrypted":
+        return _Decrypted(
+            id=str(self.id),
+            authored=self.authored,
+            score=self.score,
+            # In the order they are stored (`responses.service._canonical_answers`).
+            answers={a.link_id: a.value for a in sorted(self.answers, key=lambda a: a.link_id)},
+        )
 
 
 def course_lookback(parameters: AlertParameters) -> timedelta:
@@ -174,13 +184,14 @@ async def _submission_rows(
     course_since: datetime | None,
     baseline_ids: list[uuid.UUID],
 ) -> list[AnyRow] | None:
-    """The rows of a submission's scope, oldest first; None when the whole history is needed."""
-    if await sources.has_later_of_instrument(
-        connection,
-        patient_id,
-        submitted.instrument_id,
-        authored=submitted.authored,
-        response_id=submitted.id,
+    """The stored rows of a submission's scope but the submission itself; None when the whole
+    history is needed."""
+    previous = await sources.latest_other_of_instrument(
+        connection, patient_id, submitted.instrument_id, submitted.id
+    )
+    if previous is not None and (previous.authored_at, previous.id) > (
+        submitted.authored,
+        submitted.id,
     ):
         return None  # a late arrival can change the pairing of later responses: read them all
     rows: dict[uuid.UUID, AnyRow] = {}
@@ -188,28 +199,19 @@ async def _submission_rows(
         rows = {
             r.id: r for r in await sources.responses_since(connection, patient_id, course_since)
         }
-    if submitted.id not in rows:
-        row = await sources.response_of(connection, patient_id, submitted.id)
-        if row is None:  # pragma: no cover - inserted in this transaction
-            raise LookupError("the submitted response is not stored")
-        rows[row.id] = row
-    for row in await sources.previous_of_instrument(
-        connection,
-        patient_id,
-        submitted.instrument_id,
-        authored=submitted.authored,
-        response_id=submitted.id,
-        limit=REASK_CHAIN_LIMIT,
-    ):
-        rows.setdefault(row.id, row)
+    rows.pop(submitted.id, None)
+    # The answer just before it is enough: if it left a safety item blank, `scope_is_exact`
+    # sends us to the whole history anyway; if not, no re-ask chain reaches past it.
+    if previous is not None:
+        rows.setdefault(previous.id, previous)
     latest_b12 = await sources.latest_of_instrument(connection, patient_id, B12_RISK_INSTRUMENT)
-    if latest_b12 is not None:
+    if latest_b12 is not None and latest_b12.id != submitted.id:
         rows.setdefault(latest_b12.id, latest_b12)
-    missing = [i for i in baseline_ids if i not in rows]
+    missing = [i for i in baseline_ids if i not in rows and i != submitted.id]
     if missing:
         for row in await sources.responses_by_id(connection, patient_id, missing):
             rows.setdefault(row.id, row)
-    return sorted(rows.values(), key=lambda r: (r.authored_at, r.id))
+    return list(rows.values())
 
 
 async def patient_timeline(
@@ -268,6 +270,8 @@ async def patient_timeline(
     decrypted: list[_Decrypted] | None = None
     if rows is not None and submitted is not None:
         decrypted = await decrypted_rows(rows)
+        decrypted.append(submitted.decrypted())
+        decrypted.sort(key=lambda r: (r.authored, r.id))
         if not scope_is_exact(decrypted, str(submitted.id)):
             decrypted = None
     if decrypted is None:

@@ -58,25 +58,15 @@ _RESPONSE_COLUMNS: Final = (
 _SINCE: Final = select(*_RESPONSE_COLUMNS).where(
     _R.patient_id == bindparam("patient_id"), _R.authored_at >= bindparam("since")
 )
-_ONE: Final = select(*_RESPONSE_COLUMNS).where(
-    _R.patient_id == bindparam("patient_id"), _R.id == bindparam("response_id")
-)
 _SAME_INSTRUMENT: Final = (_R.patient_id == bindparam("patient_id")) & (
     _R.instrument_id == bindparam("instrument_id")
 )
-_BEFORE: Final = (_R.authored_at < bindparam("authored")) | (
-    (_R.authored_at == bindparam("authored")) & (_R.id < bindparam("response_id"))
-)
-_AFTER: Final = (_R.authored_at > bindparam("authored")) | (
-    (_R.authored_at == bindparam("authored")) & (_R.id > bindparam("response_id"))
-)
-_PREVIOUS_OF_INSTRUMENT: Final = (
+_LATEST_OTHER_OF_INSTRUMENT: Final = (
     select(*_RESPONSE_COLUMNS)
-    .where(_SAME_INSTRUMENT, _BEFORE)
+    .where(_SAME_INSTRUMENT, _R.id != bindparam("response_id"))
     .order_by(_R.authored_at.desc(), _R.id.desc())
-    .limit(bindparam("limit"))
+    .limit(1)
 )
-_LATER_OF_INSTRUMENT: Final = select(_R.id).where(_SAME_INSTRUMENT, _AFTER).limit(1)
 _LATEST_OF_INSTRUMENT: Final = (
     select(*_RESPONSE_COLUMNS)
     .where(_SAME_INSTRUMENT)
@@ -97,49 +87,16 @@ async def responses_since(
     return list((await connection.execute(_SINCE, parameters)).all())
 
 
-async def response_of(
-    connection: AsyncConnection, patient_id: uuid.UUID, response_id: uuid.UUID
+async def latest_other_of_instrument(
+    connection: AsyncConnection, patient_id: uuid.UUID, instrument_id: str, response_id: uuid.UUID
 ) -> AnyRow | None:
-    parameters = {"patient_id": patient_id, "response_id": response_id}
-    return (await connection.execute(_ONE, parameters)).first()
-
-
-async def previous_of_instrument(
-    connection: AsyncConnection,
-    patient_id: uuid.UUID,
-    instrument_id: str,
-    *,
-    authored: datetime,
-    response_id: uuid.UUID,
-    limit: int,
-) -> list[AnyRow]:
-    """The ``limit`` responses to the instrument just before the given one, latest first."""
+    """The latest answer to the instrument other than ``response_id`` (by authored time, id)."""
     parameters = {
         "patient_id": patient_id,
         "instrument_id": instrument_id,
-        "authored": authored,
-        "response_id": response_id,
-        "limit": limit,
-    }
-    return list((await connection.execute(_PREVIOUS_OF_INSTRUMENT, parameters)).all())
-
-
-async def has_later_of_instrument(
-    connection: AsyncConnection,
-    patient_id: uuid.UUID,
-    instrument_id: str,
-    *,
-    authored: datetime,
-    response_id: uuid.UUID,
-) -> bool:
-    """Whether a response to the instrument was authored after the given one (a late arrival)."""
-    parameters = {
-        "patient_id": patient_id,
-        "instrument_id": instrument_id,
-        "authored": authored,
         "response_id": response_id,
     }
-    return (await connection.execute(_LATER_OF_INSTRUMENT, parameters)).first() is not None
+    return (await connection.execute(_LATEST_OTHER_OF_INSTRUMENT, parameters)).first()
 
 
 async def latest_of_instrument(

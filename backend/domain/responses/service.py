@@ -218,7 +218,7 @@ async def submit_response(
             ),
             keys=keys,
             submitted=SubmittedResponse(
-                id=response_id, instrument_id=score.instrument_id, authored=authored_at
+                id=response_id, authored=authored_at, score=score, answers=submission.answers
             ),
         )
         return _result(
