@@ -204,8 +204,11 @@ async def _submission_rows(
     # sends us to the whole history anyway; if not, no re-ask chain reaches past it.
     if previous is not None:
         rows.setdefault(previous.id, previous)
-    latest_b12 = await sources.latest_of_instrument(connection, patient_id, B12_RISK_INSTRUMENT)
-    if latest_b12 is not None and latest_b12.id != submitted.id:
+    # The latest B12 risk answers (the submission's own, if it is one, are already in hand).
+    latest_b12 = await sources.latest_other_of_instrument(
+        connection, patient_id, B12_RISK_INSTRUMENT, submitted.id
+    )
+    if latest_b12 is not None:
         rows.setdefault(latest_b12.id, latest_b12)
     missing = [i for i in baseline_ids if i not in rows and i != submitted.id]
     if missing:

@@ -24,28 +24,6 @@ patient, so not answering them is not the patient's miss."""
 
 
 # The statements every submission runs are built once (building one cost more than running it).
-_RESPONSES_OF: Final = (
-    select(
-        RESPONSES.c.id,
-        RESPONSES.c.instrument_id,
-        RESPONSES.c.instrument_version,
-        RESPONSES.c.authored_at,
-        RESPONSES.c.answers_ct,
-        RESPONSES.c.score_ct,
-    )
-    .where(RESPONSES.c.patient_id == bindparam("patient_id"))
-    .order_by(RESPONSES.c.authored_at, RESPONSES.c.id)
-)
-_CURRENT_COURSE: Final = (
-    select(_COURSES.c.id, _COURSES.c.modality, _COURSES.c.status)
-    .where(_COURSES.c.patient_id == bindparam("patient_id"))
-    .order_by(
-        (_COURSES.c.status == "active").desc(), _COURSES.c.created_at.desc(), _COURSES.c.id.desc()
-    )
-    .limit(1)
-)
-
-
 _R = RESPONSES.c
 _RESPONSE_COLUMNS: Final = (
     _R.id,
@@ -67,10 +45,17 @@ _LATEST_OTHER_OF_INSTRUMENT: Final = (
     .order_by(_R.authored_at.desc(), _R.id.desc())
     .limit(1)
 )
-_LATEST_OF_INSTRUMENT: Final = (
+_RESPONSES_OF: Final = (
     select(*_RESPONSE_COLUMNS)
-    .where(_SAME_INSTRUMENT)
-    .order_by(_R.authored_at.desc(), _R.id.desc())
+    .where(_R.patient_id == bindparam("patient_id"))
+    .order_by(_R.authored_at, _R.id)
+)
+_CURRENT_COURSE: Final = (
+    select(_COURSES.c.id, _COURSES.c.modality, _COURSES.c.status)
+    .where(_COURSES.c.patient_id == bindparam("patient_id"))
+    .order_by(
+        (_COURSES.c.status == "active").desc(), _COURSES.c.created_at.desc(), _COURSES.c.id.desc()
+    )
     .limit(1)
 )
 
@@ -97,13 +82,6 @@ async def latest_other_of_instrument(
         "response_id": response_id,
     }
     return (await connection.execute(_LATEST_OTHER_OF_INSTRUMENT, parameters)).first()
-
-
-async def latest_of_instrument(
-    connection: AsyncConnection, patient_id: uuid.UUID, instrument_id: str
-) -> AnyRow | None:
-    parameters = {"patient_id": patient_id, "instrument_id": instrument_id}
-    return (await connection.execute(_LATEST_OF_INSTRUMENT, parameters)).first()
 
 
 async def responses_by_id(
