@@ -23,7 +23,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from typing import Final, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Table, bindparam, select, update
@@ -213,6 +213,26 @@ class Keyring:
             rows = (await connection.execute(statement, {"owner_id": owner_id})).all()
         else:
             rows = (await connection.execute(_LIVE_KEYS, {"owner_id": owner_id})).all()
+        return self.keys_from_rows(owner_id, rows, generation=generation, active_only=active_only)
+
+    @property
+    def generation(self) -> int:
+        """The data-key cache's generation: read it *before* reading key rows elsewhere and hand
+        it to ``keys_from_rows`` (see ``owner_keys``)."""
+        return self._cache.generation
+
+    def keys_from_rows(
+        self,
+        owner_id: uuid.UUID,
+        rows: Iterable[Any],
+        *,
+        generation: int,
+        active_only: bool = False,
+    ) -> "OwnerKeys":
+        """``owner_keys`` from live key rows (dek_version, kek_id, wrapped_dek, retired_at) a
+        caller read itself, in a statement that also read other things (the submission's one
+        read of its context)."""
+        rows = list(rows)
         wrapped = {int(row.dek_version): (str(row.kek_id), bytes(row.wrapped_dek)) for row in rows}
         current = [int(row.dek_version) for row in rows if row.retired_at is None]
         active = max(current) if active_only and current else None

@@ -43,6 +43,12 @@ def _base_document() -> dict[str, Any]:
     return read_document("default")
 
 
+def parameters_from_override(document: str | None) -> AlertParameters:
+    """The parameters in force given the clinic's newest override document (None = defaults),
+    for a caller that read the document itself (`responses.repository.submission_context`)."""
+    return _parameters(document)
+
+
 @lru_cache(maxsize=256)
 def _parameters(override: str | None) -> AlertParameters:
     overrides = () if override is None else (msgspec.json.decode(override),)

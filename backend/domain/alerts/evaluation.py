@@ -38,10 +38,11 @@ from backend.domain.alerts.candidate import (
 )
 from backend.domain.alerts.clinic_settings import parameters_for_clinic
 from backend.domain.alerts.engine import evaluate_alerts
-from backend.domain.alerts.history import SubmittedResponse, patient_timeline
+from backend.domain.alerts.history import NOT_READ, NotRead, SubmittedResponse, patient_timeline
+from backend.domain.alerts.parameters import AlertParameters
 from backend.domain.alerts.reminders import push_check_in_reminder
 from backend.domain.alerts.routing import first_responders, notify_staff
-from backend.domain.alerts.sources import recently_active_patients
+from backend.domain.alerts.sources import CourseRef, recently_active_patients
 from backend.keyring.service import Keyring, OwnerKeys
 from backend.lib.ids import uuid7
 from backend.system.metrics import count_alert
@@ -272,11 +273,14 @@ async def evaluate_patient(
     routing: PatientRouting | None = None,
     keys: OwnerKeys | None = None,
     submitted: SubmittedResponse | None = None,
+    parameters: AlertParameters | None = None,
+    course: CourseRef | NotRead | None = NOT_READ,
 ) -> list[PatientNotice]:
     """Evaluate every rule for the patient as of ``now`` and act on triggers not seen before.
 
-    ``routing`` and ``keys``: the patient's row and keys if the caller (a submission) already
-    read them in this transaction; read here otherwise. ``submitted``: the response a
+    ``routing``, ``keys``, ``parameters`` and ``course``: the patient's row and keys, the
+    clinic's alert parameters and the current course if the caller (a submission) already read
+    them in this transaction; read here otherwise. ``submitted``: the response a
     submission just stored, whose triggers are wanted now (`history.patient_timeline`).
     """
     connection = await session.connection()
@@ -286,9 +290,17 @@ async def evaluate_patient(
         raise LookupError("no such patient in this clinic")
     if routing.status != "active":
         return []  # withdrawn or erased: monitoring has stopped, and erased data cannot be read
-    parameters = await parameters_for_clinic(session, clinic_id)
+    if parameters is None:
+        parameters = await parameters_for_clinic(session, clinic_id)
     timeline = await patient_timeline(
-        session, keyring, patient_id, parameters, now=now, keys=keys, submitted=submitted
+        session,
+        keyring,
+        patient_id,
+        parameters,
+        now=now,
+        keys=keys,
+        submitted=submitted,
+        course=course,
     )
     # A phone's clock may run up to a few minutes ahead (responses.service.MAX_CLOCK_SKEW); the
     # engine ignores data authored after `now`, and a suicide item must never wait for the clock.
@@ -351,6 +363,8 @@ async def evaluate_after_submission(
     routing: PatientRouting | None = None,
     keys: OwnerKeys | None = None,
     submitted: SubmittedResponse | None = None,
+    parameters: AlertParameters | None = None,
+    course: CourseRef | NotRead | None = NOT_READ,
 ) -> list[PatientNotice]:
     """Called by `responses.service.submit_response` after the insert, in its transaction.
 
@@ -366,6 +380,8 @@ async def evaluate_after_submission(
         routing=routing,
         keys=keys,
         submitted=submitted,
+        parameters=parameters,
+        course=course,
     )
 
 

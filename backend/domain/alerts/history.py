@@ -9,6 +9,7 @@ re-ask of an earlier one when it is the next response to the same instrument, wi
 wait, after a response that left a suicide item blank (clinical-spec §5.3 rule 5: re-ask once).
 """
 
+import enum
 import uuid
 from datetime import datetime, timedelta
 from typing import Final
@@ -129,6 +130,15 @@ def _session(row: AnyRow) -> TreatmentSession:
     )
 
 
+class NotRead(enum.Enum):
+    """A value the caller did not read (as opposed to one it read and found absent: None)."""
+
+    NOT_READ = "not read"
+
+
+NOT_READ: Final = NotRead.NOT_READ
+
+
 class SubmittedResponse(msgspec.Struct, frozen=True, kw_only=True):
     """The response a submission has just stored (in the caller's transaction), as the caller
     has it in plain: it is not read back and decrypted again."""
@@ -186,30 +196,29 @@ async def _submission_rows(
 ) -> list[AnyRow] | None:
     """The stored rows of a submission's scope but the submission itself; None when the whole
     history is needed."""
-    previous = await sources.latest_other_of_instrument(
-        connection, patient_id, submitted.instrument_id, submitted.id
+    scope = await sources.submission_scope(
+        connection,
+        patient_id,
+        instrument_id=submitted.instrument_id,
+        b12_instrument_id=B12_RISK_INSTRUMENT,
+        response_id=submitted.id,
+        since=course_since,
     )
+    previous = scope.previous
     if previous is not None and (previous.authored_at, previous.id) > (
         submitted.authored,
         submitted.id,
     ):
         return None  # a late arrival can change the pairing of later responses: read them all
-    rows: dict[uuid.UUID, AnyRow] = {}
-    if course_since is not None:
-        rows = {
-            r.id: r for r in await sources.responses_since(connection, patient_id, course_since)
-        }
+    rows: dict[uuid.UUID, AnyRow] = {r.id: r for r in scope.since}
     rows.pop(submitted.id, None)
     # The answer just before it is enough: if it left a safety item blank, `scope_is_exact`
     # sends us to the whole history anyway; if not, no re-ask chain reaches past it.
     if previous is not None:
         rows.setdefault(previous.id, previous)
     # The latest B12 risk answers (the submission's own, if it is one, are already in hand).
-    latest_b12 = await sources.latest_other_of_instrument(
-        connection, patient_id, B12_RISK_INSTRUMENT, submitted.id
-    )
-    if latest_b12 is not None:
-        rows.setdefault(latest_b12.id, latest_b12)
+    if scope.latest_b12 is not None:
+        rows.setdefault(scope.latest_b12.id, scope.latest_b12)
     missing = [i for i in baseline_ids if i not in rows and i != submitted.id]
     if missing:
         for row in await sources.responses_by_id(connection, patient_id, missing):
@@ -226,8 +235,10 @@ async def patient_timeline(
     now: datetime,
     keys: OwnerKeys | None = None,
     submitted: SubmittedResponse | None = None,
+    course: sources.CourseRef | NotRead | None = NOT_READ,
 ) -> PatientTimeline:
-    """``keys``: the patient's keys if the caller already read them in this transaction.
+    """``keys``, ``course``: the patient's keys and current course if the caller already read
+    them in this transaction.
 
     ``submitted``: evaluating right after that submission. Its triggers, the course's and the
     re-ask pairing around it are exactly those of the whole history (`scope_is_exact`), without
@@ -239,7 +250,8 @@ async def patient_timeline(
     sessions: tuple[TreatmentSession, ...] = ()
     baseline_rows: list[AnyRow] = []
     missed: tuple[MissedCheckIn, ...] = ()
-    course = await sources.current_course(connection, patient_id)
+    if isinstance(course, NotRead):
+        course = await sources.current_course(connection, patient_id)
     if course is not None:
         sessions = tuple(
             _session(s) for s in await sources.sessions_of_course(connection, course.id)

@@ -14,12 +14,13 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.db.models.clinic import Clinic
 from backend.db.models.patient import Patient
-from backend.domain.responses import service
+from backend.domain.alerts.clinic_settings import parameters_from_override
+from backend.domain.responses import repository, service
 from backend.domain.responses.schemas import (
     IdempotencyKey,
     ResponsePage,
@@ -40,26 +41,34 @@ from questionnaires.registry import catalogue
 _patients = Patient.__table__  # type: ignore[attr-defined]
 _clinics = Clinic.__table__  # type: ignore[attr-defined]
 _IDEMPOTENCY_KEY = msgspec.json.Decoder(IdempotencyKey)
-# Built once: every submission runs it.
-_SUBMITTING_PATIENT = select(
-    _patients.c.clinic_id, _patients.c.status, _patients.c.locale, _patients.c.care_team_id
-).where(_patients.c.id == bindparam("id"))
 
 
-async def _submitting_patient(session: AsyncSession, principal: Principal) -> service.PatientRef:
+async def _submitting_patient(
+    session: AsyncSession, runtime: Runtime, principal: Principal
+) -> tuple[service.PatientRef, service.Prefetched]:
     connection = await session.connection()
-    row = (await connection.execute(_SUBMITTING_PATIENT, {"id": principal.subject_id})).first()
-    if row is None or row.clinic_id != principal.clinic_id:
+    # Before the key rows are read (`Keyring.owner_keys`): a shred in between stays uncached.
+    generation = runtime.keyring.generation
+    context = await repository.submission_context(connection, principal.subject_id)
+    if context is None or context.clinic_id != principal.clinic_id:
         raise NotFound("no such patient")
-    if row.status != "active":
+    if context.status != "active":
         raise Forbidden("this patient's monitoring is not active; answers are not accepted")
-    return service.PatientRef(
+    patient = service.PatientRef(
         patient_id=principal.subject_id,
-        clinic_id=row.clinic_id,
-        locale=row.locale,
-        status=row.status,
-        care_team_id=row.care_team_id,
+        clinic_id=context.clinic_id,
+        locale=context.locale,
+        status=context.status,
+        care_team_id=context.care_team_id,
     )
+    prefetched = service.Prefetched(
+        keys=runtime.keyring.keys_from_rows(
+            principal.subject_id, context.key_rows, generation=generation, active_only=True
+        ),
+        parameters=parameters_from_override(context.override_document),
+        course=context.course,
+    )
+    return patient, prefetched
 
 
 async def _ensure_readable(session: AsyncSession, patient_id: uuid.UUID) -> None:
@@ -91,11 +100,12 @@ async def _submit(
     idempotency_key: str | None,
     source: str,
 ) -> SubmissionResult:
-    patient = await _submitting_patient(session, principal)
+    patient, prefetched = await _submitting_patient(session, runtime, principal)
     result = await service.submit_response(
         session,
         runtime.keyring,
         patient=patient,
+        prefetched=prefetched,
         submission=submission,
         idempotency_key=_idempotency_key(idempotency_key),
         now=runtime.clock.now(),

@@ -16,7 +16,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.domain.alerts.candidate import PatientAction
 from backend.domain.alerts.evaluation import evaluate_after_submission
-from backend.domain.alerts.history import SubmittedResponse
+from backend.domain.alerts.history import NOT_READ, SubmittedResponse
+from backend.domain.alerts.parameters import AlertParameters
+from backend.domain.alerts.sources import CourseRef
 from backend.domain.check_ins.linking import link_response
 from backend.domain.responses import repository
 from backend.domain.responses.schemas import (
@@ -57,6 +59,18 @@ class PatientRef(msgspec.Struct, frozen=True, kw_only=True):
     # alert evaluation need not read it again; None = not read, evaluation reads it.
     status: str | None = None
     care_team_id: uuid.UUID | None = None
+
+
+class Prefetched(NamedTuple):
+    """What the caller read with the patient row (`repository.submission_context`), in this
+    transaction, so the submission and its alert evaluation need not read it again."""
+
+    keys: OwnerKeys
+    """The patient's keys, encrypting under the active version."""
+    parameters: AlertParameters
+    """The clinic's alert parameters in force."""
+    course: CourseRef | None
+    """The patient's current treatment course."""
 
 
 class _Routing(NamedTuple):
@@ -123,6 +137,7 @@ async def submit_response(
     idempotency_key: str | None,
     now: datetime,
     source: str = "app",
+    prefetched: Prefetched | None = None,
 ) -> SubmissionResult:
     """Validate, score, encrypt and store one submission, exactly once per idempotency key.
 
@@ -165,7 +180,11 @@ async def submit_response(
         )
         late = link.late
     connection = await session.connection()
-    keys = await keyring.owner_keys(session, patient.patient_id, active_only=True)
+    keys = (
+        prefetched.keys
+        if prefetched is not None
+        else await keyring.owner_keys(session, patient.patient_id, active_only=True)
+    )
     row_id = str(response_id)
     row = repository.NewResponse(
         id=response_id,
@@ -201,6 +220,7 @@ async def submit_response(
         score=score,
         answers=submission.answers,
         now=now,
+        parameters=None if prefetched is None else prefetched.parameters,
     )
     if await repository.insert_unless_duplicate(connection, row):
         # Same transaction: the alert a safety answer raises commits with the answer or not at
@@ -217,6 +237,8 @@ async def submit_response(
                 else None
             ),
             keys=keys,
+            parameters=None if prefetched is None else prefetched.parameters,
+            course=NOT_READ if prefetched is None else prefetched.course,
             submitted=SubmittedResponse(
                 id=response_id, authored=authored_at, score=score, answers=submission.answers
             ),

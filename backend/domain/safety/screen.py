@@ -17,7 +17,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.domain.alerts.candidate import SEVERITY_RANK
 from backend.domain.alerts.clinic_settings import parameters_for_clinic
-from backend.domain.alerts.parameters import SuicidalityParameters, load_parameters
+from backend.domain.alerts.parameters import (
+    AlertParameters,
+    SuicidalityParameters,
+    load_parameters,
+)
 from backend.domain.alerts.rules.suicidality import suicidality_signal
 from backend.domain.alerts.timeline import scored_response
 from backend.domain.safety.crisis import CrisisScreen, Urgency
@@ -50,6 +54,7 @@ async def crisis_screen_for_submission(
     score: Score,
     answers: tuple[Answer, ...],
     now: datetime,
+    parameters: AlertParameters | None = None,
 ) -> CrisisScreen | None:
     """The screen to show first for this submission, or None when it carries no §5.3 trigger."""
     instrument = catalogue().get(score.instrument_id, score.instrument_version)
@@ -60,12 +65,13 @@ async def crisis_screen_for_submission(
         authored=now,
         answers={answer.link_id: answer.value for answer in answers},
     )
-    parameters = (
-        (await parameters_for_clinic(session, clinic_id)).suicidality
-        if view.free_text
-        else _default_suicidality()
-    )
-    signal = suicidality_signal(view, parameters)
+    if not view.free_text:
+        suicidality = _default_suicidality()
+    elif parameters is not None:  # the caller read them in this transaction
+        suicidality = parameters.suicidality
+    else:
+        suicidality = (await parameters_for_clinic(session, clinic_id)).suicidality
+    signal = suicidality_signal(view, suicidality)
     if signal is None or not signal.crisis_screen:
         return None  # no trigger, or a "task only" answer (MADRS-S item 9 of 2-3)
     content = await crisis_content(await session.connection(), clinic_id, locale)
