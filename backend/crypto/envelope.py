@@ -48,6 +48,7 @@ __all__ = [
     "dek_wrapping_aad",
     "encrypt_field",
     "generate_dek",
+    "open_columns",
     "open_field",
     "open_fields",
     "rewrap_dek",
@@ -285,47 +286,81 @@ def open_fields(
     (table, column, patient) encoded once and each key version's cipher looked up once. An
     export opens millions of fields; per field this leaves only the row id and the AES-GCM call.
     """
-    if len(blobs) != len(row_ids):
-        raise ValueError("one row id per ciphertext")
-    prefix = table_and_column(table, column)
+    return open_columns(
+        [(column, blobs)],
+        cipher_for=cipher_for,
+        table=table,
+        row_ids=row_ids,
+        patient_id=patient_id,
+    )[0]
+
+
+def open_columns(
+    columns: Sequence[tuple[str, Sequence[bytes]]],
+    *,
+    cipher_for: CipherLookup,
+    table: str,
+    row_ids: Sequence[str],
+    patient_id: str,
+) -> list[list[bytes]]:
+    """`open_fields` for several columns of the same rows of one patient (`columns[c]` is
+    (column name, its values), the i-th value in the row `row_ids[i]`), returned column by
+    column. Each row's part of the associated data (its id, then the patient) is encoded once
+    for all its columns; every field is still authenticated against its full AAD (§D.7)."""
     patient = patient_id.encode("utf-8")
     if not patient:
         raise ValueError("patient_id must be a non-empty string")
     suffix = len(patient).to_bytes(4, "big") + patient
-    ciphers: dict[bytes, AESGCM] = {}
-    opened: list[bytes] = []
-    for blob, row_id in zip(blobs, row_ids, strict=True):
-        # Only a well-formed field of the current format takes the short way; anything else
-        # (and a failed tag) goes through `open_field`, which raises the specific error.
-        if (
-            type(blob) is bytes
-            and blob[:2] == _CURRENT_FORMAT
-            and len(blob) >= OVERHEAD_BYTES
-            and type(row_id) is str
-            and row_id
-        ):
-            version = blob[2:6]
-            cipher = ciphers.get(version)
-            if cipher is None:
-                cipher = ciphers[version] = cipher_for(int.from_bytes(version, "big"))
+    # len ‖ row id ‖ len ‖ patient id: the AAD after the header, table and column. None for a
+    # row id the short way does not take (`open_field` raises the specific error).
+    tails: list[bytes | None] = []
+    for row_id in row_ids:
+        if type(row_id) is str and row_id:
             row = row_id.encode("utf-8")
-            aad = b"".join((blob[:HEADER_BYTES], prefix, len(row).to_bytes(4, "big"), row, suffix))
-            try:
-                opened.append(cipher.decrypt(blob[6:HEADER_BYTES], blob[HEADER_BYTES:], aad))
-                continue
-            except InvalidTag:
-                pass
-        opened.append(
-            open_field(
-                blob,
-                cipher_for=cipher_for,
-                table=table,
-                column=column,
-                row_id=row_id,
-                patient_id=patient_id,
+            tails.append(len(row).to_bytes(4, "big") + row + suffix)
+        else:
+            tails.append(None)
+    # By the header's first six bytes (format, suite, key version): one dictionary lookup per
+    # field finds its cipher and shows the format is the current one.
+    ciphers: dict[bytes, AESGCM] = {}
+    opened_columns: list[list[bytes]] = []
+    for column, blobs in columns:
+        if len(blobs) != len(tails):
+            raise ValueError("one row id per ciphertext")
+        prefix = table_and_column(table, column)
+        opened: list[bytes] = []
+        append = opened.append
+        for index, (blob, tail) in enumerate(zip(blobs, tails, strict=True)):
+            # Only a well-formed field of the current format takes the short way; anything else
+            # (and a failed tag) goes through `open_field`, which raises the specific error.
+            if type(blob) is bytes and tail is not None and len(blob) >= OVERHEAD_BYTES:
+                cipher = ciphers.get(blob[:6])
+                if cipher is None and blob[:2] == _CURRENT_FORMAT:
+                    cipher = ciphers[blob[:6]] = cipher_for(int.from_bytes(blob[2:6], "big"))
+                if cipher is not None:
+                    try:
+                        append(
+                            cipher.decrypt(
+                                blob[6:HEADER_BYTES],
+                                blob[HEADER_BYTES:],
+                                b"".join((blob[:HEADER_BYTES], prefix, tail)),
+                            )
+                        )
+                        continue
+                    except InvalidTag:
+                        pass
+            append(
+                open_field(
+                    blob,
+                    cipher_for=cipher_for,
+                    table=table,
+                    column=column,
+                    row_id=row_ids[index],
+                    patient_id=patient_id,
+                )
             )
-        )
-    return opened
+        opened_columns.append(opened)
+    return opened_columns
 
 
 def _open(

@@ -15,7 +15,8 @@ Relies on two aiosqlite internals, pinned by the lock file and covered by every 
 
 import collections
 import sqlite3
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import aiosqlite
 from sqlalchemy.dialects import registry
@@ -25,10 +26,13 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_dbapi,
     SQLiteDialect_aiosqlite,
 )
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.util import EMPTY_DICT
 from sqlalchemy.util.concurrency import await_
 
-__all__ = ["DRIVER_NAME", "OneHopSQLiteDialect"]
+__all__ = ["DRIVER_NAME", "OneHopSQLiteDialect", "is_one_hop", "run_in_driver_thread"]
+
+T = TypeVar("T")
 
 DRIVER_NAME = "sqlite+interlude_aiosqlite"
 
@@ -138,3 +142,24 @@ class OneHopSQLiteDialect(SQLiteDialect_aiosqlite):
 
 
 registry.register("sqlite.interlude_aiosqlite", __name__, "OneHopSQLiteDialect")
+
+
+def is_one_hop(connection: AsyncConnection) -> bool:
+    """Whether this connection runs on this module's dialect (so `run_in_driver_thread` works)."""
+    return isinstance(connection.dialect, OneHopSQLiteDialect)
+
+
+async def run_in_driver_thread(
+    connection: AsyncConnection, fn: Callable[[sqlite3.Connection], T]
+) -> T:
+    """`fn(sqlite3_connection)` in the connection's worker thread, in its current transaction,
+    serialised with its other statements: for a read that wants the driver's rows as they come
+    (the research export turns them into columns a few at a time, so thousands of row tuples
+    never live at once) rather than a SQLAlchemy result."""
+    if not is_one_hop(connection):
+        raise TypeError("not a connection of the one-hop SQLite dialect")
+    adapted: Any = (await connection.get_raw_connection()).dbapi_connection
+    driver: aiosqlite.Connection = adapted._connection
+    async with adapted._execute_mutex:
+        result: T = await driver._execute(fn, driver._conn)  # type: ignore[no-untyped-call]
+        return result

@@ -36,6 +36,7 @@ from backend.crypto import (
     KekProvider,
     UnknownKeyError,
     generate_dek,
+    open_columns,
     open_field,
     open_fields,
     parse_field,
@@ -417,6 +418,31 @@ class OwnerKeys:
             # Rare: find the field that failed one by one, so the alert names its row.
             for row_id, blob in zip(row_ids, blobs, strict=True):
                 self.decrypt(table=table, column=column, row_id=row_id, blob=blob)
+            raise
+
+    def decrypt_columns(
+        self,
+        *,
+        table: str,
+        columns: Sequence[tuple[str, Sequence[bytes]]],
+        row_ids: Sequence[str],
+    ) -> list[list[bytes]]:
+        """`decrypt_many` for several columns of the same rows (`columns[c]` is (column, its
+        values), the i-th in row `row_ids[i]`), each row's id encoded once for all its columns
+        (`backend.crypto.open_columns`); the same errors and alert."""
+        try:
+            return open_columns(
+                columns,
+                cipher_for=self._cipher,
+                table=table,
+                row_ids=row_ids,
+                patient_id=self._owner,
+            )
+        except DecryptionError:
+            # Rare: find the field that failed one by one, so the alert names its row.
+            for column, blobs in columns:
+                for row_id, blob in zip(row_ids, blobs, strict=True):
+                    self.decrypt(table=table, column=column, row_id=row_id, blob=blob)
             raise
 
     def _cipher(self, version: int) -> AESGCM:

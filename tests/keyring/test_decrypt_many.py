@@ -93,3 +93,51 @@ def test_a_missing_row_id_is_refused() -> None:
         reader.decrypt_many(table=TABLE, column=COLUMN, row_ids=[], blobs=[blob])
     with pytest.raises(ValueError, match="row_id"):
         reader.decrypt_many(table=TABLE, column=COLUMN, row_ids=[""], blobs=[blob])
+
+
+def test_columns_of_the_same_rows_open_as_each_column_alone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`decrypt_columns` (the export's path: answers and score of each response) binds each
+    value to its own column and row, like `decrypt_many` column by column."""
+    keyring, owner, wrapped, writer = _owner()
+    reader = _reader(keyring, owner, wrapped)
+    rows = [str(uuid.uuid4()) for _ in range(4)]
+    answers = [
+        writer.encrypt(table=TABLE, column="answers_ct", row_id=r, plaintext=f"a{i}".encode())
+        for i, r in enumerate(rows)
+    ]
+    scores = [
+        writer.encrypt(table=TABLE, column="score_ct", row_id=r, plaintext=f"s{i}".encode())
+        for i, r in enumerate(rows)
+    ]
+    columns = [("answers_ct", answers), ("score_ct", scores)]
+    opened = reader.decrypt_columns(table=TABLE, columns=columns, row_ids=rows)
+    assert opened == [
+        reader.decrypt_many(table=TABLE, column=c, row_ids=rows, blobs=b) for c, b in columns
+    ]
+    assert opened == [[f"a{i}".encode() for i in range(4)], [f"s{i}".encode() for i in range(4)]]
+    assert reader.decrypt_columns(table=TABLE, columns=[], row_ids=rows) == []
+    with pytest.raises(TamperedCiphertextError):  # a value moved to the other column
+        reader.decrypt_columns(
+            table=TABLE, columns=[("answers_ct", scores), ("score_ct", answers)], row_ids=rows
+        )
+    with pytest.raises(TamperedCiphertextError):  # rows swapped within a column
+        reader.decrypt_columns(
+            table=TABLE,
+            columns=[("answers_ct", answers), ("score_ct", [scores[1], scores[0], *scores[2:]])],
+            row_ids=rows,
+        )
+    with pytest.raises(ValueError, match="row"):
+        reader.decrypt_columns(table=TABLE, columns=[("score_ct", scores[:3])], row_ids=rows)
+    caplog.clear()
+    with caplog.at_level(logging.ERROR), pytest.raises(TamperedCiphertextError):
+        reader.decrypt_columns(
+            table=TABLE,
+            columns=[("answers_ct", answers), ("score_ct", [*scores[:3], scores[3][:-1]])],
+            row_ids=rows,
+        )
+    alerts = [r for r in caplog.records if r.getMessage() == "decryption failed"]
+    assert [(r.fields["column"], r.fields["row_id"]) for r in alerts] == [  # type: ignore[attr-defined]
+        ("score_ct", rows[3])
+    ]

@@ -38,7 +38,6 @@ from typing import Any, Final, TypeVar
 
 import anyio.to_thread
 import msgspec
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -63,6 +62,7 @@ from backend.domain.exports.source import (
     RESPONSE_PAGE_ROWS,
     PreparedGroup,
     ResponseCursor,
+    ResponsePage,
     SealedGroup,
     count_cohort,
     read_group,
@@ -156,13 +156,13 @@ async def _groups(
 
 async def _pages(
     sessions: Sessions, patient_ids: Sequence[uuid.UUID], *, page_rows: int
-) -> AsyncGenerator[Sequence[Row[Any]], None]:
+) -> AsyncGenerator[ResponsePage, None]:
     """The patients' responses page by page (`read_responses`), the next page read while the
     caller works on the current one: at most two pages in memory, whatever their histories."""
 
     async def fetch(
         after: ResponseCursor | None,
-    ) -> tuple[Sequence[Row[Any]], ResponseCursor | None]:
+    ) -> tuple[ResponsePage, ResponseCursor | None]:
         async with sessions() as session:
             return await read_responses(session, patient_ids, after=after, limit=page_rows)
 
@@ -216,7 +216,7 @@ def _write_group(
     return prepared, len(batch.patients) + len(batch.sessions) + len(batch.alerts)
 
 
-def _write_page(prepared: PreparedGroup, page: Sequence[Row[Any]], writer: ExportWriter) -> int:
+def _write_page(prepared: PreparedGroup, page: ResponsePage, writer: ExportWriter) -> int:
     observations, instruments = prepared.observations(page, writer.observations_schema)
     if observations is None:
         return 0
