@@ -46,6 +46,10 @@ PATIENTS = int(os.environ.get("BENCH_PATIENTS", "64"))
 TARGET_RATIO = 0.25
 TARGET_P99_MS = 50.0
 SUBMIT = "/api/v1/responses"
+# Patients between sessions of an N2O course, as monitored patients are: the alert rules then
+# read the course's sessions, baselines and check-ins too.
+COURSE_SESSIONS = int(os.environ.get("BENCH_COURSE_SESSIONS", "2"))
+IN_COURSE = f"real endpoint, 1 worker, in a course ({COURSE_SESSIONS} sessions)"
 
 
 def _median(results: list[LoadResult]) -> dict[str, Any]:
@@ -140,7 +144,12 @@ def _run_wrk_split(
 
 
 def _real(
-    database: Database, tmp: Path, *, replicas: int = 1, pinned_server: bool = True
+    database: Database,
+    tmp: Path,
+    *,
+    replicas: int = 1,
+    pinned_server: bool = True,
+    sessions: int = 0,
 ) -> dict[str, Any]:
     data_dir = tmp / f"var-{database.kind}"
     servers = [
@@ -159,7 +168,10 @@ def _real(
         # Many patients, as in a clinic: each one's history stays short, as it would in life
         # (the alert rules read a patient's history on every submission).
         world = make_world(
-            servers[0].base_url, service_env(database.url, data_dir), patients=PATIENTS
+            servers[0].base_url,
+            service_env(database.url, data_dir),
+            patients=PATIENTS,
+            sessions=sessions,
         )
         authorization = [patient.headers["Authorization"] for patient in world.patients]
         return _measure(servers, authorization, pin_load=pinned_server and replicas == 1)
@@ -204,6 +216,8 @@ def run() -> list[dict[str, Any]]:
 
         sqlite = create_database("sqlite", tmp / "sqlite")
         rows.append(_row("real endpoint, 1 worker", "sqlite", _real(sqlite, tmp), bare_rps))
+        in_course = _real(sqlite, tmp, sessions=COURSE_SESSIONS)
+        rows.append(_row(IN_COURSE, "sqlite", in_course, bare_rps))
 
         cluster = PrivateCluster(cpus="1").init()
         cluster.start()
@@ -211,6 +225,8 @@ def run() -> list[dict[str, Any]]:
             postgres = create_database("postgresql", tmp / "pgdb", cluster.admin_url)
             one = _real(postgres, tmp)
             rows.append(_row("real endpoint, 1 worker", "postgresql", one, bare_rps))
+            in_course = _real(postgres, tmp, sessions=COURSE_SESSIONS)
+            rows.append(_row(IN_COURSE, "postgresql", in_course, bare_rps))
             single = _real(postgres, tmp, replicas=1, pinned_server=False)
             rows.append(_row("1 replica, unpinned", "postgresql", single, bare_rps))
             double = _real(postgres, tmp, replicas=2, pinned_server=False)

@@ -22,6 +22,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -445,9 +446,12 @@ def make_world(
     *,
     patients: int = 1,
     roles: tuple[str, ...] = ("clinician",),
+    sessions: int = 0,
 ) -> World:
     """A clinic (CLI), staff with the given roles (CLI, then login over HTTP), and enrolled
-    patients (created by the clinician over HTTP, enrolment code redeemed like the app does)."""
+    patients (created by the clinician over HTTP, enrolment code redeemed like the app does).
+    ``sessions``: each patient is in an N2O course with that many sessions, a day apart, the
+    last one a day ago (as a monitored patient is between sessions)."""
     from urllib.parse import parse_qs, urlparse
 
     tag = uuid.uuid4().hex[:8]
@@ -478,9 +482,10 @@ def make_world(
                 staff[role] = StaffLogin(me, role, tokens["access_token"], tokens["refresh_token"])
             world = World(clinic_id=clinic_id, staff=staff)
             for number in range(patients):
-                world.patients.append(
-                    await _enrol(client, staff["clinician"], f"B{tag}-{number:05d}")
-                )
+                patient = await _enrol(client, staff["clinician"], f"B{tag}-{number:05d}")
+                for day in range(sessions, 0, -1):
+                    await _plan_session(client, staff["clinician"], patient, days_ago=day)
+                world.patients.append(patient)
             return world
 
     return asyncio.run(run())
@@ -519,6 +524,23 @@ async def _enrol(client: httpx.AsyncClient, clinician: StaffLogin, mrn: str) -> 
     redeemed.raise_for_status()
     tokens = redeemed.json()["tokens"]
     return PatientLogin(body["patient"]["id"], tokens["access_token"], tokens["refresh_token"])
+
+
+async def _plan_session(
+    client: httpx.AsyncClient, clinician: StaffLogin, patient: PatientLogin, *, days_ago: int
+) -> None:
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=days_ago)
+    response = await client.post(
+        f"/api/v1/patients/{patient.id}/sessions",
+        headers=clinician.headers,
+        json={
+            "modality": "n2o",
+            "planned_start": start.isoformat(),
+            "minutes": 60,
+            "n2o_concentration_percent": 50,
+        },
+    )
+    response.raise_for_status()
 
 
 async def refresh_patient(client: httpx.AsyncClient, patient: PatientLogin) -> None:

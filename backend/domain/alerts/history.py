@@ -253,13 +253,12 @@ async def patient_timeline(
     if isinstance(course, NotRead):
         course = await sources.current_course(connection, patient_id)
     if course is not None:
-        sessions = tuple(
-            _session(s) for s in await sources.sessions_of_course(connection, course.id)
-        )
-        baseline_rows = await sources.baselines_of_course(connection, course.id)
+        parts = await sources.course_parts(connection, course.id, now)
+        sessions = tuple(_session(s) for s in parts.sessions)
+        baseline_rows = parts.baselines
         missed = tuple(
             MissedCheckIn(id=str(c.id), due=c.due_at, session_id=str(c.session_id))
-            for c in await sources.unanswered_check_ins(connection, course.id, now)
+            for c in parts.unanswered
         )
 
     rows: list[AnyRow] | None = None

@@ -3,20 +3,32 @@
 
 import uuid
 from datetime import datetime
-from typing import Any, Final, NamedTuple, cast
+from typing import Any, Final, NamedTuple
+from typing import cast as typing_cast
 
-from sqlalchemy import Select, Subquery, Table, bindparam, literal, select, union_all
+from sqlalchemy import (
+    CompoundSelect,
+    Select,
+    Subquery,
+    Table,
+    bindparam,
+    cast,
+    literal,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backend.db.models.questionnaire_response import QuestionnaireResponse
 from backend.db.models.treatment import CheckIn, CourseBaseline, TreatmentCourse, TreatmentSession
 from backend.domain.alerts.rows import AnyRow
 
-RESPONSES: Final = cast(Table, QuestionnaireResponse.__table__)  # type: ignore[attr-defined]
-_COURSES: Final = cast(Table, TreatmentCourse.__table__)  # type: ignore[attr-defined]
-_SESSIONS: Final = cast(Table, TreatmentSession.__table__)  # type: ignore[attr-defined]
-_BASELINES: Final = cast(Table, CourseBaseline.__table__)  # type: ignore[attr-defined]
-_CHECK_INS: Final = cast(Table, CheckIn.__table__)  # type: ignore[attr-defined]
+RESPONSES: Final = typing_cast(Table, QuestionnaireResponse.__table__)  # type: ignore[attr-defined]
+_COURSES: Final = typing_cast(Table, TreatmentCourse.__table__)  # type: ignore[attr-defined]
+_SESSIONS: Final = typing_cast(Table, TreatmentSession.__table__)  # type: ignore[attr-defined]
+_BASELINES: Final = typing_cast(Table, CourseBaseline.__table__)  # type: ignore[attr-defined]
+_CHECK_INS: Final = typing_cast(Table, CheckIn.__table__)  # type: ignore[attr-defined]
 
 UNANSWERED_CHECK_IN_STATUSES: Final = ("sent", "missed")
 """Check-ins the patient was sent and has not completed. Pending or failed ones never reached the
@@ -151,47 +163,75 @@ async def current_course(connection: AsyncConnection, patient_id: uuid.UUID) -> 
     return None if row is None else CourseRef(row.id, row.modality, row.status)
 
 
-async def sessions_of_course(connection: AsyncConnection, course_id: uuid.UUID) -> list[AnyRow]:
-    s = _SESSIONS.c
-    statement = (
-        select(
-            s.id,
-            s.modality,
-            s.status,
-            s.planned_start_at,
-            s.planned_end_at,
-            s.started_at,
-            s.ended_at,
-            s.n2o_concentration_percent,
-            s.n2o_minutes,
-        )
-        .where(s.course_id == course_id, s.status != "cancelled")
-        .order_by(s.planned_start_at, s.id)
-    )
-    return list((await connection.execute(statement)).all())
+class CourseParts(NamedTuple):
+    sessions: list[AnyRow]
+    """The course's sessions but cancelled ones, by planned start."""
+    baselines: list[AnyRow]
+    """The course's baseline responses (instrument_id, response_id)."""
+    unanswered: list[AnyRow]
+    """Check-ins sent (or missed) and not answered, due by ``now``, by due time."""
 
 
-async def baselines_of_course(connection: AsyncConnection, course_id: uuid.UUID) -> list[AnyRow]:
-    b = _BASELINES.c
-    statement = select(b.instrument_id, b.response_id).where(b.course_id == course_id)
-    return list((await connection.execute(statement)).all())
-
-
-async def unanswered_check_ins(
+async def course_parts(
     connection: AsyncConnection, course_id: uuid.UUID, now: datetime
-) -> list[AnyRow]:
-    c = _CHECK_INS.c
-    statement = (
-        select(c.id, c.session_id, c.due_at)
-        .where(
-            c.course_id == course_id,
-            c.status.in_(UNANSWERED_CHECK_IN_STATUSES),
-            c.answered_at.is_(None),
-            c.due_at <= now,
+) -> CourseParts:
+    """A course's sessions, baselines and unanswered check-ins in one statement (each statement
+    costs ~0.2 ms of CPU here; every evaluation reads all three)."""
+    parts: tuple[list[AnyRow], list[AnyRow], list[AnyRow]] = ([], [], [])
+    parameters = {"course_id": course_id, "now": now}
+    for row in (await connection.execute(_COURSE_PARTS, parameters)).all():
+        parts[row.part].append(row)
+    sessions, baselines, unanswered = parts
+    sessions.sort(key=lambda r: (r.planned_start_at, r.id))
+    unanswered.sort(key=lambda r: (r.due_at, r.id))
+    return CourseParts(sessions=sessions, baselines=baselines, unanswered=unanswered)
+
+
+def _course_parts() -> CompoundSelect[Any]:
+    s, b, c = _SESSIONS.c, _BASELINES.c, _CHECK_INS.c
+    # One column list for the three parts; a part's missing columns are typed NULLs (PostgreSQL
+    # will not unite an untyped NULL with a uuid or a timestamp).
+    columns = {
+        "id": s.id,
+        "modality": s.modality,
+        "status": s.status,
+        "planned_start_at": s.planned_start_at,
+        "planned_end_at": s.planned_end_at,
+        "started_at": s.started_at,
+        "ended_at": s.ended_at,
+        "n2o_concentration_percent": s.n2o_concentration_percent,
+        "n2o_minutes": s.n2o_minutes,
+        "instrument_id": b.instrument_id,
+        "response_id": b.response_id,
+        "session_id": c.session_id,
+        "due_at": c.due_at,
+    }
+
+    def part(number: int, given: dict[str, Any]) -> Select[Any]:
+        return select(
+            literal(number).label("part"),
+            *(
+                (given[name] if name in given else cast(null(), column.type)).label(name)
+                for name, column in columns.items()
+            ),
         )
-        .order_by(c.due_at, c.id)
+
+    sessions = part(0, {name: columns[name] for name in list(columns)[:9]}).where(
+        s.course_id == bindparam("course_id"), s.status != "cancelled"
     )
-    return list((await connection.execute(statement)).all())
+    baselines = part(1, {"instrument_id": b.instrument_id, "response_id": b.response_id}).where(
+        b.course_id == bindparam("course_id")
+    )
+    unanswered = part(2, {"id": c.id, "session_id": c.session_id, "due_at": c.due_at}).where(
+        c.course_id == bindparam("course_id"),
+        c.status.in_(UNANSWERED_CHECK_IN_STATUSES),
+        c.answered_at.is_(None),
+        c.due_at <= bindparam("now"),
+    )
+    return union_all(sessions, baselines, unanswered)
+
+
+_COURSE_PARTS: Final = _course_parts()
 
 
 async def recently_active_patients(
