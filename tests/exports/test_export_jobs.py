@@ -19,6 +19,7 @@ from litestar.testing import AsyncTestClient
 from tests.exports.world import (
     RESPONSES_PER_PATIENT,
     ROWS_PER_PHQ9,
+    SESSION_ROWS_PER_PATIENT,
     ExportWorld,
     build_world,
     export_and_download,
@@ -106,7 +107,9 @@ async def test_only_consenting_patients_and_all_their_rows_are_exported(
     consenting = len(world.consenting)
     assert len(_study_ids(bundle)) == consenting == 6
     observations = pq.read_table(bundle / "parquet" / "observations.parquet")
-    assert observations.num_rows == consenting * RESPONSES_PER_PATIENT * ROWS_PER_PHQ9
+    assert observations.num_rows == consenting * (
+        RESPONSES_PER_PATIENT * ROWS_PER_PHQ9 + SESSION_ROWS_PER_PATIENT
+    )
     assert set(observations.column("study_id").to_pylist()) == _study_ids(bundle)
     sessions = pq.read_table(bundle / "parquet" / "sessions.parquet").to_pylist()
     assert len(sessions) == consenting * 2

@@ -19,6 +19,13 @@ from backend.db.models.alert import Alert
 from backend.db.models.treatment import TreatmentCourse, TreatmentSession
 from backend.domain.responses.schemas import ResponseSubmission
 from backend.domain.responses.service import PatientRef, submit_response
+from backend.domain.sessions import service as sessions_service
+from backend.domain.sessions.schemas import (
+    BloodPressureReading,
+    Observations,
+    ObservationsInput,
+    SideEffect,
+)
 from backend.identity.roles import Role
 from questionnaires.answers import Answer
 from tests.identity.conftest import (
@@ -33,6 +40,9 @@ from tests.identity.conftest import (
 COURSE_START = datetime(2026, 3, 10, 8, 15, 27, 418000, tzinfo=UTC)
 RESPONSES_PER_PATIENT = 3
 ROWS_PER_PHQ9 = 10  # nine items and the total
+SESSION_ROWS_PER_PATIENT = 10
+"""Session 1: two blood-pressure readings (two rows each), CADSS-6, MOAA/S, two side effects;
+session 2: MOAA/S and one side effect (`_observations`)."""
 
 
 @dataclass
@@ -91,6 +101,56 @@ class KnownPatient:
                 struct.pack("<q", micros // 1_000_000),
             ]
         return found
+
+
+def _observations(
+    known: KnownPatient, index: int, first: datetime, second: datetime
+) -> tuple[Observations, Observations]:
+    """What the clinic recorded at the patient's two sessions. The side-effect note names the
+    patient: it must never leave without the free-text opt-in."""
+    observations = (
+        Observations(
+            blood_pressure=(
+                # Pre-dose, 10 minutes before the start, and 70 minutes in.
+                BloodPressureReading(
+                    at=first - timedelta(minutes=10, seconds=index),
+                    systolic=130 + index,
+                    diastolic=85,
+                ),
+                BloodPressureReading(
+                    at=first + timedelta(minutes=70, seconds=index),
+                    systolic=142,
+                    diastolic=90 + index,
+                ),
+            ),
+            cadss6=7 + index,
+            cadss6_at=first + timedelta(minutes=40, seconds=index),
+            sedation_moaas=4,
+            side_effects=(
+                SideEffect(
+                    code="nausea",
+                    severity=2,
+                    onset_at=first + timedelta(minutes=30, seconds=index),
+                    note=f"{known.name} said: {known.note}",
+                ),
+                SideEffect(
+                    code="dizziness", severity=1, onset_at=first + timedelta(hours=2, seconds=2)
+                ),
+            ),
+        ),
+        Observations(
+            sedation_moaas=5,
+            sedation_moaas_at=second + timedelta(minutes=65),
+            side_effects=(
+                SideEffect(code="headache", severity=3, onset_at=second + timedelta(hours=3)),
+            ),
+        ),
+    )
+    for recorded in observations:
+        known.timestamps += [r.at for r in recorded.blood_pressure]
+        known.timestamps += [e.onset_at for e in recorded.side_effects]
+        known.timestamps += [t for t in (recorded.cadss6_at, recorded.sedation_moaas_at) if t]
+    return observations
 
 
 @dataclass
@@ -195,6 +255,20 @@ async def _patient(
             )
             known.timestamps += [at, at + timedelta(minutes=61)]
         await session.flush()
+        # Observations and side effects through the sessions service, as the API stores them.
+        for session_id, recorded in zip(
+            (first, second),
+            _observations(known, index, start, start + timedelta(days=2)),
+            strict=True,
+        ):
+            await sessions_service.record_observations(
+                session,
+                runtime.keyring,
+                patient_id=known.id,
+                session_id=session_id,
+                data=ObservationsInput(observations=recorded),
+                now=now,
+            )
         # An alert as the alerts area stores it, with the clinician's note encrypted.
         alert_id = uuid.uuid4()
         raised = start + timedelta(days=2, hours=5, seconds=index + 3)

@@ -15,6 +15,7 @@ import pyarrow as pa  # type: ignore[import-untyped]  # no stubs; pyproject mypy
 from backend.domain.exports.deid import DeidentificationProfile
 from backend.domain.exports.kanon import SUPPRESSED, KAnonymityReport
 from backend.domain.exports.records import MODALITIES
+from backend.domain.sessions.schemas import SIDE_EFFECT_CODES
 
 Presence = Literal["always", "date_shift", "free_text"]
 
@@ -86,7 +87,8 @@ STUDY_ID = Column(
 RECORD_ID = Column(
     "record_id",
     pa.string(),
-    "Pseudonymous id of the questionnaire response, side-effect report or alert",
+    "Pseudonymous id of the questionnaire response, side-effect report, session measurement "
+    "(both values of one blood-pressure reading share it) or alert",
     required=True,
 )
 COURSE_INDEX = Column(
@@ -95,12 +97,14 @@ COURSE_INDEX = Column(
 SESSION_INDEX = Column(
     "session_index",
     pa.int32(),
-    "Number k of the latest treatment session of the course at that time; 0 = before the first",
+    "Number k of the latest treatment session of the course at that time; 0 = before the first. "
+    "Session observations and side effects the clinic recorded: the session they were recorded at",
 )
 HOURS_SINCE_SESSION = Column(
     "hours_since_session",
     pa.float64(),
-    "Hours since the start of treatment session k (empty when k = 0)",
+    "Hours since the start of treatment session k (empty when k = 0, or for a session "
+    "observation whose time was not recorded; negative for a reading before the session began)",
     unit="h",
 )
 HOURS_SINCE_COURSE = Column(
@@ -201,7 +205,8 @@ SESSIONS = Table(
 
 OBSERVATIONS = Table(
     "observations",
-    "Long format: one row per item answer, total score or side effect",
+    "Long format: one row per item answer, total score, side effect recorded by the clinic or "
+    "session observation (see variables for the codes, units and ranges)",
     (
         STUDY_ID,
         RECORD_ID,
@@ -209,7 +214,7 @@ OBSERVATIONS = Table(
             "kind",
             pa.string(),
             "What the row holds",
-            allowed=("item", "total", "free_text", "side_effect"),
+            allowed=("item", "total", "free_text", "side_effect", "session_observation"),
             required=True,
         ),
         Column("instrument_id", pa.string(), "Instrument id (see resources' instruments)"),
@@ -218,18 +223,20 @@ OBSERVATIONS = Table(
         Column(
             "variable",
             pa.string(),
-            "Item linkId, 'total', or the side-effect code",
+            "Item linkId, 'total', the side-effect code or the session observation (variables)",
             required=True,
         ),
         Column(
             "value",
             pa.float64(),
-            "Item value (yes = 1, no = 0), total score, or side-effect severity",
+            "Item value (yes = 1, no = 0), total score, side-effect severity (0-3) or the "
+            "session observation's value in the variable's unit",
         ),
         Column(
             "value_text",
             pa.string(),
-            "Free text typed by the patient (only when the export opted in; may identify)",
+            "Free text typed by the patient, or a clinician's side-effect note (variable "
+            "'<code>_note'); only when the export opted in; may identify",
             presence="free_text",
         ),
         Column("band", pa.string(), "Severity band of the total, by the instrument's bands"),
@@ -302,6 +309,93 @@ TABLES: tuple[Table, ...] = (PATIENTS, SESSIONS, OBSERVATIONS, ALERTS)
 
 
 @dataclass(frozen=True, slots=True)
+class Variable:
+    """A `variable` of the observations table that is not an instrument's item: what it
+    measures, its unit (UCUM) and range."""
+
+    kind: str
+    name: str
+    description: str
+    minimum: float
+    maximum: float
+    unit: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        found: dict[str, Any] = {
+            "kind": self.kind,
+            "variable": self.name,
+            "description": self.description,
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+        }
+        if self.unit is not None:
+            found["unit"] = self.unit
+        return found
+
+
+_SEVERITY = "severity 0 none, 1 mild, 2 moderate, 3 severe"
+VARIABLES: tuple[Variable, ...] = (
+    Variable(
+        "session_observation",
+        "bp_systolic",
+        "Systolic blood pressure (LOINC 8480-6) of one reading, in mmHg, placed at the reading's "
+        "time (before the session: negative hours_since_session)",
+        40,
+        300,
+        unit="mm[Hg]",
+    ),
+    Variable(
+        "session_observation",
+        "bp_diastolic",
+        "Diastolic blood pressure (LOINC 8462-4) of the same reading (same record_id), in mmHg",
+        20,
+        200,
+        unit="mm[Hg]",
+    ),
+    Variable(
+        "session_observation",
+        "cadss6_total",
+        "CADSS-6 total, clinician-rated dissociation: six items scored 0-4; at the time rated, "
+        "or at session k without hours_since_session when no time was recorded",
+        0,
+        24,
+        unit="{score}",
+    ),
+    Variable(
+        "session_observation",
+        "moaas",
+        "Sedation on the MOAA/S scale (0 = no response to a painful stimulus, 5 = responds "
+        "readily to name); timed as cadss6_total",
+        0,
+        5,
+        unit="{score}",
+    ),
+    *(
+        Variable(
+            "side_effect",
+            code,
+            f"Side effect recorded by the clinic at or after session k ({_SEVERITY}), placed at "
+            "its onset; the post-session checklist's graded item se-"
+            + code.replace("_", "-")
+            + " asks the patient the same",
+            0,
+            3,
+        )
+        for code in SIDE_EFFECT_CODES
+    ),
+)
+
+SIDE_EFFECT_SOURCES = (
+    "Side effects come two ways. Recorded by the clinic with a session: kind 'side_effect', "
+    "variable the code, value the severity, placed at the onset (a clinician's note on it is "
+    "free text: variable '<code>_note', only when the export opted in). Reported by the "
+    "patient on the post-session checklist (instrument 'side-effects'): item answers, kind "
+    "'item', variables 'se-<code>' (graded 0-3) and its yes/no red-flag items (yes = 1), "
+    "placed at the time answered."
+)
+
+
+@dataclass(frozen=True, slots=True)
 class InstrumentUsed:
     instrument_id: str
     instrument_version: str
@@ -360,6 +454,8 @@ def datapackage(
             for i in instruments
         ],
         "rules": [{"id": rule_id, "version": version} for rule_id, version in rules],
+        "variables": [variable.describe() for variable in VARIABLES],
+        "side_effects": SIDE_EFFECT_SOURCES,
         "deidentification": deidentification_summary(profile),
         "k_anonymity": {
             "k_required": k_anonymity.k_required,

@@ -11,8 +11,9 @@ What leaves (45 CFR 164.514(b)(2), mapping in §E.1):
 - time only relative to the patient's own anchors: hours and days since the start of the course,
   the index k of the latest treatment session and the hours since it; the calendar year of the
   first treatment is the only calendar element (§E.2);
-- codes and numbers: instrument ids and versions, item answers, totals, side-effect codes, alert
-  kinds and rule versions.
+- codes and numbers: instrument ids and versions, item answers, totals, side-effect codes and
+  severities, session observations (blood pressure, CADSS-6, MOAA/S), alert kinds and rule
+  versions.
 
 What never leaves: names, contact details, record numbers, device ids and tokens, IP addresses,
 internal ids, clinician notes, exact dates and timestamps, and free text (a patient's note can
@@ -44,6 +45,7 @@ from backend.domain.exports.kanon import (
     class_key,
 )
 from backend.domain.exports.records import (
+    SESSION_VARIABLES,
     AlertRecord,
     AlertRow,
     DeidentifiedBatch,
@@ -53,6 +55,7 @@ from backend.domain.exports.records import (
     PatientRow,
     PatientTimeline,
     ScoredResponseRecord,
+    SessionObservationRecord,
     SessionRow,
     SideEffectRecord,
     TreatmentCourseRecord,
@@ -304,6 +307,13 @@ class _TreatmentClock:
         ]
         self._by_id = {c.record.course_id: c for c in self.courses}
         self._starts = [c.record.started_at for c in self.courses]
+        self._session_of: dict[uuid.UUID, tuple[_Course, int, dt.datetime]] = {
+            session.session_id: (course, index, session.started_at)
+            for course in self.courses
+            for index, session in enumerate(
+                self.sessions_by_course[course.record.course_id], start=1
+            )
+        }
 
     def course_for(self, at: dt.datetime, course_id: uuid.UUID | None) -> _Course | None:
         if course_id is not None and course_id in self._by_id:
@@ -331,6 +341,25 @@ class _TreatmentClock:
             None if k == 0 else round((at - starts[k - 1]).total_seconds() / 3600, HOURS_DECIMALS),
             since_start,
             math.floor(since_start / 24),
+        )
+
+    def at_session(self, session_id: uuid.UUID, at: dt.datetime | None) -> _Position | None:
+        """The place of something recorded at a session (its observations, side effects the
+        clinic saw): session k is that session, whenever it was measured, so a pre-dose reading
+        has negative hours since it. `at` None: measured at the session, time not recorded
+        (no hours since the session; the course hours are the session's). None when the
+        session is not on the time line."""
+        found = self._session_of.get(session_id)
+        if found is None:
+            return None
+        course, index, started = found
+        since_start = _hours((started if at is None else at) - course.record.started_at)
+        return _Position(
+            course_index=course.index,
+            session_index=index,
+            hours_since_session=None if at is None else _hours(at - started),
+            hours_since_course_start=since_start,
+            day_since_course_start=math.floor(since_start / 24),
         )
 
     def position(self, at: dt.datetime, course_id: uuid.UUID | None) -> _Position:
@@ -441,10 +470,7 @@ def deidentify_prepared(
     observations: list[ObservationRow] = []
     for response in sorted(timeline.responses, key=lambda r: r.authored_at):
         observations += _response_rows(response, study_id, clock, profile, pseudonymiser, shift)
-    for side_effect in sorted(timeline.side_effects, key=lambda s: s.onset_at):
-        observations += _side_effect_rows(
-            side_effect, study_id, clock, profile, pseudonymiser, shift
-        )
+    observations += session_rows(timeline, context, profile=profile, pseudonymiser=pseudonymiser)
     return DeidentifiedBatch(
         patients=(context.patient_row,),
         sessions=tuple(_session_rows(study_id, clock, shift)),
@@ -454,6 +480,24 @@ def deidentify_prepared(
             for alert in sorted(timeline.alerts, key=lambda a: a.raised_at)
         ),
     )
+
+
+def session_rows(
+    timeline: PatientTimeline,
+    context: PatientContext,
+    *,
+    profile: DeidentificationProfile,
+    pseudonymiser: Pseudonymiser,
+) -> list[ObservationRow]:
+    """The observation rows of what the clinic recorded at the sessions: side effects (by
+    onset), then the sessions' measurements (in the order given: by session, then reading)."""
+    study_id, clock, shift = context.study_id, context.clock, context.shift
+    rows: list[ObservationRow] = []
+    for side_effect in sorted(timeline.side_effects, key=lambda s: s.onset_at):
+        rows += _side_effect_rows(side_effect, study_id, clock, profile, pseudonymiser, shift)
+    for measured in timeline.session_observations:
+        rows += _session_observation_rows(measured, study_id, clock, pseudonymiser, shift)
+    return rows
 
 
 def _shifted(at: dt.datetime, shift: dt.timedelta | None) -> dt.datetime | None:
@@ -591,13 +635,16 @@ def _side_effect_rows(
     pseudonymiser: Pseudonymiser,
     shift: dt.timedelta | None,
 ) -> list[ObservationRow]:
+    where = None
+    if side_effect.session_id is not None:
+        where = clock.at_session(side_effect.session_id, side_effect.onset_at)
     source = _Source(
         study_id=study_id,
         record_id=pseudonymiser.record_id("side_effect", side_effect.side_effect_id),
         instrument_id=None,
         instrument_version=None,
         scorer_version=None,
-        where=clock.position(side_effect.onset_at, side_effect.course_id),
+        where=where or clock.position(side_effect.onset_at, side_effect.course_id),
         shifted_time=_shifted(side_effect.onset_at, shift),
     )
     severity = None if side_effect.severity is None else float(side_effect.severity)
@@ -612,6 +659,35 @@ def _side_effect_rows(
             )
         )
     return rows
+
+
+def _session_observation_rows(
+    measured: SessionObservationRecord,
+    study_id: str,
+    clock: _TreatmentClock,
+    pseudonymiser: Pseudonymiser,
+    shift: dt.timedelta | None,
+) -> list[ObservationRow]:
+    """One row per value of a session measurement (a blood-pressure reading gives two)."""
+    at = measured.measured_at
+    where = clock.at_session(measured.session_id, at)
+    if where is None:  # the session is not exported (not held): neither is what it measured
+        return []
+    source = _Source(
+        study_id=study_id,
+        record_id=pseudonymiser.record_id("session_observation", measured.observation_id),
+        instrument_id=None,
+        instrument_version=None,
+        scorer_version=None,
+        where=where,
+        shifted_time=None if at is None else _shifted(at, shift),
+    )
+    return [
+        _observation(source, kind="session_observation", variable=variable, value=value)
+        for variable, value in zip(
+            SESSION_VARIABLES[measured.measure], measured.values, strict=True
+        )
+    ]
 
 
 _CODE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-@+:")

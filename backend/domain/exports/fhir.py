@@ -1,8 +1,10 @@
 """De-identified rows as FHIR R4 resources for a Bulk Data (Flat FHIR) NDJSON export
 (http://hl7.org/fhir/uv/bulkdata/): Patient, QuestionnaireResponse, Observation (totals with
-LOINC where the instrument has one, and side effects), MedicationAdministration (sessions), Flag
-(clinical alerts: kind, severity, rule and version, times relative to treatment and to the alert's
-opening).
+LOINC where the instrument has one; side effects the clinic recorded; session observations:
+blood pressure as the vital-signs panel LOINC 85354-9 with systolic 8480-6 and diastolic 8462-4
+in mm[Hg], CADSS-6 and MOAA/S), MedicationAdministration (sessions, which session observations
+and side effects are `partOf`), Flag (clinical alerts: kind, severity, rule and version, times
+relative to treatment and to the alert's opening).
 
 Resources carry no calendar date: times are extensions relative to the course and session, and
 required dates are marked absent with the data-absent-reason "masked". Only a limited data set
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
+from functools import cache
 from itertools import groupby
 from typing import Any
 
@@ -25,6 +28,8 @@ from questionnaires.registry import get_instrument
 EXTENSION_BASE = "urn:interlude:fhir:StructureDefinition"
 SCORE_SYSTEM = "urn:interlude:fhir:CodeSystem:score"
 SIDE_EFFECT_SYSTEM = "urn:interlude:fhir:CodeSystem:side-effect"
+SESSION_OBSERVATION_SYSTEM = "urn:interlude:fhir:CodeSystem:session-observation"
+SIDE_EFFECT_CHECKLIST = "side-effects"
 MODALITY_SYSTEM = "urn:interlude:fhir:CodeSystem:modality"
 ALERT_KIND_SYSTEM = "urn:interlude:fhir:CodeSystem:alert-kind"
 FLAG_CATEGORY = "http://terminology.hl7.org/CodeSystem/flag-category"
@@ -38,6 +43,16 @@ _MODALITY_TEXT = {
     "esketamine_in": "Esketamine, intranasal",
 }
 _MASKED = {"extension": [{"url": DATA_ABSENT_REASON, "valueCode": "masked"}]}
+_SEVERITY = ("none", "mild", "moderate", "severe")
+_MM_HG = {"unit": "mmHg", "system": UCUM, "code": "mm[Hg]"}
+_BLOOD_PRESSURE = {
+    "bp_systolic": ("8480-6", "Systolic blood pressure"),
+    "bp_diastolic": ("8462-4", "Diastolic blood pressure"),
+}
+_RATINGS = {
+    "cadss6_total": ("CADSS-6 total score (dissociation, 0-24)", "survey"),
+    "moaas": ("MOAA/S sedation level (0-5, 5 = responds readily to name)", "exam"),
+}
 
 
 def _instant(at: dt.datetime) -> str:
@@ -202,7 +217,21 @@ def _total_observation(
     return resource
 
 
-def _side_effect_observation(row: ObservationRow) -> dict[str, Any]:
+@cache
+def _side_effect_display(code: str) -> str:
+    """The checklist's wording of the side effect (the clinic records the same ten items)."""
+    try:
+        checklist = get_instrument(SIDE_EFFECT_CHECKLIST)
+    except UnknownInstrumentError:
+        return code
+    item = checklist.item(f"se-{code.replace('_', '-')}")
+    return code if item is None else item.topic
+
+
+def _at_session(row: ObservationRow) -> dict[str, Any]:
+    """What every Observation of a session carries: the treatment-relative times, the session
+    it belongs to (the MedicationAdministration of session k), the subject and, in a limited
+    data set only, the shifted time."""
     resource: dict[str, Any] = {
         "resourceType": "Observation",
         "id": row.record_id,
@@ -213,19 +242,78 @@ def _side_effect_observation(row: ObservationRow) -> dict[str, Any]:
             row.hours_since_course_start,
         ),
         "status": "final",
-        "code": {"coding": [{"system": SIDE_EFFECT_SYSTEM, "code": row.variable}]},
-        "subject": _subject(row.study_id),
     }
-    if row.value is not None:
-        resource["valueInteger"] = int(row.value)
+    if row.course_index is not None and row.session_index:
+        session = f"{row.study_id}-c{row.course_index}-s{row.session_index}"
+        resource["partOf"] = [{"reference": f"MedicationAdministration/{session}"}]
+    resource["subject"] = _subject(row.study_id)
     if row.shifted_time is not None:
         resource["effectiveDateTime"] = _instant(row.shifted_time)
     return resource
 
 
+def _side_effect_observation(
+    row: ObservationRow, notes: Sequence[ObservationRow]
+) -> dict[str, Any]:
+    display = _side_effect_display(row.variable)
+    resource = _at_session(row)
+    resource["category"] = [{"text": "side effect"}]
+    resource["code"] = {
+        "coding": [{"system": SIDE_EFFECT_SYSTEM, "code": row.variable, "display": display}],
+        "text": display,
+    }
+    if row.value is not None:
+        resource["valueInteger"] = int(row.value)
+        if 0 <= int(row.value) < len(_SEVERITY):
+            resource["interpretation"] = [{"text": _SEVERITY[int(row.value)]}]
+    # Only present when the export opted in to free text.
+    texts = [{"text": n.value_text} for n in notes if n.value_text]
+    if texts:
+        resource["note"] = texts
+    return resource
+
+
+def _session_observation(rows: Sequence[ObservationRow]) -> dict[str, Any]:
+    """One measurement: a blood-pressure reading (the vital-signs panel with its two
+    components), a CADSS-6 total or a MOAA/S level."""
+    first = rows[0]
+    resource = _at_session(first)
+    if first.variable in _BLOOD_PRESSURE:
+        resource["category"] = [
+            {"coding": [{"system": OBSERVATION_CATEGORY, "code": "vital-signs"}]}
+        ]
+        resource["code"] = {
+            "coding": [{"system": LOINC, "code": "85354-9", "display": "Blood pressure panel"}],
+            "text": "Blood pressure",
+        }
+        resource["component"] = [
+            {
+                "code": {
+                    "coding": [{"system": LOINC, "code": code, "display": display}],
+                    "text": display,
+                },
+                "valueQuantity": {"value": row.value, **_MM_HG},
+            }
+            for row in rows
+            for code, display in (_BLOOD_PRESSURE[row.variable],)
+            if row.value is not None
+        ]
+        return resource
+    display, category = _RATINGS.get(first.variable, (first.variable, "exam"))
+    resource["category"] = [{"coding": [{"system": OBSERVATION_CATEGORY, "code": category}]}]
+    resource["code"] = {
+        "coding": [{"system": SESSION_OBSERVATION_SYSTEM, "code": first.variable}],
+        "text": display,
+    }
+    if first.value is not None:
+        resource["valueInteger"] = int(first.value)
+    return resource
+
+
 def observation_resources(rows: Sequence[ObservationRow]) -> Iterator[dict[str, Any]]:
-    """QuestionnaireResponses with their total Observations, and side-effect Observations.
-    The rows of one response must be consecutive (as `deidentify` produces them)."""
+    """QuestionnaireResponses with their total Observations, side-effect Observations and
+    session Observations. The rows of one record must be consecutive (as `deidentify`
+    produces them)."""
     for (record_id, is_response), group in groupby(
         rows, key=lambda r: (r.record_id, r.instrument_id is not None)
     ):
@@ -233,8 +321,13 @@ def observation_resources(rows: Sequence[ObservationRow]) -> Iterator[dict[str, 
         members = list(group)
         if is_response:
             yield from _response_resources(members)
+        elif members[0].kind == "session_observation":
+            yield _session_observation(members)
         else:
-            yield from (_side_effect_observation(r) for r in members if r.kind == "side_effect")
+            notes = [r for r in members if r.kind == "free_text"]
+            yield from (
+                _side_effect_observation(r, notes) for r in members if r.kind == "side_effect"
+            )
 
 
 def flag(row: AlertRow) -> dict[str, Any]:

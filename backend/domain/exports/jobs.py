@@ -8,7 +8,11 @@
 2. write pass: read the same patients again, then their responses in bounded pages, decrypt,
    de-identify and stream into the bundle (`writers.ExportWriter`). Decrypting, de-identifying
    and writing run in a worker thread (`anyio.to_thread.run_sync`) while the next group or page
-   is read, so the event loop keeps serving requests (engineering-notes §E.6).
+   is read, so the event loop keeps serving requests (engineering-notes §E.6);
+3. session pass: the patients once more, for what the clinic recorded at their sessions
+   (measurements and side effects), written after every response: the observations file holds
+   the responses, then the sessions' rows, each in patient order, whatever the sizes of groups
+   and pages.
 
 The runner claims queued jobs with a lease (the outbox's pattern), one job at a time per
 instance, in a background task so a long export never stalls the timer that started it. Work
@@ -135,6 +139,7 @@ async def _groups(
     *,
     only: Callable[[uuid.UUID], bool] | None,
     group_patients: int,
+    observations: bool = False,
 ) -> AsyncGenerator[SealedGroup, None]:
     """Groups of patients, the next one read while the caller works on the current one."""
 
@@ -147,6 +152,7 @@ async def _groups(
                 after=after,
                 limit=group_patients,
                 only=only,
+                observations=observations,
             )
 
     async with contextlib.aclosing(_prefetched(fetch)) as groups:
@@ -213,7 +219,23 @@ def _write_group(
 ) -> tuple[PreparedGroup, int]:
     batch, prepared = group.prepare(profile=profile, decision=decision, pseudonymiser=pseudonymiser)
     writer.write(batch)
-    return prepared, len(batch.patients) + len(batch.sessions) + len(batch.alerts)
+    # Observations here are the sessions' (clinic-entered); responses follow page by page.
+    written = len(batch.patients) + len(batch.sessions) + len(batch.observations)
+    return prepared, written + len(batch.alerts)
+
+
+def _write_session_rows(
+    group: SealedGroup,
+    writer: ExportWriter,
+    profile: DeidentificationProfile,
+    decision: KAnonymityDecision,
+    pseudonymiser: Pseudonymiser,
+) -> int:
+    batch = group.session_observations(
+        profile=profile, decision=decision, pseudonymiser=pseudonymiser
+    )
+    writer.write(batch)
+    return len(batch.observations)
 
 
 def _write_page(prepared: PreparedGroup, page: ResponsePage, writer: ExportWriter) -> int:
@@ -301,6 +323,24 @@ async def produce_bundle(
                         if progress is not None:
                             share = min(responses_done, responses_total) / max(responses_total, 1)
                             await progress(rows, _GATE_PERCENT + int(_WRITE_PERCENT * share))
+        async with contextlib.aclosing(
+            _groups(
+                sessions,
+                keyring,
+                spec.clinic_ids,
+                only=decision.cleared.__contains__,
+                group_patients=group_patients,
+                observations=True,
+            )
+        ) as groups:
+            async for group in groups:
+                rows += await anyio.to_thread.run_sync(
+                    partial(
+                        _write_session_rows, group, writer, spec.profile, decision, pseudonymiser
+                    )
+                )
+                if progress is not None:  # renews the lease too
+                    await progress(rows, _GATE_PERCENT + _WRITE_PERCENT)
         result = await anyio.to_thread.run_sync(writer.finish)
     return BundleOutcome(result=result, k_anonymity=decision.report)
 

@@ -74,6 +74,10 @@ def render_readme(
         "`course_index` (1 = first course), `session_index` k (the latest treatment session of",
         "the course at that time, 0 = before the first), `hours_since_session` (since session k),",
         "`hours_since_course_start` and `day_since_course_start` (0 = the first 24 hours).",
+        "Session observations (blood pressure, CADSS-6, MOAA/S) and side effects the clinic",
+        "recorded belong to the session they were recorded at: `session_index` is that session,",
+        "and a reading taken before it began has negative `hours_since_session`. Units and ranges",
+        "of these variables: `variables` in `datapackage.json`.",
         "Alerts add `hours_to_acknowledged` and `hours_to_resolved` (from the alert opening) and",
         "`hours_to_last_trigger`; their evidence and clinicians' notes are never exported.",
         "Only `first_treatment_year` in `patients` is calendar information"

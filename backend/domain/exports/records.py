@@ -106,13 +106,43 @@ class ScoredResponseRecord(_Record, frozen=True):
 
 
 class SideEffectRecord(_Record, frozen=True):
+    """An acute side effect a clinician recorded with a session's observations."""
+
     side_effect_id: uuid.UUID
     code: str
     """Side-effect term from the checklist (e.g. "nausea", "dissociation")."""
     severity: int | None
     onset_at: dt.datetime
     course_id: uuid.UUID | None = None
+    session_id: uuid.UUID | None = None
+    """The session it was recorded at: its place on the time line is counted from that session
+    (None: from the latest session started by the onset)."""
     note: str | None = None
+    """Clinician's free text: dropped unless the export opts in to free text."""
+
+
+SessionMeasure = Literal["blood_pressure", "cadss6", "moaas"]
+
+SESSION_VARIABLES: dict[SessionMeasure, tuple[str, ...]] = {
+    "blood_pressure": ("bp_systolic", "bp_diastolic"),
+    "cadss6": ("cadss6_total",),
+    "moaas": ("moaas",),
+}
+"""The observation variables of each measure, in the order they are exported."""
+
+
+class SessionObservationRecord(_Record, frozen=True):
+    """One clinic-entered measurement of a session: a blood-pressure reading (two values), the
+    CADSS-6 total or the MOAA/S sedation level."""
+
+    observation_id: uuid.UUID
+    session_id: uuid.UUID
+    course_id: uuid.UUID
+    measure: SessionMeasure
+    values: tuple[float, ...]
+    """In the order of `SESSION_VARIABLES[measure]`."""
+    measured_at: dt.datetime | None
+    """None: rated at the session, time not recorded."""
 
 
 class AlertRecord(_Record, frozen=True):
@@ -146,12 +176,13 @@ class PatientTimeline(_Record, frozen=True):
     sessions: tuple[TreatmentSessionRecord, ...]
     responses: tuple[ScoredResponseRecord, ...] = ()
     side_effects: tuple[SideEffectRecord, ...] = ()
+    session_observations: tuple[SessionObservationRecord, ...] = ()
     alerts: tuple[AlertRecord, ...] = ()
 
 
 # --- de-identified output -------------------------------------------------------------------
 
-ObservationKind = Literal["item", "total", "free_text", "side_effect"]
+ObservationKind = Literal["item", "total", "free_text", "side_effect", "session_observation"]
 
 
 class _Row(msgspec.Struct, frozen=True, kw_only=True):
@@ -186,11 +217,13 @@ class SessionRow(_Row, frozen=True):
 
 
 class ObservationRow(_Row, frozen=True):
-    """Long format: one measured value per row (an item answer, a total, a side effect)."""
+    """Long format: one measured value per row (an item answer, a total, a side effect, a
+    session observation)."""
 
     study_id: str
     record_id: str
-    """Pseudonymous id of the response or side-effect report the value belongs to."""
+    """Pseudonymous id of the response, side-effect report or session measurement the value
+    belongs to (the two values of one blood-pressure reading share it)."""
     kind: ObservationKind
     instrument_id: str | None
     instrument_version: str | None

@@ -27,7 +27,7 @@ from typing import Any, Final, cast
 
 import msgspec
 import pyarrow as pa  # type: ignore[import-untyped]
-from sqlalchemy import Select, String, Table, func, select, type_coerce
+from sqlalchemy import Select, String, Table, func, null, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -43,6 +43,7 @@ from backend.domain.exports.deid import (
     Pseudonymiser,
     deidentify_prepared,
     prepare_patient,
+    session_rows,
 )
 from backend.domain.exports.driver_values import as_uuid, utc_instant, uuid_bytes, uuid_text
 from backend.domain.exports.kanon import KAnonymityDecision
@@ -50,6 +51,7 @@ from backend.domain.exports.records import (
     AlertRecord,
     DeidentifiedBatch,
     Modality,
+    ObservationRow,
     PatientRecord,
     PatientTimeline,
     Route,
@@ -57,6 +59,7 @@ from backend.domain.exports.records import (
     TreatmentSessionRecord,
     merge_batches,
 )
+from backend.domain.exports.session_observations import SealedObservations, open_observations
 from backend.keyring.service import Keyring, OwnerKeys
 
 PATIENTS: Final = cast(Table, Patient.__table__)  # type: ignore[attr-defined]
@@ -140,6 +143,8 @@ class SealedGroup(msgspec.Struct, frozen=True, kw_only=True):
     courses: dict[uuid.UUID, list[TreatmentCourseRecord]]
     sessions: dict[uuid.UUID, list[TreatmentSessionRecord]]
     alerts: dict[uuid.UUID, list[AlertRecord]]
+    observations: dict[uuid.UUID, list[SealedObservations]] = msgspec.field(default_factory=dict)
+    """The exported sessions' clinic-entered observations, opened by the write pass only."""
 
     @property
     def patient_ids(self) -> list[uuid.UUID]:
@@ -189,6 +194,33 @@ class SealedGroup(msgspec.Struct, frozen=True, kw_only=True):
         return merge_batches(batches), PreparedGroup(
             exported=exported, profile=profile, pseudonymiser=pseudonymiser
         )
+
+    def session_observations(
+        self,
+        *,
+        profile: DeidentificationProfile,
+        decision: KAnonymityDecision,
+        pseudonymiser: Pseudonymiser,
+    ) -> DeidentifiedBatch:
+        """The observation rows of what the clinic recorded at this group's exported patients'
+        sessions (measurements and side effects; CPU only). Read with `observations=True`."""
+        rows: list[ObservationRow] = []
+        for patient in self.patients:
+            sealed = self.observations.get(patient.patient_id)
+            if not sealed:
+                continue
+            timeline = self._timeline(patient)
+            context = prepare_patient(
+                timeline, profile=profile, decision=decision, pseudonymiser=pseudonymiser
+            )
+            if context is None:
+                continue
+            measured, side_effects = open_observations(patient.keys, sealed)
+            observed = msgspec.structs.replace(
+                timeline, session_observations=tuple(measured), side_effects=tuple(side_effects)
+            )
+            rows += session_rows(observed, context, profile=profile, pseudonymiser=pseudonymiser)
+        return DeidentifiedBatch(observations=tuple(rows))
 
     def _timeline(self, patient: SealedPatient) -> PatientTimeline:
         keys = patient.keys
@@ -304,11 +336,12 @@ async def read_group(
     after: uuid.UUID | None,
     limit: int = DEFAULT_GROUP_PATIENTS,
     only: Callable[[uuid.UUID], bool] | None = None,
+    observations: bool = False,
 ) -> tuple[SealedGroup, uuid.UUID | None]:
     """The next `limit` consenting patients after `after` (by id) with their treatment history
-    (their responses: `read_responses`). `only` filters patients out after paging
-    (the second pass skips patients the k-anonymity gate never saw). Returns the group and the
-    cursor of the next page, None after the last."""
+    (their responses: `read_responses`; their sessions' observations too with `observations`).
+    `only` filters patients out after paging (the second pass skips patients the k-anonymity
+    gate never saw). Returns the group and the cursor of the next page, None after the last."""
     connection = await session.connection()
     statement = select(_p.id, _p.clinic_id, _p.time_zone, _p.date_of_birth_ciphertext).where(
         *consenting(clinic_ids)
@@ -329,22 +362,31 @@ async def read_group(
         for row in wanted
     ]
     ids = [p.patient_id for p in patients]
-    courses, sessions = await _treatment(connection, ids)
+    courses, sessions, sealed = await _treatment(connection, ids, observations=observations)
     alerts = await _alerts(connection, ids)
-    group = SealedGroup(patients=tuple(patients), courses=courses, sessions=sessions, alerts=alerts)
+    group = SealedGroup(
+        patients=tuple(patients),
+        courses=courses,
+        sessions=sessions,
+        alerts=alerts,
+        observations=sealed,
+    )
     # A short page is the last one; the cursor moves past filtered-out patients too.
     return group, (rows[-1].id if len(rows) == limit else None)
 
 
 async def _treatment(
-    connection: AsyncConnection, ids: list[uuid.UUID]
+    connection: AsyncConnection, ids: list[uuid.UUID], *, observations: bool
 ) -> tuple[
-    dict[uuid.UUID, list[TreatmentCourseRecord]], dict[uuid.UUID, list[TreatmentSessionRecord]]
+    dict[uuid.UUID, list[TreatmentCourseRecord]],
+    dict[uuid.UUID, list[TreatmentSessionRecord]],
+    dict[uuid.UUID, list[SealedObservations]],
 ]:
     courses: dict[uuid.UUID, list[TreatmentCourseRecord]] = {}
     sessions: dict[uuid.UUID, list[TreatmentSessionRecord]] = {}
+    sealed: dict[uuid.UUID, list[SealedObservations]] = {}
     if not ids:
-        return courses, sessions
+        return courses, sessions, sealed
     known: set[uuid.UUID] = set()
     course_rows = await connection.execute(
         select(_co.id, _co.patient_id, _co.modality, _co.started_at)
@@ -369,6 +411,8 @@ async def _treatment(
             _se.n2o_concentration_percent,
             _se.ketamine_mg_per_kg,
             _se.esketamine_mg,
+            # Ciphertexts only when they are to be opened (the last step of the write pass).
+            (_se.observations_ct if observations else null()).label("observations_ct"),
         )
         .where(
             _se.patient_id.in_(ids),
@@ -394,7 +438,13 @@ async def _treatment(
                 route=_ROUTE[row.modality],
             )
         )
-    return courses, sessions
+        if row.observations_ct is not None:
+            sealed.setdefault(row.patient_id, []).append(
+                SealedObservations(
+                    session_id=row.id, course_id=row.course_id, ciphertext=row.observations_ct
+                )
+            )
+    return courses, sessions, sealed
 
 
 async def _alerts(

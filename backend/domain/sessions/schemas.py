@@ -2,7 +2,7 @@
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import msgspec
 
@@ -41,14 +41,56 @@ class BloodPressureReading(msgspec.Struct, frozen=True, kw_only=True, forbid_unk
     diastolic: Annotated[int, msgspec.Meta(ge=20, le=200)]
 
 
-class Observations(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Clinic-entered observations (stored encrypted under the patient's key)."""
+SideEffectCode = Literal[
+    "nausea",
+    "vomiting",
+    "headache",
+    "dizziness",
+    "sedation",
+    "dissociation",
+    "anxiety",
+    "blurred_vision",
+    "numbness",
+    "feeling_drunk",
+]
+"""The graded items of the post-session side-effect checklist (clinical-spec §1.9; the patient's
+`side-effects` instrument asks the same ten, as `se-<code>` with '-' for '_'): nausea, vomiting,
+headache, dizziness or light-headedness, drowsiness/sedation, feeling unreal or detached,
+anxiety/panic, blurred vision, numb or tingling mouth/skin, feeling drunk."""
 
-    blood_pressure: tuple[BloodPressureReading, ...] = ()
+SIDE_EFFECT_CODES: tuple[SideEffectCode, ...] = get_args(SideEffectCode)
+
+SIDE_EFFECT_SEVERITIES = ("none", "mild", "moderate", "severe")
+"""Severity 0-3, as the checklist grades it."""
+
+
+class SideEffect(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An acute side effect a clinician observed at or after the session."""
+
+    code: SideEffectCode
+    severity: Annotated[int, msgspec.Meta(ge=0, le=3)]
+    """0 none, 1 mild, 2 moderate, 3 severe (0 records that it was asked about and absent)."""
+    onset_at: datetime
+    """When it began: from the session's start to 72 hours after its end."""
+    note: Annotated[str, msgspec.Meta(max_length=2_000)] | None = None
+    """Free text: never in a research export unless the export opts in to free text."""
+
+
+class Observations(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Clinic-entered observations (stored encrypted under the patient's key, as one document:
+    a write replaces all of them)."""
+
+    blood_pressure: Annotated[tuple[BloodPressureReading, ...], msgspec.Meta(max_length=100)] = ()
     cadss6: Annotated[int, msgspec.Meta(ge=0, le=24)] | None = None
     """CADSS-6 total: six items scored 0-4."""
+    cadss6_at: datetime | None = None
+    """When CADSS-6 was rated (peak effect, ~40 min in); optional."""
     sedation_moaas: Annotated[int, msgspec.Meta(ge=0, le=5)] | None = None
     """Sedation on the MOAA/S scale (5 = responds readily to name)."""
+    sedation_moaas_at: datetime | None = None
+    """When sedation was rated; optional."""
+    side_effects: Annotated[tuple[SideEffect, ...], msgspec.Meta(max_length=100)] = ()
+    """Acute side effects observed at or after the session."""
 
 
 class ObservationsInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -42,6 +42,12 @@ DEFAULT_QUIET_HOURS = QuietHours()
 # Longer than any N2O, infusion or esketamine visit (esketamine: >= 2 h observation): a typo.
 MAX_SESSION_LENGTH = timedelta(hours=10)
 PLAUSIBLE_SPAN = timedelta(days=730)
+# Observation times, around the session they belong to: a pre-dose blood pressure may be taken
+# well before the start; side effects are acute (the checklist asks at +2 h to +24 h), so days
+# later is a typo or another session's.
+PRE_SESSION_READINGS = timedelta(hours=12)
+AFTER_SESSION_OBSERVATIONS = timedelta(hours=72)
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 class ReplanSummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -391,6 +397,49 @@ async def record_observations(
     return row
 
 
+def _check_observations(observations: Observations, row: TreatmentSession, now: datetime) -> None:
+    """Every time in the observations lies around this session and not in the future; values
+    the schema cannot check alone (a systolic pressure above the diastolic, a time without its
+    rating) are consistent. Messages name the field, never a value."""
+    start, end = effective_start(row), effective_end(row)
+    latest = min(end + AFTER_SESSION_OBSERVATIONS, now + CLOCK_SKEW)
+
+    def within(at: datetime, pointer: str, earliest: datetime, what: str) -> None:
+        _aware(at, pointer)
+        if at > now + CLOCK_SKEW:
+            raise InvalidInput(f"{pointer} lies in the future")
+        if not earliest <= at <= latest:
+            raise InvalidInput(f"{pointer} must lie {what} and 72 hours after the session's end")
+
+    for i, reading in enumerate(observations.blood_pressure):
+        pointer = f"/observations/blood_pressure/{i}"
+        within(
+            reading.at,
+            f"{pointer}/at",
+            start - PRE_SESSION_READINGS,
+            "between 12 hours before the session's start",
+        )
+        if reading.systolic <= reading.diastolic:
+            raise InvalidInput(f"{pointer}: the systolic pressure must be above the diastolic")
+    ratings = (
+        ("cadss6", observations.cadss6, observations.cadss6_at),
+        ("sedation_moaas", observations.sedation_moaas, observations.sedation_moaas_at),
+    )
+    for field, rated, at in ratings:
+        if at is None:
+            continue
+        if rated is None:
+            raise InvalidInput(f"/observations/{field}_at is given without /observations/{field}")
+        within(at, f"/observations/{field}_at", start, "between the session's start")
+    for i, effect in enumerate(observations.side_effects):
+        within(
+            effect.onset_at,
+            f"/observations/side_effects/{i}/onset_at",
+            start,
+            "between the session's start",
+        )
+
+
 async def _write_observations(
     session: AsyncSession,
     keyring: Keyring,
@@ -399,6 +448,9 @@ async def _write_observations(
     *,
     now: datetime,
 ) -> None:
+    # Checked before anything changes: a bad field leaves the session as it was.
+    if data.observations is not None:
+        _check_observations(data.observations, row, now)
     if data.discharged_at is not None:
         row.discharged_at = _plausible(data.discharged_at, "/discharged_at", now)
     if data.rems_monitoring_completed is not None:
