@@ -19,6 +19,7 @@ from backend.domain.exports.records import (
     PatientRecord,
     PatientTimeline,
     ScoredResponseRecord,
+    SessionObservationRecord,
     SideEffectRecord,
     TreatmentCourseRecord,
     TreatmentSessionRecord,
@@ -99,12 +100,35 @@ def patient(
     session_records = []
     responses = []
     side_effects = []
+    measured = []
     for k in range(sessions):
         at = course_start + dt.timedelta(days=3 * k, hours=1, seconds=k * 11)
         identifiers.instants.add(at)
+        session_id = _uuid(identifiers, "session", index, k)
+        # A pre-dose blood pressure (timed) and a sedation rating without a time.
+        reading_at = at - dt.timedelta(minutes=6, seconds=index % 50)
+        identifiers.instants.add(reading_at)
+        measured += [
+            SessionObservationRecord(
+                observation_id=_uuid(identifiers, "blood-pressure", index, k),
+                session_id=session_id,
+                course_id=course_id,
+                measure="blood_pressure",
+                values=(float(118 + (index + k) % 30), float(76 + k % 10)),
+                measured_at=reading_at,
+            ),
+            SessionObservationRecord(
+                observation_id=_uuid(identifiers, "moaas", index, k),
+                session_id=session_id,
+                course_id=course_id,
+                measure="moaas",
+                values=(float(5 - k % 2),),
+                measured_at=None,
+            ),
+        ]
         session_records.append(
             TreatmentSessionRecord(
-                session_id=_uuid(identifiers, "session", index, k),
+                session_id=session_id,
                 course_id=course_id,
                 modality=modality,
                 started_at=at,
@@ -202,6 +226,7 @@ def patient(
         sessions=tuple(session_records),
         responses=tuple(responses),
         side_effects=tuple(side_effects),
+        session_observations=tuple(measured),
         alerts=tuple(alerts),
     )
 

@@ -9,6 +9,7 @@ import json
 import re
 import secrets
 import struct
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -105,8 +106,11 @@ def test_no_identifying_value_appears_in_any_byte_of_any_file(
         lowered = data.lower()
         for value in identifiers.strings:
             assert value.lower().encode() not in lowered, (name, "identifying string")
-        for word in (b"perpetua", b"wigglesworth", b"example-clinic", b"mrn-", b"203.0.113"):
+        for word in (b"perpetua", b"wigglesworth", b"example-clinic", b"203.0.113"):
             assert word not in lowered, (name, word)
+        # A record number's prefix and digits: a pseudonym ending in "mrn" before "-total" (a
+        # total Observation's id) or "-c1" (a session's) is not one.
+        assert re.search(rb"mrn-\d", lowered) is None, (name, "record number")
         for value in identifiers.uuids:
             for form in (str(value).encode(), value.hex.encode(), value.bytes):
                 assert form not in data, (name, "internal id")
@@ -170,7 +174,8 @@ def test_every_ndjson_line_validates_with_fhir_resources(bundle: Path) -> None:
         "Patient": 40,
         "MedicationAdministration": 160,
         "QuestionnaireResponse": 320,
-        "Observation": 320 + 160,
+        # Totals, side effects, and per session a blood pressure and a MOAA/S rating.
+        "Observation": 320 + 160 + 160 * 2,
         "Flag": 6,  # the exported patients with a SUICIDALITY alert
     }
 
@@ -305,6 +310,32 @@ def test_a_limited_data_set_shifts_each_patients_times_by_one_constant_offset(
     for line in (tmp_path / "lds" / "fhir" / "Flag.ndjson").read_text().splitlines():
         assert "start" in json.loads(line)["period"]
         Flag.model_validate_json(line)
+    # A timed session observation carries its shifted time; an untimed one has none to shift.
+    timed = {"85354-9": True, "moaas": False}
+    found = Counter()
+    for line in (tmp_path / "lds" / "fhir" / "Observation.ndjson").read_text().splitlines():
+        resource = json.loads(line)
+        code = resource["code"]["coding"][0]["code"]
+        if code in timed:
+            assert ("effectiveDateTime" in resource) is timed[code]
+            found[code] += 1
+        Observation.model_validate_json(line)
+    assert found["85354-9"] == found["moaas"] > 0
+    observations = pq.read_table(tmp_path / "lds" / "parquet" / "observations.parquet")
+    for timeline in timelines:
+        study_id = pseudonymiser.study_id(timeline.patient.patient_id)
+        if study_id not in shifted:
+            continue
+        readings = sorted(
+            r["shifted_time"]
+            for r in observations.to_pylist()
+            if r["study_id"] == study_id and r["variable"] == "bp_systolic"
+        )
+        real = sorted(m.measured_at for m in timeline.session_observations if m.measured_at)
+        moved = {a - b for a, b in zip(readings, real, strict=True)}
+        assert moved == {
+            sorted(shifted[study_id])[0] - min(s.started_at for s in timeline.sessions)
+        }
     package = json.loads((tmp_path / "lds" / "datapackage.json").read_text())
     assert package["deidentification"]["limited_data_set"] is True
     assert "There are no calendar dates" not in readme

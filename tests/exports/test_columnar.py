@@ -22,8 +22,9 @@ from tests.exports.synthetic import EPOCH, Identifiers, clinic
 
 
 def _as_stored(timeline: PatientTimeline, index: int) -> PatientTimeline:
-    """What the database holds: no course id or note on a response, no side effects; every
-    third patient typed a free-text answer, and one answered before the course started."""
+    """What the database holds: no course id or note on a response, no session rows (a later
+    pass writes those: `SealedGroup.session_observations`); every third patient typed a
+    free-text answer, and one answered before the course started."""
     responses = []
     for n, response in enumerate(timeline.responses):
         answers = response.answers
@@ -35,7 +36,9 @@ def _as_stored(timeline: PatientTimeline, index: int) -> PatientTimeline:
                 response, answers=answers, course_id=None, free_text=None, authored_at=authored
             )
         )
-    return msgspec.structs.replace(timeline, responses=tuple(responses), side_effects=())
+    return msgspec.structs.replace(
+        timeline, responses=tuple(responses), side_effects=(), session_observations=()
+    )
 
 
 @pytest.mark.parametrize(

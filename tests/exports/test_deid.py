@@ -9,6 +9,7 @@ import secrets
 import uuid
 from pathlib import Path
 
+import msgspec
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given
@@ -30,6 +31,8 @@ from backend.domain.exports.records import (
     AlertRecord,
     ItemAnswerRecord,
     ScoredResponseRecord,
+    SessionObservationRecord,
+    SideEffectRecord,
     TreatmentCourseRecord,
     TreatmentSessionRecord,
 )
@@ -334,6 +337,98 @@ def test_alerts_leave_as_codes_and_relative_times_without_notes() -> None:
 )
 def test_alert_codes_are_codes_or_other(value: str, exported: str) -> None:
     assert export_code(value) == exported
+
+
+def test_what_a_session_recorded_is_placed_on_that_session() -> None:
+    """Measurements and side effects recorded at session k belong to session k, even before it
+    began (a pre-dose reading) or after the next one started; an untimed rating has no hours
+    since the session. A side effect without a session is placed by its onset."""
+    course_id = uuid.uuid4()
+    course_start = dt.datetime(2024, 6, 3, 9, 0, tzinfo=dt.UTC)
+    sessions = tuple(
+        TreatmentSessionRecord(
+            session_id=uuid.uuid4(),
+            course_id=course_id,
+            modality="n2o",
+            started_at=course_start + dt.timedelta(days=day),
+            ended_at=course_start + dt.timedelta(days=day, minutes=60),
+        )
+        for day in (0, 2)
+    )
+    first, second = sessions
+
+    def measured(
+        session: TreatmentSessionRecord, measure: str, at: dt.datetime | None, *values: float
+    ) -> SessionObservationRecord:
+        return SessionObservationRecord(
+            observation_id=uuid.uuid4(),
+            session_id=session.session_id,
+            course_id=course_id,
+            measure=measure,  # type: ignore[arg-type]
+            values=values,
+            measured_at=at,
+        )
+
+    def effect(code: str, at: dt.datetime, session_id: uuid.UUID | None) -> SideEffectRecord:
+        return SideEffectRecord(
+            side_effect_id=uuid.uuid4(),
+            code=code,
+            severity=2,
+            onset_at=at,
+            course_id=course_id,
+            session_id=session_id,
+        )
+
+    held_elsewhere = msgspec.structs.replace(first, session_id=uuid.uuid4())
+    base = patient(1, Identifiers(), birth_date=dt.date(1970, 1, 1))
+    timeline = msgspec.structs.replace(
+        base,
+        courses=(
+            TreatmentCourseRecord(course_id=course_id, modality="n2o", started_at=course_start),
+        ),
+        sessions=sessions,
+        responses=(),
+        alerts=(),
+        session_observations=(
+            measured(
+                second, "blood_pressure", second.started_at - dt.timedelta(minutes=30), 141, 92
+            ),
+            measured(first, "cadss6", None, 11),
+            measured(held_elsewhere, "moaas", course_start, 5),  # not on this time line
+        ),
+        side_effects=(
+            # Recorded at session 1, began after session 2 had started: still session 1's.
+            effect("headache", second.started_at + dt.timedelta(hours=1), first.session_id),
+            effect("nausea", second.started_at + dt.timedelta(hours=1), None),
+        ),
+    )
+    decision = gate([timeline], PROFILE, KAnonymityPolicy(k=1))
+    batch = deidentify(
+        timeline, profile=PROFILE, decision=decision, pseudonymiser=Pseudonymiser(b"k" * 32)
+    )
+    places = [
+        (
+            r.kind,
+            r.variable,
+            r.value,
+            r.course_index,
+            r.session_index,
+            r.hours_since_session,
+            r.hours_since_course_start,
+            r.day_since_course_start,
+        )
+        for r in batch.observations
+    ]
+    assert places == [
+        ("side_effect", "headache", 2.0, 1, 1, 49.0, 49.0, 2),
+        ("side_effect", "nausea", 2.0, 1, 2, 1.0, 49.0, 2),
+        ("session_observation", "bp_systolic", 141.0, 1, 2, -0.5, 47.5, 1),
+        ("session_observation", "bp_diastolic", 92.0, 1, 2, -0.5, 47.5, 1),
+        ("session_observation", "cadss6_total", 11.0, 1, 1, None, 0.0, 0),
+    ]
+    records = [r.record_id for r in batch.observations]
+    assert records[2] == records[3]
+    assert len(set(records)) == 4
 
 
 def test_free_text_is_dropped_by_default_and_exported_only_on_request() -> None:

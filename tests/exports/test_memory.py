@@ -15,7 +15,9 @@ from backend.domain.exports.writers import ExportDescription, write_export
 from tests.exports.pipeline import ALL_FORMATS, batches, gate
 from tests.exports.synthetic import stream
 
-ROWS_PER_PATIENT = 4 + 1 + 4 * 2 * 10 + 4  # sessions, patient, 8 responses x 10 rows, side effects
+# Sessions, patient, 8 responses x 10 rows, side effects, per session 2 blood-pressure values
+# and one MOAA/S.
+ROWS_PER_PATIENT = 4 + 1 + 4 * 2 * 10 + 4 + 4 * 3
 
 
 def _peak_bytes(patients: int, directory: Path) -> tuple[int, int]:
