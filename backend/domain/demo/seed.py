@@ -26,7 +26,14 @@ from backend.domain.demo.cohort import SimulatedCourse, phq9_answers, simulate_d
 from backend.domain.responses import service as responses
 from backend.domain.responses.schemas import ResponseSubmission
 from backend.domain.sessions import service as sessions
-from backend.domain.sessions.schemas import SessionCompletion, SessionInput
+from backend.domain.sessions.schemas import (
+    BloodPressureReading,
+    Observations,
+    SessionCompletion,
+    SessionInput,
+    SideEffect,
+    SideEffectCode,
+)
 from backend.identity import patients, staff
 from backend.identity.principal import Principal
 from backend.identity.roles import Role
@@ -106,6 +113,47 @@ async def _submit(
     )
 
 
+_DEMO_SIDE_EFFECTS: Final[tuple[SideEffectCode, ...]] = (
+    "nausea",
+    "dizziness",
+    "dissociation",
+    "headache",
+)
+
+
+def _observations(index: int, modality: str, start: datetime, end: datetime) -> Observations:
+    """What the clinic recorded at the session: blood pressure before and after, CADSS-6 and
+    sedation for ketamine, and a side effect for every other patient. Derived from the index
+    (not the cohort's random stream, which times the answers)."""
+    ketamine = modality != "n2o"
+    return Observations(
+        blood_pressure=(
+            BloodPressureReading(
+                at=start - timedelta(minutes=10),
+                systolic=118 + index % 14,
+                diastolic=76 + index % 9,
+            ),
+            BloodPressureReading(
+                at=end - timedelta(minutes=5),
+                systolic=128 + (index * 7) % 22 + (8 if ketamine else 0),
+                diastolic=80 + index % 11,
+            ),
+        ),
+        cadss6=(2 + index * 3) % 13 if ketamine else None,
+        cadss6_at=start + timedelta(minutes=40) if ketamine else None,
+        sedation_moaas=4 if ketamine and index % 3 == 0 else 5,
+        side_effects=()
+        if index % 2
+        else (
+            SideEffect(
+                code=_DEMO_SIDE_EFFECTS[(index // 2) % len(_DEMO_SIDE_EFFECTS)],
+                severity=1 + (index // 2) % 2,
+                onset_at=start + timedelta(minutes=25),
+            ),
+        ),
+    )
+
+
 def _modality(index: int) -> str:
     # Mostly IV ketamine (the cohort model's treatment), some N2O and esketamine.
     return {1: "n2o", 4: "n2o", 6: "esketamine", 9: "n2o"}.get(index, "iv_ketamine")
@@ -166,7 +214,11 @@ async def _seed_patient(
         runtime.keyring,
         patient_id=patient_id,
         session_id=planned.id,
-        data=SessionCompletion(started_at=session_start, ended_at=ended),
+        data=SessionCompletion(
+            started_at=session_start,
+            ended_at=ended,
+            observations=_observations(index, modality, session_start, ended),
+        ),
         now=ended + timedelta(minutes=30),
     )
     ref = responses.PatientRef(patient_id=patient_id, clinic_id=created.patient.clinic_id)

@@ -248,7 +248,8 @@ class TreatmentSessionController(Controller):
     @put(
         "/sessions/{session_id:uuid}/observations",
         opt=access(*CLINICAL, scope=Scope.PATIENT),
-        summary="Record observations (blood pressure, CADSS-6, sedation, discharge, REMS, notes)",
+        summary="Record observations (blood pressure, CADSS-6, sedation, acute side effects, "
+        "discharge, REMS, notes); the observations given replace those stored",
     )
     async def observations(
         self,
