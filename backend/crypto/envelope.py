@@ -27,7 +27,6 @@ from backend.crypto.format import (
     HEADER_BYTES,
     MAX_DEK_VERSION,
     NONCE_BYTES,
-    OVERHEAD_BYTES,
     SUITE_AES_256_GCM,
     TAG_BYTES,
     FieldHeader,
@@ -321,41 +320,54 @@ def open_columns(
         else:
             tails.append(None)
     # By the header's first six bytes (format, suite, key version): one dictionary lookup per
-    # field finds its cipher and shows the format is the current one.
+    # field finds its cipher and shows the field is of the current format.
     ciphers: dict[bytes, AESGCM] = {}
     opened_columns: list[list[bytes]] = []
     for column, blobs in columns:
         if len(blobs) != len(tails):
             raise ValueError("one row id per ciphertext")
         prefix = table_and_column(table, column)
+        rests = [None if tail is None else prefix + tail for tail in tails]
         opened: list[bytes] = []
         append = opened.append
-        for index, (blob, tail) in enumerate(zip(blobs, tails, strict=True)):
-            # Only a well-formed field of the current format takes the short way; anything else
-            # (and a failed tag) goes through `open_field`, which raises the specific error.
-            if type(blob) is bytes and tail is not None and len(blob) >= OVERHEAD_BYTES:
-                cipher = ciphers.get(blob[:6])
-                if cipher is None and blob[:2] == _CURRENT_FORMAT:
-                    cipher = ciphers[blob[:6]] = cipher_for(int.from_bytes(blob[2:6], "big"))
-                if cipher is not None:
+        for blob, rest, row_id in zip(blobs, rests, row_ids, strict=True):
+            # The short way takes a well-formed field of the current format; anything else
+            # fails it (a header not seen yet, a blob that is not bytes or too short for its
+            # nonce and tag, a row id without a tail: None) and goes through `open_field`,
+            # which raises the specific error; so does a failed tag.
+            try:
+                append(
+                    ciphers[blob[:6]].decrypt(
+                        blob[6:HEADER_BYTES],
+                        blob[HEADER_BYTES:],
+                        blob[:HEADER_BYTES] + rest,  # type: ignore[operator]
+                    )
+                )
+                continue
+            except KeyError:
+                if type(blob) is bytes and len(blob) >= 6 and blob[:2] == _CURRENT_FORMAT:
+                    # The first field under this key version: look its cipher up once.
+                    ciphers[blob[:6]] = cipher_for(int.from_bytes(blob[2:6], "big"))
                     try:
                         append(
-                            cipher.decrypt(
+                            ciphers[blob[:6]].decrypt(
                                 blob[6:HEADER_BYTES],
                                 blob[HEADER_BYTES:],
-                                b"".join((blob[:HEADER_BYTES], prefix, tail)),
+                                blob[:HEADER_BYTES] + rest,  # type: ignore[operator]
                             )
                         )
                         continue
-                    except InvalidTag:
+                    except (InvalidTag, TypeError, ValueError):
                         pass
+            except (InvalidTag, TypeError, ValueError):
+                pass
             append(
                 open_field(
                     blob,
                     cipher_for=cipher_for,
                     table=table,
                     column=column,
-                    row_id=row_ids[index],
+                    row_id=row_id,
                     patient_id=patient_id,
                 )
             )

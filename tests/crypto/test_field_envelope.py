@@ -22,6 +22,7 @@ from backend.crypto import (
     dek_wrapping_aad,
     encrypt_field,
     generate_dek,
+    open_columns,
     open_field,
     open_fields,
     parse_field,
@@ -633,3 +634,48 @@ def test_open_fields_opens_what_open_field_opens_asking_once_per_key_version() -
     assert open_fields(from_driver, cipher_for=cipher_for, row_ids=rows[:1], **binding) == [
         b"row-0"
     ]
+
+
+def test_open_fields_refuses_every_truncation_and_odd_value_after_a_good_field() -> None:
+    """The short way of `open_fields` (a cipher cached by the header's first six bytes) never
+    opens what `open_field` refuses: each truncation of a field, after a good field under the
+    same key version, raises the error `open_field` raises for it; a row id that is not a
+    non-empty string is refused; byte-likes other than bytes still open."""
+    dek = generate_dek()
+    binding = {"table": "t", "column": "c", "patient_id": "p"}
+    good = encrypt_field(b"value", dek=dek, dek_version=7, row_id="r", **binding)
+
+    def cipher_for(version: int) -> AESGCM:
+        assert version == 7
+        return AESGCM(dek)
+
+    for cut in range(len(good)):
+        broken = good[:cut]
+        with pytest.raises((TamperedCiphertextError, UnsupportedFormatError)) as expected:
+            open_field(broken, cipher_for=cipher_for, row_id="r", **binding)
+        with pytest.raises(expected.type):
+            open_fields([good, broken], cipher_for=cipher_for, row_ids=["r", "r"], **binding)
+    with pytest.raises(ValueError, match="row_id"):
+        open_fields([good, good], cipher_for=cipher_for, row_ids=["r", ""], **binding)
+    with pytest.raises(ValueError, match="row_id"):
+        open_fields([good, good], cipher_for=cipher_for, row_ids=["r", None], **binding)  # type: ignore[list-item]
+    odd: list[bytes] = [good, bytearray(good), memoryview(good)]  # type: ignore[list-item]
+    assert open_fields(odd, cipher_for=cipher_for, row_ids=["r"] * 3, **binding) == [b"value"] * 3
+    opened = open_columns(
+        [
+            ("c", [good]),
+            (
+                "d",
+                [
+                    encrypt_field(
+                        b"d", dek=dek, dek_version=7, row_id="r", **{**binding, "column": "d"}
+                    )
+                ],
+            ),
+        ],
+        cipher_for=cipher_for,
+        table="t",
+        row_ids=["r"],
+        patient_id="p",
+    )
+    assert opened == [[b"value"], [b"d"]]

@@ -4,15 +4,21 @@ builds one object at a time, in the same order, for every profile."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 import msgspec
+import pyarrow as pa  # type: ignore[import-untyped]
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from backend.domain.exports.codebook import OBSERVATIONS
-from backend.domain.exports.columnar import ObservationColumns
+from backend.domain.exports.columnar import ObservationColumns, _hours, base32_ids
 from backend.domain.exports.deid import (
+    HOURS_DECIMALS,
     DeidentificationProfile,
     Pseudonymiser,
+    base32_id,
     deidentify,
     prepare_patient,
 )
@@ -92,3 +98,69 @@ def test_columns_hold_the_rows_deidentify_builds(profile: DeidentificationProfil
 def test_no_responses_no_batch() -> None:
     columns = ObservationColumns(DeidentificationProfile(), Pseudonymiser(b"c" * 32))
     assert columns.batch(OBSERVATIONS.schema(DeidentificationProfile())) is None
+
+
+def test_page_base32_ids_are_base32_id_of_each_digest() -> None:
+    """`base32_ids` (a page's record ids at once) gives `deid.base32_id` of every digest,
+    whatever the page's size."""
+    for n in (1, 2, 3, 64, 4097):
+        digests = [
+            hashlib.sha256(i.to_bytes(4, "big") + bytes([n % 256])).digest() for i in range(n)
+        ]
+        assert base32_ids(digests).to_pylist() == [base32_id(d) for d in digests]
+    edges = [b"\x00" * 32, b"\xff" * 32, bytes(range(32)), bytes(range(255, 223, -1))]
+    assert base32_ids(edges).to_pylist() == [base32_id(d) for d in edges]
+    assert base32_ids([]).to_pylist() == []
+    with pytest.raises(ValueError, match="digests"):
+        base32_ids([b"\x00" * 31, b"\x00" * 33])
+
+
+@given(st.lists(st.integers(min_value=-(10**13), max_value=10**13) | st.none(), max_size=50))
+def test_hours_round_as_python_rounds(microseconds: list[int | None]) -> None:
+    """Arrow's rounding of the page's hours equals `round(total_seconds / 3600, 2)` on every
+    value, ties and near-ties included (multiples of 18 s are exact halves of 0.01 h)."""
+    ties = [k * 18_000_000 for k in range(-40, 41)] + [k * 18_000_000 + 1 for k in range(-5, 5)]
+    values = microseconds + ties
+    expected = [
+        None
+        if d is None
+        else round(dt.timedelta(microseconds=d).total_seconds() / 3600, HOURS_DECIMALS)
+        for d in values
+    ]
+    assert _hours(pa.array(values, pa.int64())).to_pylist() == expected
+
+
+def test_responses_out_of_time_order_are_placed_one_by_one() -> None:
+    """`add_patient` expects a patient's responses in time order (as `source` reads them); in
+    any other order each is still placed where `deid` places it."""
+    profile = DeidentificationProfile()
+    timelines = [_as_stored(t, i) for i, t in enumerate(clinic(Identifiers()))]
+    decision = gate(timelines, profile)
+    pseudonymiser = Pseudonymiser(b"c" * 32)
+    schema = OBSERVATIONS.schema(profile)
+    for timeline in timelines:
+        context = prepare_patient(
+            timeline, profile=profile, decision=decision, pseudonymiser=pseudonymiser
+        )
+        if context is None or len(timeline.responses) < 2:
+            continue
+        batches = []
+        for order in (1, -1):
+            responses = sorted(timeline.responses, key=lambda r: r.authored_at)[::order]
+            columns = ObservationColumns(profile, pseudonymiser)
+            columns.add_patient(
+                context,
+                response_ids=[r.response_id.bytes for r in responses],
+                authored=[r.authored_at for r in responses],
+                instrument_ids=[r.instrument_id for r in responses],
+                instrument_versions=[r.instrument_version for r in responses],
+                scorer_versions=[r.scorer_version for r in responses],
+                answers=[r.answers for r in responses],
+                scores=responses,
+            )
+            batch = columns.batch(schema)
+            assert batch is not None
+            batches.append(sorted(batch.to_pylist(), key=lambda row: str(sorted(row.items()))))
+        assert batches[0] == batches[1]
+        return
+    raise AssertionError("no patient with two responses")

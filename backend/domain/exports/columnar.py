@@ -2,9 +2,13 @@
 
 A million responses are ten million observation rows. Building a Python object per row and
 reading it back attribute by attribute costs more than decrypting (engineering-notes §E.6), so
-the write pass builds the observations of a whole group of patients as Arrow columns: the values
+the write pass builds the observations of a page of responses as Arrow columns: the values
 shared by a response's rows (study id, record id, instrument, treatment-relative time) once per
 response, the item values once per item, and Arrow's `take` repeats the former for the latter.
+What is per response is vectorised too: record ids are base32-encoded for a whole page at once
+(`base32_ids`), and a patient's responses, being in time order, are placed on the treatment time
+line by a few binary searches per course and session, the hours then computed by Arrow over the
+page (`_hours`, rounded exactly as Python's `round` does).
 The rows, their order (a response's items in stored order, then its total) and their values are
 exactly those of `deid.deidentify` (`tests/exports/test_columnar.py` compares the two).
 """
@@ -12,20 +16,35 @@ exactly those of `deid.deidentify` (`tests/exports/test_columnar.py` compares th
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from bisect import bisect_left
 from collections.abc import Sequence
-from itertools import accumulate
+from itertools import chain, pairwise
+from operator import attrgetter
 from typing import Any, Final, Protocol
 
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from backend.domain.exports.deid import (
+    HOURS_DECIMALS,
     DeidentificationProfile,
     PatientContext,
     Pseudonymiser,
 )
 
 _NO_ROWS: Final = 0
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND: Final = dt.timedelta(microseconds=1)
+_INSTANT: Final = pa.timestamp("us", tz="UTC")
+_US_PER_SECOND: Final = 1_000_000.0
+_SECONDS_PER_HOUR: Final = 3600.0
+_SCALE: Final = float(10**HOURS_DECIMALS)
+_NEAR_HALF: Final = 1e-6
+"""Scaled hours this close to a half are rounded by Python itself: Arrow rounds the product
+`hours * 100`, which can land on the other side of a half than the exact value does."""
+_link_ids = attrgetter("link_id")
+_values = attrgetter("value")
 
 
 class Answer(Protocol):
@@ -54,16 +73,19 @@ class ObservationColumns:
         self._profile = profile
         self._pseudonymiser = pseudonymiser
         self._study_id: list[str] = []
-        self._record_id: list[str] = []
+        self._record_digest: list[bytes] = []
         self._instrument_id: list[str] = []
         self._instrument_version: list[str] = []
         self._scorer_version: list[str] = []
+        self._authored: list[pa.Array] = []
+        # Where each response sits on its patient's treatment time line: the course and
+        # session (k, 0 before the course's first session) and the instants they started
+        # (microseconds since the epoch; None without a course, or before the first session).
         self._course_index: list[int | None] = []
         self._session_index: list[int | None] = []
-        self._hours_since_session: list[float | None] = []
-        self._hours_since_course_start: list[float | None] = []
-        self._day_since_course_start: list[int | None] = []
-        self._shifted: list[dt.datetime | None] = []
+        self._course_start: list[int | None] = []
+        self._session_start: list[int | None] = []
+        self._shift: list[int | None] = []
         self._total: list[float | None] = []
         self._band: list[str | None] = []
         self._prorated: list[bool] = []
@@ -71,14 +93,14 @@ class ObservationColumns:
         self.instruments: set[tuple[str, str, str]] = set()
 
     def __len__(self) -> int:
-        return len(self._record_id)
+        return len(self._record_digest)
 
     def add_patient(
         self,
         context: PatientContext,
         *,
         response_ids: Sequence[bytes],
-        authored: Sequence[dt.datetime],
+        authored: Sequence[dt.datetime] | pa.Array,
         instrument_ids: Sequence[str],
         instrument_versions: Sequence[str],
         scorer_versions: Sequence[str],
@@ -86,29 +108,19 @@ class ObservationColumns:
         scores: Sequence[Score],
     ) -> None:
         """One patient's responses, in the order they are to be exported (by time answered).
-        Parallel sequences, one entry per response; `response_ids` as the ids' 16 bytes."""
+        Parallel sequences, one entry per response; `response_ids` as the ids' 16 bytes,
+        `authored` as aware datetimes or an Arrow array of UTC instants."""
         n = len(response_ids)
-        record_ids = self._pseudonymiser.record_ids_of_bytes
-        place = context.clock.place
+        at = authored if isinstance(authored, pa.Array) else pa.array(authored, _INSTANT)
+        self._authored.append(at)
         self._study_id += [context.study_id] * n
-        self._record_id += record_ids("response", response_ids)
+        self._record_digest += self._pseudonymiser.record_id_digests("response", response_ids)
         self._instrument_id += instrument_ids
         self._instrument_version += instrument_versions
         self._scorer_version += scorer_versions
-        if n:
-            course, session, since_session, since_start, day = zip(
-                *[place(at) for at in authored], strict=True
-            )
-            self._course_index += course
-            self._session_index += session
-            self._hours_since_session += since_session
-            self._hours_since_course_start += since_start
-            self._day_since_course_start += day
+        self._place(context, _int64_list(at))
         shift = context.shift
-        if shift is None:
-            self._shifted += [None] * n
-        else:
-            self._shifted += [(at + shift).astimezone(dt.UTC) for at in authored]
+        self._shift += [None if shift is None else shift // _MICROSECOND] * n
         self._total += [None if s.total is None else float(s.total) for s in scores]
         self._band += [s.band for s in scores]
         self._prorated += [s.prorated for s in scores]
@@ -117,9 +129,55 @@ class ObservationColumns:
             zip(instrument_ids, instrument_versions, scorer_versions, strict=True)
         )
 
+    def _place(self, context: PatientContext, times: list[int]) -> None:
+        """`_TreatmentClock.place` for each of a patient's responses (`times`: microseconds
+        since the epoch): in time order, a course or session boundary is one binary search."""
+        n = len(times)
+        courses = context.clock.courses
+        if not courses:
+            for column in (
+                self._course_index,
+                self._session_index,
+                self._course_start,
+                self._session_start,
+            ):
+                column += [None] * n
+            return
+        if times != sorted(times):
+            # Not in time order (never from `source`): one response at a time.
+            for at in times:
+                self._segment(context, [at], 0, 1)
+            return
+        self._segment(context, times, 0, n)
+
+    def _segment(self, context: PatientContext, times: list[int], lo: int, hi: int) -> None:
+        courses = context.clock.courses
+        # The latest course started by then; before any course, the first (negative hours).
+        bounds = [
+            lo,
+            *(bisect_left(times, _micros(c.record.started_at), lo, hi) for c in courses[1:]),
+            hi,
+        ]
+        for course, start, end in zip(courses, bounds, bounds[1:], strict=False):
+            if end <= start:
+                continue
+            course_start = _micros(course.record.started_at)
+            session_starts = [_micros(s) for s in course.session_starts]
+            # Session k (1-based) covers the responses from its start to the next one's; 0
+            # means "before the course's first session" (baseline).
+            marks = [start, *(bisect_left(times, s, start, end) for s in session_starts), end]
+            for k, (first, last) in enumerate(pairwise(marks)):
+                m = last - first
+                if m <= 0:
+                    continue
+                self._course_index += [course.index] * m
+                self._session_index += [k] * m
+                self._course_start += [course_start] * m
+                self._session_start += [session_starts[k - 1] if k else None] * m
+
     def batch(self, schema: pa.Schema) -> pa.RecordBatch | None:
         """The observation rows of everything added, in `schema`'s column order."""
-        responses = len(self._record_id)
+        responses = len(self._record_digest)
         if responses == _NO_ROWS:
             return None
         items = self._items()
@@ -127,32 +185,39 @@ class ObservationColumns:
             return None
         counts, variables, values, kinds, texts = items
         item_rows = len(variables)
-        # Final row p belongs to response P[p] at offset k within that response's block of
-        # counts[P] items and one total; it takes item (item_start[P] + k) or total P.
-        item_start = pa.array(list(accumulate(counts, initial=0))[:-1], pa.int64())
-        block_start = pa.array(list(accumulate((n + 1 for n in counts), initial=0)), pa.int64())
+        # Response P's block of final rows is its counts[P] items, then its total. Final row p
+        # belongs to response P = parents[p]; before it come P totals, so an item row takes
+        # item p - P, and a total row (the last of its block) takes total P.
+        block_end = pc.cumulative_sum(pc.add(pa.array(counts, pa.int64()), 1))
+        rows = int(block_end[-1].as_py())
+        positions = _arange(rows)
         parents = pc.list_parent_indices(
-            pa.ListArray.from_arrays(block_start, pa.nulls(int(block_start[-1].as_py())))
+            pa.ListArray.from_arrays(
+                pa.concat_arrays([pa.array([0], pa.int64()), block_end]), pa.nulls(rows)
+            )
         )
-        offset = pc.subtract(
-            pa.array(range(len(parents)), pa.int64()), pc.take(block_start, parents)
-        )
-        is_total = pc.equal(offset, pc.take(pa.array(counts, pa.int64()), parents))
-        gather = pc.if_else(
-            is_total,
-            pc.add(parents, item_rows),
-            pc.add(pc.take(item_start, parents), offset),
-        )
+        is_total = pc.equal(pc.take(block_end, parents), pc.add(positions, 1))
+        gather = pc.if_else(is_total, pc.add(parents, item_rows), pc.subtract(positions, parents))
+        at = pa.concat_arrays(self._authored).cast(pa.int64())
+        since_start = _hours(pc.subtract(at, pa.array(self._course_start, pa.int64())))
+        since_session = _hours(pc.subtract(at, pa.array(self._session_start, pa.int64())))
+        day = pc.floor(pc.divide(since_start, 24.0)).cast(pa.int32())
+        shifted = pc.add(at, pa.array(self._shift, pa.int64())).cast(_INSTANT)
         null_str = pa.nulls(responses, pa.string())
-        columns: dict[str, pa.Array] = {
-            "study_id": pc.take(pa.array(self._study_id, pa.string()), parents),
-            "record_id": pc.take(pa.array(self._record_id, pa.string()), parents),
-            "kind": pc.take(
+        kind = (
+            pc.if_else(is_total, "total", "item")
+            if kinds is None
+            else pc.take(
                 pa.concat_arrays(
                     [pa.array(kinds, pa.string()), pa.array(["total"] * responses, pa.string())]
                 ),
                 gather,
-            ),
+            )
+        )
+        columns: dict[str, pa.Array] = {
+            "study_id": pc.take(pa.array(self._study_id, pa.string()), parents),
+            "record_id": pc.take(base32_ids(self._record_digest), parents),
+            "kind": kind,
             "instrument_id": pc.take(pa.array(self._instrument_id, pa.string()), parents),
             "instrument_version": pc.take(pa.array(self._instrument_version, pa.string()), parents),
             "scorer_version": pc.take(pa.array(self._scorer_version, pa.string()), parents),
@@ -175,16 +240,10 @@ class ObservationColumns:
             ),
             "course_index": pc.take(pa.array(self._course_index, pa.int32()), parents),
             "session_index": pc.take(pa.array(self._session_index, pa.int32()), parents),
-            "hours_since_session": pc.take(
-                pa.array(self._hours_since_session, pa.float64()), parents
-            ),
-            "hours_since_course_start": pc.take(
-                pa.array(self._hours_since_course_start, pa.float64()), parents
-            ),
-            "day_since_course_start": pc.take(
-                pa.array(self._day_since_course_start, pa.int32()), parents
-            ),
-            "shifted_time": pc.take(pa.array(self._shifted, pa.timestamp("us", tz="UTC")), parents),
+            "hours_since_session": pc.take(since_session, parents),
+            "hours_since_course_start": pc.take(since_start, parents),
+            "day_since_course_start": pc.take(day, parents),
+            "shifted_time": pc.take(shifted, parents),
         }
         return pa.RecordBatch.from_arrays(
             [columns[field.name].cast(field.type) for field in schema], schema=schema
@@ -192,26 +251,27 @@ class ObservationColumns:
 
     def _items(
         self,
-    ) -> tuple[list[int], list[str], pa.Array, list[str], pa.Array] | None:
-        """(items per response, variables, values, kinds, texts) of the exported answers."""
+    ) -> tuple[list[int], list[str], pa.Array, list[str] | None, pa.Array] | None:
+        """(items per response, variables, values, kinds (None: all "item"), texts) of the
+        exported answers."""
         answers = self._answers
-        flat = [a for group in answers for a in group]
-        values: list[Any] = [a.value for a in flat]
+        flat = list(chain.from_iterable(answers))
+        values: list[Any] = list(map(_values, flat))
         try:
             numbers = pa.array(values, pa.float64())
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             return self._items_with_text()
         return (
-            [len(group) for group in answers],
-            [a.link_id for a in flat],
+            list(map(len, answers)),
+            list(map(_link_ids, flat)),
             numbers,
-            ["item"] * len(flat),
+            None,
             pa.nulls(len(flat), pa.string()),
         )
 
     def _items_with_text(
         self,
-    ) -> tuple[list[int], list[str], pa.Array, list[str], pa.Array]:
+    ) -> tuple[list[int], list[str], pa.Array, list[str] | None, pa.Array]:
         # Some answer is text (a free-text item): dropped unless the export opted in (§E.1).
         keep_text = self._profile.include_free_text
         counts: list[int] = []
@@ -243,3 +303,112 @@ class ObservationColumns:
             kinds,
             pa.array(texts, pa.string()),
         )
+
+
+def _int64_list(values: pa.Array) -> list[int]:
+    """An Arrow array of instants (no nulls) as microseconds since the epoch, through its
+    buffer (`to_pylist` makes a scalar per value)."""
+    ints = values.cast(pa.int64())
+    if ints.null_count:
+        raise ValueError("an instant is missing")
+    buffer = memoryview(ints.buffers()[1]).cast("q")
+    return buffer[ints.offset : ints.offset + len(ints)].tolist()
+
+
+_ARANGE_ROWS: list[pa.Array] = [pa.array([], pa.int64())]
+
+
+def _arange(n: int) -> pa.Array:
+    """0, 1, ..., n - 1 as int64: a slice of one cached array (a page's observation rows are
+    ~41,000; building it from Python ints each time was ~2% of the export)."""
+    cached = _ARANGE_ROWS[0]
+    if len(cached) < n:
+        size = max(n, 2 * len(cached), 1 << 16)
+        ones = pa.repeat(pa.scalar(1, pa.int64()), size)
+        # A benign race between export threads: each builds the same values.
+        cached = _ARANGE_ROWS[0] = pc.subtract(pc.cumulative_sum(ones), 1)
+    return cached.slice(0, n)
+
+
+def _micros(at: dt.datetime) -> int:
+    return (at - _EPOCH) // _MICROSECOND
+
+
+def _hours(microseconds: pa.Array) -> pa.Array:
+    """`round(timedelta(microseconds=d).total_seconds() / 3600, HOURS_DECIMALS)` for each d
+    (nulls stay null), the same floats: the same two divisions, and Arrow's rounding except
+    where the scaled value is within a hair of a half, which Python's `round` decides."""
+    hours = pc.divide(pc.divide(microseconds.cast(pa.float64()), _US_PER_SECOND), _SECONDS_PER_HOUR)
+    rounded = pc.round(hours, HOURS_DECIMALS, round_mode="half_to_even")
+    scaled = pc.multiply(hours, _SCALE)
+    near = pc.fill_null(
+        pc.less(pc.abs(pc.subtract(pc.subtract(scaled, pc.floor(scaled)), 0.5)), _NEAR_HALF),
+        False,
+    )
+    if not pc.any(near).as_py():
+        return rounded
+    exact = [round(h, HOURS_DECIMALS) for h in pc.filter(hours, near).to_pylist()]
+    return pc.replace_with_mask(rounded, near, pa.array(exact, pa.float64()))
+
+
+_ALPHABET: Final = b"abcdefghijklmnopqrstuvwxyz234567"
+_ID_CHARS: Final = 26
+_DIGEST_BYTES: Final = 32
+_ID_BITS: Final = 5 * _ID_CHARS
+_FIRST_BITS: Final = ((1 << _ID_BITS) - 1) << (8 * _DIGEST_BYTES - _ID_BITS)
+_CHAR_BIT: Final = 32
+"""Set in every character's byte (values 32-63) so that translating can drop the slot's
+unused zero bytes."""
+_CHARS_FROM_BYTES: Final = bytes(
+    _ALPHABET[b - _CHAR_BIT] if _CHAR_BIT <= b < 2 * _CHAR_BIT else 0 for b in range(256)
+)
+
+
+def _spread_steps() -> tuple[tuple[int, int], ...]:
+    # Group g (5 bits at 5g, counted from the digest's lowest used bit) must move 3g bits up
+    # to sit in byte g. Moving by 3 * 2**t the groups whose g has bit t, highest t first, gets
+    # each there without two groups ever overlapping (bit-spreading as in Morton codes).
+    steps = []
+    for t in (4, 3, 2, 1, 0):
+        mask = 0
+        for g in range(_ID_CHARS):
+            if g >> t & 1:
+                mask |= 31 << (5 * g + 3 * (g >> (t + 1) << (t + 1)))
+        steps.append((3 << t, mask))
+    return tuple(steps)
+
+
+_SPREAD_STEPS: Final = _spread_steps()
+_MARKS: Final = sum(_CHAR_BIT << (8 * g) for g in range(_ID_CHARS))
+
+
+@functools.lru_cache(maxsize=2)
+def _page_masks(n: int) -> tuple[int, tuple[tuple[int, int, int], ...], int]:
+    """The per-digest masks repeated for `n` digests side by side (a page's are all of one
+    size but the last: two sizes cached, a few MiB at most)."""
+
+    def repeated(mask: int) -> int:
+        return int.from_bytes(mask.to_bytes(_DIGEST_BYTES, "big") * n, "big")
+
+    steps = tuple((shift, repeated(m), ~repeated(m)) for shift, m in _SPREAD_STEPS)
+    return repeated(_FIRST_BITS), steps, repeated(_MARKS)
+
+
+def base32_ids(digests: Sequence[bytes]) -> pa.Array:
+    """`deid.base32_id` of each 32-byte digest, as an Arrow string array, computed for all of
+    them at once: the digests side by side are one integer, each 5-bit group is moved into a
+    byte of its own by a few shifts and masks of that integer, and `bytes.translate` turns the
+    bytes into letters and drops the unused ones. No Python object per id (one `base32_id`
+    call costs ~1 µs; this ~0.1-0.4 µs an id)."""
+    n = len(digests)
+    if n == 0:
+        return pa.array([], pa.string())
+    if any(len(d) != _DIGEST_BYTES for d in digests):
+        raise ValueError("base32_ids takes SHA-256 digests")
+    first, steps, marks = _page_masks(n)
+    bits = (int.from_bytes(b"".join(digests), "big") & first) >> (8 * _DIGEST_BYTES - _ID_BITS)
+    for shift, mask, keep in steps:
+        bits = (bits & keep) | ((bits & mask) << shift)
+    data = (bits | marks).to_bytes(_DIGEST_BYTES * n, "big").translate(_CHARS_FROM_BYTES, b"\0")
+    offsets = pa.array(range(0, _ID_CHARS * n + 1, _ID_CHARS), pa.int32())
+    return pa.StringArray.from_buffers(n, offsets.buffers()[1], pa.py_buffer(data))

@@ -10,6 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
+from typing import Final
+
+import pyarrow as pa  # type: ignore[import-untyped]
+
+_INSTANT: Final = pa.timestamp("us", tz="UTC")
 
 
 def uuid_text(value: object) -> str:
@@ -47,3 +53,37 @@ def utc_instant(value: object) -> dt.datetime:
             return value.replace(tzinfo=dt.UTC)
         return value if value.tzinfo is dt.UTC else value.astimezone(dt.UTC)
     raise TypeError("not a timestamp column value")
+
+
+def utc_instants(values: Sequence[object]) -> pa.Array:
+    """`utc_instant` of each value, as an Arrow array of UTC instants (microseconds): SQLite's
+    timestamp text parsed by Arrow for the whole column at once, datetimes converted by Arrow."""
+    if values and isinstance(values[0], str):
+        try:
+            return pa.array(values, pa.string()).cast(pa.timestamp("us")).cast(_INSTANT)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            pass  # not all of that text form: one at a time, as `utc_instant` reads them
+        return pa.array([utc_instant(v) for v in values], _INSTANT)
+    return pa.array(values, _INSTANT)
+
+
+def _all_hex_text(values: Sequence[object]) -> bool:
+    """Whether every value is SQLite's text form of a UUID (32 hex digits; a column holds one
+    driver's values, so checking types and lengths in bulk is enough before slicing)."""
+    return bool(values) and set(map(type, values)) == {str} and set(map(len, values)) == {32}  # type: ignore[arg-type]
+
+
+def uuid_texts(values: Sequence[object]) -> list[str]:
+    """`uuid_text` of each value."""
+    if _all_hex_text(values):
+        texts: Sequence[str] = values  # type: ignore[assignment]
+        return [f"{v[:8]}-{v[8:12]}-{v[12:16]}-{v[16:20]}-{v[20:]}" for v in texts]
+    return [uuid_text(v) for v in values]
+
+
+def uuid_bytes_of(values: Sequence[object]) -> list[bytes]:
+    """`uuid_bytes` of each value (SQLite's: all the hex decoded at once)."""
+    if _all_hex_text(values):
+        raw = bytes.fromhex("".join(values))  # type: ignore[arg-type]
+        return [raw[i : i + 16] for i in range(0, len(raw), 16)]
+    return [uuid_bytes(v) for v in values]

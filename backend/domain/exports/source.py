@@ -45,7 +45,13 @@ from backend.domain.exports.deid import (
     prepare_patient,
     session_rows,
 )
-from backend.domain.exports.driver_values import as_uuid, utc_instant, uuid_bytes, uuid_text
+from backend.domain.exports.driver_values import (
+    as_uuid,
+    utc_instant,
+    utc_instants,
+    uuid_bytes_of,
+    uuid_texts,
+)
 from backend.domain.exports.kanon import KAnonymityDecision
 from backend.domain.exports.records import (
     AlertRecord,
@@ -163,7 +169,7 @@ class SealedGroup(msgspec.Struct, frozen=True, kw_only=True):
         for owner, start, end in _runs(page.patient_ids):
             _open_responses(
                 keys[owner],
-                [uuid_text(v) for v in ids[start:end]],
+                uuid_texts(ids[start:end]),
                 page.answers_ct[start:end],
                 page.scores_ct[start:end],
             )
@@ -277,6 +283,7 @@ class PreparedGroup:
         if not len(page):
             return None, columns.instruments
         ids = page.ids
+        authored = utc_instants(page.authored)
         for owner, start, end in _runs(page.patient_ids):
             found = self._exported.get(owner)
             if found is None:
@@ -285,14 +292,14 @@ class PreparedGroup:
             run_ids = ids[start:end]
             answers, scores = _open_responses(
                 keys,
-                [uuid_text(v) for v in run_ids],
+                uuid_texts(run_ids),
                 page.answers_ct[start:end],
                 page.scores_ct[start:end],
             )
             columns.add_patient(
                 context,
-                response_ids=[uuid_bytes(v) for v in run_ids],
-                authored=[utc_instant(v) for v in page.authored[start:end]],
+                response_ids=uuid_bytes_of(run_ids),
+                authored=authored.slice(start, end - start),
                 instrument_ids=page.instrument_ids[start:end],
                 instrument_versions=page.instrument_versions[start:end],
                 scorer_versions=page.scorer_versions[start:end],
