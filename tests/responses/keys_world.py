@@ -6,7 +6,7 @@ that a ``rotate-deks`` process on the real clock sees every data key as older th
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from litestar import Litestar
@@ -113,7 +113,7 @@ async def populate(api: AsyncTestClient[Litestar], world: World, clock: MovableC
                 patient_id=patient.id,
                 data=SessionInput(
                     modality="n2o",
-                    planned_start=clock.now() + timedelta(days=1),
+                    planned_start=clock.now() + timedelta(hours=6),
                     minutes=60,
                     n2o_concentration_percent=25,
                     notes=f"Planned session for {name}: fasting from 6am.",
@@ -129,9 +129,8 @@ async def populate(api: AsyncTestClient[Litestar], world: World, clock: MovableC
                 data=ObservationsInput(
                     observations=Observations(
                         blood_pressure=(
-                            BloodPressureReading(
-                                at=datetime(2026, 11, 1, 9, tzinfo=UTC), systolic=128, diastolic=81
-                            ),
+                            # A screening reading, within 12 hours before the session.
+                            BloodPressureReading(at=clock.now(), systolic=128, diastolic=81),
                         ),
                         cadss6=3,
                     )
