@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from pathlib import Path
 
 import msgspec
 import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -23,6 +25,7 @@ from backend.domain.exports.deid import (
     prepare_patient,
 )
 from backend.domain.exports.records import ItemAnswerRecord, PatientTimeline
+from backend.domain.exports.writers import ExportDescription, ExportFormats, ExportWriter
 from tests.exports.pipeline import gate
 from tests.exports.synthetic import EPOCH, Identifiers, clinic
 
@@ -164,3 +167,49 @@ def test_responses_out_of_time_order_are_placed_one_by_one() -> None:
         assert batches[0] == batches[1]
         return
     raise AssertionError("no patient with two responses")
+
+
+def test_parquet_keeps_statistics_where_they_prune(tmp_path: Path) -> None:
+    """Observation row groups carry min/max for the study id and the numbers and times (what
+    readers filter on), not for random record ids or strings every row group holds."""
+    profile = DeidentificationProfile()
+    timelines = [_as_stored(t, i) for i, t in enumerate(clinic(Identifiers()))]
+    decision = gate(timelines, profile)
+    pseudonymiser = Pseudonymiser(b"c" * 32)
+    columns = ObservationColumns(profile, pseudonymiser)
+    for timeline in timelines:
+        context = prepare_patient(
+            timeline, profile=profile, decision=decision, pseudonymiser=pseudonymiser
+        )
+        if context is None:
+            continue
+        responses = sorted(timeline.responses, key=lambda r: r.authored_at)
+        columns.add_patient(
+            context,
+            response_ids=[r.response_id.bytes for r in responses],
+            authored=[r.authored_at for r in responses],
+            instrument_ids=[r.instrument_id for r in responses],
+            instrument_versions=[r.instrument_version for r in responses],
+            scorer_versions=[r.scorer_version for r in responses],
+            answers=[r.answers for r in responses],
+            scores=responses,
+        )
+    description = ExportDescription(
+        name="stats", profile=profile, k_anonymity=decision.report, software_version="test"
+    )
+    with ExportWriter(
+        tmp_path / "bundle", description, formats=ExportFormats(parquet=True, csv=False)
+    ) as writer:
+        batch = columns.batch(writer.observations_schema)
+        assert batch is not None
+        writer.write_observations(batch, columns.instruments)
+        writer.finish()
+    metadata = pq.ParquetFile(tmp_path / "bundle" / "parquet" / "observations.parquet").metadata
+    group = metadata.row_group(0)
+    with_stats = {
+        group.column(i).path_in_schema
+        for i in range(group.num_columns)
+        if group.column(i).is_stats_set
+    }
+    assert {"study_id", "value", "hours_since_course_start", "session_index"} <= with_stats
+    assert not {"record_id", "variable", "kind"} & with_stats

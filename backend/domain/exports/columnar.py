@@ -37,12 +37,23 @@ _NO_ROWS: Final = 0
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND: Final = dt.timedelta(microseconds=1)
 _INSTANT: Final = pa.timestamp("us", tz="UTC")
-_US_PER_SECOND: Final = 1_000_000.0
-_SECONDS_PER_HOUR: Final = 3600.0
-_SCALE: Final = float(10**HOURS_DECIMALS)
-_NEAR_HALF: Final = 1e-6
+# Arrow scalars, never Python numbers, in compute calls: converting a Python scalar makes
+# pyarrow try to import optional modules (dateutil, pandas) that are not installed, and a failed
+# import is not cached: ~0.2-0.5 ms per call, more than the call's own work on a page.
+_ONE: Final = pa.scalar(1, pa.int64())
+_US_PER_SECOND: Final = pa.scalar(1_000_000.0, pa.float64())
+_SECONDS_PER_HOUR: Final = pa.scalar(3600.0, pa.float64())
+_HOURS_PER_DAY: Final = pa.scalar(24.0, pa.float64())
+_SCALE: Final = pa.scalar(float(10**HOURS_DECIMALS), pa.float64())
+_HALF: Final = pa.scalar(0.5, pa.float64())
+_NEAR_HALF: Final = pa.scalar(1e-6, pa.float64())
 """Scaled hours this close to a half are rounded by Python itself: Arrow rounds the product
 `hours * 100`, which can land on the other side of a half than the exact value does."""
+_FALSE: Final = pa.scalar(False, pa.bool_())
+_TOTAL: Final = pa.scalar("total", pa.string())
+_ITEM: Final = pa.scalar("item", pa.string())
+_NO_TEXT: Final = pa.scalar(None, pa.string())
+_NO_FLAG: Final = pa.scalar(None, pa.bool_())
 _link_ids = attrgetter("link_id")
 _values = attrgetter("value")
 
@@ -77,7 +88,8 @@ class ObservationColumns:
         self._instrument_id: list[str] = []
         self._instrument_version: list[str] = []
         self._scorer_version: list[str] = []
-        self._authored: list[pa.Array] = []
+        self._authored: list[int] = []
+        """Microseconds since the epoch."""
         # Where each response sits on its patient's treatment time line: the course and
         # session (k, 0 before the course's first session) and the instants they started
         # (microseconds since the epoch; None without a course, or before the first session).
@@ -100,7 +112,7 @@ class ObservationColumns:
         context: PatientContext,
         *,
         response_ids: Sequence[bytes],
-        authored: Sequence[dt.datetime] | pa.Array,
+        authored: Sequence[dt.datetime] | Sequence[int],
         instrument_ids: Sequence[str],
         instrument_versions: Sequence[str],
         scorer_versions: Sequence[str],
@@ -109,16 +121,16 @@ class ObservationColumns:
     ) -> None:
         """One patient's responses, in the order they are to be exported (by time answered).
         Parallel sequences, one entry per response; `response_ids` as the ids' 16 bytes,
-        `authored` as aware datetimes or an Arrow array of UTC instants."""
+        `authored` as aware datetimes or microseconds since the epoch (`instants_us`)."""
         n = len(response_ids)
-        at = authored if isinstance(authored, pa.Array) else pa.array(authored, _INSTANT)
-        self._authored.append(at)
+        times = [at if isinstance(at, int) else _micros(at) for at in authored]
+        self._authored += times
         self._study_id += [context.study_id] * n
         self._record_digest += self._pseudonymiser.record_id_digests("response", response_ids)
         self._instrument_id += instrument_ids
         self._instrument_version += instrument_versions
         self._scorer_version += scorer_versions
-        self._place(context, _int64_list(at))
+        self._place(context, times)
         shift = context.shift
         self._shift += [None if shift is None else shift // _MICROSECOND] * n
         self._total += [None if s.total is None else float(s.total) for s in scores]
@@ -188,7 +200,7 @@ class ObservationColumns:
         # Response P's block of final rows is its counts[P] items, then its total. Final row p
         # belongs to response P = parents[p]; before it come P totals, so an item row takes
         # item p - P, and a total row (the last of its block) takes total P.
-        block_end = pc.cumulative_sum(pc.add(pa.array(counts, pa.int64()), 1))
+        block_end = pc.cumulative_sum(pc.add(pa.array(counts, pa.int64()), _ONE))
         rows = int(block_end[-1].as_py())
         positions = _arange(rows)
         parents = pc.list_parent_indices(
@@ -196,16 +208,20 @@ class ObservationColumns:
                 pa.concat_arrays([pa.array([0], pa.int64()), block_end]), pa.nulls(rows)
             )
         )
-        is_total = pc.equal(pc.take(block_end, parents), pc.add(positions, 1))
-        gather = pc.if_else(is_total, pc.add(parents, item_rows), pc.subtract(positions, parents))
-        at = pa.concat_arrays(self._authored).cast(pa.int64())
+        is_total = pc.equal(pc.take(block_end, parents), pc.add(positions, _ONE))
+        gather = pc.if_else(
+            is_total,
+            pc.add(parents, pa.scalar(item_rows, pa.int64())),
+            pc.subtract(positions, parents),
+        )
+        at = pa.array(self._authored, pa.int64())
         since_start = _hours(pc.subtract(at, pa.array(self._course_start, pa.int64())))
         since_session = _hours(pc.subtract(at, pa.array(self._session_start, pa.int64())))
-        day = pc.floor(pc.divide(since_start, 24.0)).cast(pa.int32())
+        day = pc.floor(pc.divide(since_start, _HOURS_PER_DAY)).cast(pa.int32())
         shifted = pc.add(at, pa.array(self._shift, pa.int64())).cast(_INSTANT)
         null_str = pa.nulls(responses, pa.string())
         kind = (
-            pc.if_else(is_total, "total", "item")
+            pc.if_else(is_total, _TOTAL, _ITEM)
             if kinds is None
             else pc.take(
                 pa.concat_arrays(
@@ -234,9 +250,11 @@ class ObservationColumns:
                 pa.concat_arrays([values, pa.array(self._total, pa.float64())]), gather
             ),
             "value_text": pc.take(pa.concat_arrays([texts, null_str]), gather),
-            "band": pc.if_else(is_total, pc.take(pa.array(self._band, pa.string()), parents), None),
+            "band": pc.if_else(
+                is_total, pc.take(pa.array(self._band, pa.string()), parents), _NO_TEXT
+            ),
             "prorated": pc.if_else(
-                is_total, pc.take(pa.array(self._prorated, pa.bool_()), parents), None
+                is_total, pc.take(pa.array(self._prorated, pa.bool_()), parents), _NO_FLAG
             ),
             "course_index": pc.take(pa.array(self._course_index, pa.int32()), parents),
             "session_index": pc.take(pa.array(self._session_index, pa.int32()), parents),
@@ -305,9 +323,9 @@ class ObservationColumns:
         )
 
 
-def _int64_list(values: pa.Array) -> list[int]:
+def instants_us(values: pa.Array) -> list[int]:
     """An Arrow array of instants (no nulls) as microseconds since the epoch, through its
-    buffer (`to_pylist` makes a scalar per value)."""
+    buffer (`to_pylist` makes a scalar per value): `add_patient`'s `authored`."""
     ints = values.cast(pa.int64())
     if ints.null_count:
         raise ValueError("an instant is missing")
@@ -326,7 +344,7 @@ def _arange(n: int) -> pa.Array:
         size = max(n, 2 * len(cached), 1 << 16)
         ones = pa.repeat(pa.scalar(1, pa.int64()), size)
         # A benign race between export threads: each builds the same values.
-        cached = _ARANGE_ROWS[0] = pc.subtract(pc.cumulative_sum(ones), 1)
+        cached = _ARANGE_ROWS[0] = pc.subtract(pc.cumulative_sum(ones), _ONE)
     return cached.slice(0, n)
 
 
@@ -342,8 +360,8 @@ def _hours(microseconds: pa.Array) -> pa.Array:
     rounded = pc.round(hours, HOURS_DECIMALS, round_mode="half_to_even")
     scaled = pc.multiply(hours, _SCALE)
     near = pc.fill_null(
-        pc.less(pc.abs(pc.subtract(pc.subtract(scaled, pc.floor(scaled)), 0.5)), _NEAR_HALF),
-        False,
+        pc.less(pc.abs(pc.subtract(pc.subtract(scaled, pc.floor(scaled)), _HALF)), _NEAR_HALF),
+        _FALSE,
     )
     if not pc.any(near).as_py():
         return rounded
@@ -403,7 +421,7 @@ def base32_ids(digests: Sequence[bytes]) -> pa.Array:
     n = len(digests)
     if n == 0:
         return pa.array([], pa.string())
-    if any(len(d) != _DIGEST_BYTES for d in digests):
+    if set(map(len, digests)) != {_DIGEST_BYTES}:
         raise ValueError("base32_ids takes SHA-256 digests")
     first, steps, marks = _page_masks(n)
     bits = (int.from_bytes(b"".join(digests), "big") & first) >> (8 * _DIGEST_BYTES - _ID_BITS)

@@ -36,7 +36,7 @@ from backend.db.models.patient import Patient
 from backend.db.models.questionnaire_response import QuestionnaireResponse
 from backend.db.models.treatment import TreatmentCourse, TreatmentSession
 from backend.db.sqlite_driver import is_one_hop, run_in_driver_thread
-from backend.domain.exports.columnar import ObservationColumns
+from backend.domain.exports.columnar import ObservationColumns, instants_us
 from backend.domain.exports.deid import (
     DeidentificationProfile,
     PatientContext,
@@ -283,7 +283,7 @@ class PreparedGroup:
         if not len(page):
             return None, columns.instruments
         ids = page.ids
-        authored = utc_instants(page.authored)
+        authored = instants_us(utc_instants(page.authored))
         for owner, start, end in _runs(page.patient_ids):
             found = self._exported.get(owner)
             if found is None:
@@ -299,7 +299,7 @@ class PreparedGroup:
             columns.add_patient(
                 context,
                 response_ids=uuid_bytes_of(run_ids),
-                authored=authored.slice(start, end - start),
+                authored=authored[start:end],
                 instrument_ids=page.instrument_ids[start:end],
                 instrument_versions=page.instrument_versions[start:end],
                 scorer_versions=page.scorer_versions[start:end],
