@@ -52,12 +52,15 @@ async def submit(
     runtime = runtime_of(api)
     instrument = get_instrument(instrument_id)
     async with runtime.require_sessionmaker()() as session:
+        # As the HTTP route does: the patient, keys, parameters and course read in one statement.
+        ref, prefetched = await service.submitting_patient(
+            session, runtime.keyring, patient.id, clinic_id=patient.clinic_id
+        )
         result = await service.submit_response(
             session,
             runtime.keyring,
-            patient=service.PatientRef(
-                patient_id=patient.id, clinic_id=patient.clinic_id, locale="en-GB"
-            ),
+            patient=ref,
+            prefetched=prefetched,
             submission=ResponseSubmission(
                 instrument_id=instrument.id,
                 instrument_version=instrument.version,

@@ -232,6 +232,31 @@ async def test_a_clinic_override_changes_new_alerts_and_is_recorded_on_them(
     assert (theirs.parameter_version, theirs.sla_minutes) == ("interlude-default@1.0.0", 480)
 
 
+async def test_a_submission_evaluates_under_the_clinic_s_newest_override(
+    api: AsyncTestClient[Litestar], world: World, clock: MovableClock
+) -> None:
+    # The submission reads the override with the patient row (one statement): the newest
+    # version must win over older ones, as in `clinic_settings.current_parameters`.
+    admin = world.staff["admin_a"]
+    for version, minutes in (("2", 30), ("3", 45)):
+        override = {
+            "parameterSet": "clinic-a",
+            "version": version,
+            "slaMinutes": {"priority": minutes},
+        }
+        saved = await api.put(
+            "/api/v1/clinic/alert-parameters", headers=admin.headers, json=override
+        )
+        assert saved.status_code == 200, saved.text
+        clock.advance(seconds=1)
+    await submit(api, clock, world.patients["patient_a"], "phq9", phq9(8, item9=1))
+    [alert] = await alerts_of(api, world.patients["patient_a"].id)
+    assert (alert.parameter_version, alert.sla_minutes) == (
+        "interlude-default@1.0.0+clinic-a@3",
+        45,
+    )
+
+
 async def test_a_clinician_clears_an_n2o_hold(
     api: AsyncTestClient[Litestar], world: World, clock: MovableClock
 ) -> None:

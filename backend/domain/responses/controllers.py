@@ -19,8 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.db.models.clinic import Clinic
 from backend.db.models.patient import Patient
-from backend.domain.alerts.clinic_settings import parameters_from_override
-from backend.domain.responses import repository, service
+from backend.domain.responses import service
 from backend.domain.responses.schemas import (
     IdempotencyKey,
     ResponsePage,
@@ -32,7 +31,7 @@ from backend.identity.access import Scope, access
 from backend.identity.audit_trail import audit
 from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
 from backend.identity.roles import Role
-from backend.lib.errors import Forbidden, Gone, InvalidInput, NotFound
+from backend.lib.errors import Gone, InvalidInput, NotFound
 from backend.state import Runtime
 from questionnaires.errors import AnswerProblem, AnswerValidationError, UnknownInstrumentError
 from questionnaires.fhir import parse_questionnaire_response, questionnaire_reference
@@ -41,34 +40,6 @@ from questionnaires.registry import catalogue
 _patients = Patient.__table__  # type: ignore[attr-defined]
 _clinics = Clinic.__table__  # type: ignore[attr-defined]
 _IDEMPOTENCY_KEY = msgspec.json.Decoder(IdempotencyKey)
-
-
-async def _submitting_patient(
-    session: AsyncSession, runtime: Runtime, principal: Principal
-) -> tuple[service.PatientRef, service.Prefetched]:
-    connection = await session.connection()
-    # Before the key rows are read (`Keyring.owner_keys`): a shred in between stays uncached.
-    generation = runtime.keyring.generation
-    context = await repository.submission_context(connection, principal.subject_id)
-    if context is None or context.clinic_id != principal.clinic_id:
-        raise NotFound("no such patient")
-    if context.status != "active":
-        raise Forbidden("this patient's monitoring is not active; answers are not accepted")
-    patient = service.PatientRef(
-        patient_id=principal.subject_id,
-        clinic_id=context.clinic_id,
-        locale=context.locale,
-        status=context.status,
-        care_team_id=context.care_team_id,
-    )
-    prefetched = service.Prefetched(
-        keys=runtime.keyring.keys_from_rows(
-            principal.subject_id, context.key_rows, generation=generation, active_only=True
-        ),
-        parameters=parameters_from_override(context.override_document),
-        course=context.course,
-    )
-    return patient, prefetched
 
 
 async def _ensure_readable(session: AsyncSession, patient_id: uuid.UUID) -> None:
@@ -100,7 +71,9 @@ async def _submit(
     idempotency_key: str | None,
     source: str,
 ) -> SubmissionResult:
-    patient, prefetched = await _submitting_patient(session, runtime, principal)
+    patient, prefetched = await service.submitting_patient(
+        session, runtime.keyring, principal.subject_id, clinic_id=principal.clinic_id
+    )
     result = await service.submit_response(
         session,
         runtime.keyring,

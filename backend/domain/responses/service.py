@@ -15,6 +15,7 @@ import msgspec
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.domain.alerts.candidate import PatientAction
+from backend.domain.alerts.clinic_settings import parameters_from_override
 from backend.domain.alerts.evaluation import evaluate_after_submission
 from backend.domain.alerts.history import NOT_READ, SubmittedResponse
 from backend.domain.alerts.parameters import AlertParameters
@@ -33,7 +34,7 @@ from backend.domain.responses.schemas import (
 from backend.domain.safety.crisis import CrisisScreen
 from backend.domain.safety.screen import crisis_screen_for_submission
 from backend.keyring.service import Keyring, OwnerKeys
-from backend.lib.errors import Conflict, InvalidInput
+from backend.lib.errors import Conflict, Forbidden, InvalidInput, NotFound
 from backend.lib.ids import uuid7
 from questionnaires.answers import Answer, Submission
 from questionnaires.errors import AnswerProblem, AnswerValidationError
@@ -77,6 +78,37 @@ class _Routing(NamedTuple):
     clinic_id: uuid.UUID
     care_team_id: uuid.UUID | None
     status: str
+
+
+async def submitting_patient(
+    session: AsyncSession, keyring: Keyring, patient_id: uuid.UUID, *, clinic_id: uuid.UUID | None
+) -> tuple[PatientRef, Prefetched]:
+    """The submitting patient and what their submission reads before it writes, in one statement
+    (`repository.submission_context`). NotFound for no such patient in ``clinic_id``, Forbidden
+    when their monitoring is not active (withdrawn or erased)."""
+    connection = await session.connection()
+    # Before the key rows are read (`Keyring.owner_keys`): a shred in between stays uncached.
+    generation = keyring.generation
+    context = await repository.submission_context(connection, patient_id)
+    if context is None or context.clinic_id != clinic_id:
+        raise NotFound("no such patient")
+    if context.status != "active":
+        raise Forbidden("this patient's monitoring is not active; answers are not accepted")
+    patient = PatientRef(
+        patient_id=patient_id,
+        clinic_id=context.clinic_id,
+        locale=context.locale,
+        status=context.status,
+        care_team_id=context.care_team_id,
+    )
+    prefetched = Prefetched(
+        keys=keyring.keys_from_rows(
+            patient_id, context.key_rows, generation=generation, active_only=True
+        ),
+        parameters=parameters_from_override(context.override_document),
+        course=context.course,
+    )
+    return patient, prefetched
 
 
 def _band_label(score: Score) -> str | None:
