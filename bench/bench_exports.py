@@ -22,15 +22,16 @@ two peaks agree, and the output says whether they did (`flat_in_rows`).
 Beside wall-clock rates each run reports CPU seconds (all threads of the process): on a shared
 machine the wall clock measures the neighbours as much as the export.
 
-What it reached (2 shared cores, load average ~5, 100,000 responses, 200 per patient,
-2026-11-23): read and decrypt ~57,000 responses per CPU-second, end to end ~21,000 per
-CPU-second (0.36 of the floor; 0.49 by wall clock); peak RSS 209.8 vs 217.5 MiB for a tenth of
-the responses vs all (README, "Export bench"). The issue's target (200,000/s, 0.5 of the floor)
-is not met: what is left is the SQLite fetch, zstd, the two decryptions and per-response Python
-work (the keyed record id, placing the response on the treatment time line, decoding).
+What it reached (2 shared cores, fairly quiet, 1,000,000 responses, 200 per patient,
+2026-11-23 06:31 UTC): read and decrypt ~63,700 responses per CPU-second, end to end ~24,800
+per CPU-second (0.39 of the floor; 0.45 by wall clock, 27,900/s); peak RSS 218.1 vs 233.9 MiB
+for a tenth of the responses vs all, the difference being the page size (README, "Export
+bench"). The issue's target (200,000/s, 0.5 of the floor) is not met: two AES-GCM calls and
+SQLite's fetch and sort of a response already take ~7-9 us; beyond the floor, msgpack decoding,
+building the observation columns and the Parquet write cost most.
 
 ``python -m bench.bench_exports [--responses N] [--per-patient N]``; the default is 1,000,000
-responses (seeding takes a minute or two; pass fewer to try it quickly).
+responses (seeding both databases takes ~3 minutes; pass fewer to try it quickly).
 """
 
 import argparse
