@@ -383,12 +383,27 @@ def _relapse_alerts(trajectory: _Trajectory) -> list[AlertCandidate]:
     if rule.remission_at_or_below is None or rule.relapse_threshold is None:
         return []
     remission, threshold = rule.remission_at_or_below, rule.relapse_threshold
+    pairs = _consecutive_pairs(trajectory)
+    if not pairs:
+        return []
+    # Every pair's `earlier` is a prefix of the longest one, so the first remitted score is
+    # found once (it was searched for again per pair: quadratic in the course's scores).
+    longest = max((earlier for earlier, _, _ in pairs), key=len)
+    first = next(
+        (
+            k
+            for k, s in enumerate(longest)
+            if _post_session(trajectory, s) and _total(s) <= remission
+        ),
+        None,
+    )
+    if first is None:
+        return []  # never in remission after a session: nothing to relapse from
     alerts = []
-    for earlier, previous, current in _consecutive_pairs(trajectory):
-        remitted = [s for s in earlier if _post_session(trajectory, s) and _total(s) <= remission]
+    for earlier, previous, current in pairs:
         gap = current.authored - previous.authored
         if (
-            remitted
+            first < len(earlier)
             and _total(previous) >= threshold
             and _total(current) >= threshold
             and timedelta(days=rule.relapse_min_gap_d)
@@ -400,7 +415,7 @@ def _relapse_alerts(trajectory: _Trajectory) -> list[AlertCandidate]:
                     "RELAPSE_LIKE",
                     current,
                     [
-                        score_evidence(remitted[0], "remission"),
+                        score_evidence(longest[first], "remission"),
                         score_evidence(previous, "previous"),
                         score_evidence(current, "score"),
                     ],
