@@ -25,6 +25,9 @@ class QuestionnaireResponse(SQLModel, table=True):
         Index("ix_responses_patient_trajectory", "patient_id", "trajectory_key", "authored_at"),
         # Alert evaluation reads the answers to one instrument just before a submission.
         Index("ix_responses_patient_instrument", "patient_id", "instrument_id", "authored_at"),
+        # A patient's responses in time order: history pages, the timer's whole-history read, a
+        # submission's course scope and the export's pages (keyset on authored_at, id).
+        Index("ix_responses_patient_authored", "patient_id", "authored_at", "id"),
         Index("ix_responses_check_in", "check_in_id"),
         CheckConstraint("source IN ('app', 'fhir', 'clinician')", name="ck_responses_source"),
     )
