@@ -2,11 +2,16 @@
 are recorded, no outbox lease is left behind, and the lifespan completes."""
 
 import asyncio
+import contextlib
 import signal
+import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
 from bench.common import (
     WebhookReceiver,
@@ -21,6 +26,33 @@ pytestmark = [pytest.mark.faults]
 
 IN_FLIGHT_REQUESTS = 16
 MESSAGES = 10
+
+
+@contextlib.asynccontextmanager
+async def _writes_held(database_url: str) -> AsyncIterator[None]:
+    """Hold the database's writes (audit rows on PostgreSQL, every write on SQLite) from another
+    connection, so requests that write wait, in flight, until the block ends."""
+    if database_url.startswith("sqlite"):
+        path = make_url(database_url).database
+        assert path is not None
+        connection = sqlite3.connect(path, isolation_level=None)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            yield
+            connection.execute("COMMIT")
+        finally:
+            connection.close()
+        return
+    dsn = make_url(database_url).set(drivername="postgresql").render_as_string(False)
+    holder = await asyncpg.connect(dsn)
+    try:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute("LOCK TABLE audit_events IN SHARE MODE")
+        yield
+        await transaction.rollback()
+    finally:
+        await holder.close()
 
 
 def _wait_for(condition: object, timeout: float) -> None:
@@ -60,19 +92,25 @@ def test_sigterm_finishes_in_flight_work_and_releases_leases(
 
             async def requests_across_sigterm() -> list[int]:
                 async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-                    # Each read decrypts and audits: real work, all in flight at once.
-                    calls = [
-                        asyncio.create_task(
-                            client.get(
-                                f"/api/v1/patients/{world.patients[0].id}",
-                                headers=clinician.headers,
+                    async with _writes_held(database_url):
+                        # Each read decrypts and audits: real work, all in flight at once, and
+                        # none can finish while writes are held. (With a fixed 50 ms before the
+                        # signal, a loaded machine once had not yet read some requests when it
+                        # came; uvicorn rightly closes such connections.)
+                        calls = [
+                            asyncio.create_task(
+                                client.get(
+                                    f"/api/v1/patients/{world.patients[0].id}",
+                                    headers=clinician.headers,
+                                )
                             )
-                        )
-                        for _ in range(IN_FLIGHT_REQUESTS)
-                    ]
-                    await asyncio.sleep(0.05)
-                    assert server.popen is not None
-                    server.popen.send_signal(signal.SIGTERM)
+                            for _ in range(IN_FLIGHT_REQUESTS)
+                        ]
+                        await asyncio.sleep(1.0)
+                        assert not any(call.done() for call in calls)
+                        assert server.popen is not None
+                        server.popen.send_signal(signal.SIGTERM)
+                        await asyncio.sleep(0.5)
                     return [response.status_code for response in await asyncio.gather(*calls)]
 
             statuses = asyncio.run(requests_across_sigterm())
