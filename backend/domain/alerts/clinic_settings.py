@@ -43,14 +43,10 @@ def _base_document() -> dict[str, Any]:
     return read_document("default")
 
 
-def parameters_from_override(document: str | None) -> AlertParameters:
-    """The parameters in force given the clinic's newest override document (None = defaults),
-    for a caller that read the document itself (`responses.repository.submission_context`)."""
-    return _parameters(document)
-
-
 @lru_cache(maxsize=256)
-def _parameters(override: str | None) -> AlertParameters:
+def parameters_from_override(override: str | None) -> AlertParameters:
+    """The parameters in force given the clinic's newest override document (None = defaults);
+    a caller may read the document itself (`responses.repository.submission_context`)."""
     overrides = () if override is None else (msgspec.json.decode(override),)
     return build_parameters(_base_document(), overrides)
 
@@ -58,13 +54,13 @@ def _parameters(override: str | None) -> AlertParameters:
 async def parameters_for_clinic(session: AsyncSession, clinic_id: uuid.UUID) -> AlertParameters:
     connection = await session.connection()
     row = await store.latest_override(connection, clinic_id)
-    return _parameters(None if row is None else row.document)
+    return parameters_from_override(None if row is None else row.document)
 
 
 async def current_parameters(session: AsyncSession, clinic_id: uuid.UUID) -> ParameterVersion:
     connection = await session.connection()
     row = await store.latest_override(connection, clinic_id)
-    parameters = _parameters(None if row is None else row.document)
+    parameters = parameters_from_override(None if row is None else row.document)
     return ParameterVersion(
         version=parameters.version,
         override=None if row is None else msgspec.json.decode(row.document),

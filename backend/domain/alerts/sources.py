@@ -84,12 +84,16 @@ _RESPONSES_OF: Final = (
     .where(_R.patient_id == bindparam("patient_id"))
     .order_by(_R.authored_at, _R.id)
 )
+CURRENT_COURSE_FIRST: Final = (
+    (_COURSES.c.status == "active").desc(),
+    _COURSES.c.created_at.desc(),
+    _COURSES.c.id.desc(),
+)
+"""The order in which a patient's courses are current: the active one, else the latest."""
 _CURRENT_COURSE: Final = (
     select(_COURSES.c.id, _COURSES.c.modality, _COURSES.c.status)
     .where(_COURSES.c.patient_id == bindparam("patient_id"))
-    .order_by(
-        (_COURSES.c.status == "active").desc(), _COURSES.c.created_at.desc(), _COURSES.c.id.desc()
-    )
+    .order_by(*CURRENT_COURSE_FIRST)
     .limit(1)
 )
 
@@ -191,7 +195,7 @@ def _course_parts() -> CompoundSelect[Any]:
     s, b, c = _SESSIONS.c, _BASELINES.c, _CHECK_INS.c
     # One column list for the three parts; a part's missing columns are typed NULLs (PostgreSQL
     # will not unite an untyped NULL with a uuid or a timestamp).
-    columns = {
+    session_columns = {
         "id": s.id,
         "modality": s.modality,
         "status": s.status,
@@ -201,11 +205,10 @@ def _course_parts() -> CompoundSelect[Any]:
         "ended_at": s.ended_at,
         "n2o_concentration_percent": s.n2o_concentration_percent,
         "n2o_minutes": s.n2o_minutes,
-        "instrument_id": b.instrument_id,
-        "response_id": b.response_id,
-        "session_id": c.session_id,
-        "due_at": c.due_at,
     }
+    baseline_columns = {"instrument_id": b.instrument_id, "response_id": b.response_id}
+    check_in_columns = {"id": c.id, "session_id": c.session_id, "due_at": c.due_at}
+    columns = {**session_columns, **baseline_columns, **check_in_columns}
 
     def part(number: int, given: dict[str, Any]) -> Select[Any]:
         return select(
@@ -216,13 +219,11 @@ def _course_parts() -> CompoundSelect[Any]:
             ),
         )
 
-    sessions = part(0, {name: columns[name] for name in list(columns)[:9]}).where(
+    sessions = part(0, session_columns).where(
         s.course_id == bindparam("course_id"), s.status != "cancelled"
     )
-    baselines = part(1, {"instrument_id": b.instrument_id, "response_id": b.response_id}).where(
-        b.course_id == bindparam("course_id")
-    )
-    unanswered = part(2, {"id": c.id, "session_id": c.session_id, "due_at": c.due_at}).where(
+    baselines = part(1, baseline_columns).where(b.course_id == bindparam("course_id"))
+    unanswered = part(2, check_in_columns).where(
         c.course_id == bindparam("course_id"),
         c.status.in_(UNANSWERED_CHECK_IN_STATUSES),
         c.answered_at.is_(None),

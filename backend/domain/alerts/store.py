@@ -219,11 +219,13 @@ async def latest_override(connection: AsyncConnection, clinic_id: uuid.UUID) -> 
     return (await connection.execute(_LATEST_OVERRIDE, {"clinic_id": clinic_id})).first()
 
 
+NEWEST_OVERRIDE_FIRST: Final = (OVERRIDES.c.created_at.desc(), OVERRIDES.c.id.desc())
+"""The order in which a clinic's override versions take precedence (the first is in force)."""
 # Built once: every submission reads the clinic's parameters.
 _LATEST_OVERRIDE: Final = (
     select(OVERRIDES)
     .where(OVERRIDES.c.clinic_id == bindparam("clinic_id"))
-    .order_by(OVERRIDES.c.created_at.desc(), OVERRIDES.c.id.desc())
+    .order_by(*NEWEST_OVERRIDE_FIRST)
     .limit(1)
 )
 

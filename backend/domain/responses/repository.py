@@ -14,8 +14,8 @@ from backend.db.models.patient import Patient
 from backend.db.models.questionnaire_response import QuestionnaireResponse
 from backend.db.models.treatment import TreatmentCourse
 from backend.domain.alerts.rows import AnyRow
-from backend.domain.alerts.sources import CourseRef
-from backend.domain.alerts.store import OVERRIDES
+from backend.domain.alerts.sources import CURRENT_COURSE_FIRST, CourseRef
+from backend.domain.alerts.store import NEWEST_OVERRIDE_FIRST, OVERRIDES
 from backend.keyring.service import DATA_KEYS
 
 TABLE = QuestionnaireResponse.__table__  # type: ignore[attr-defined]
@@ -67,11 +67,10 @@ async def submission_context(
 
 _P = _PATIENTS.c
 _K = DATA_KEYS.c
-# Same order as `alerts.store.latest_override` and `alerts.sources.current_course`.
 _NEWEST_OVERRIDE = (
     select(OVERRIDES.c.document)
     .where(OVERRIDES.c.clinic_id == _P.clinic_id)
-    .order_by(OVERRIDES.c.created_at.desc(), OVERRIDES.c.id.desc())
+    .order_by(*NEWEST_OVERRIDE_FIRST)
     .limit(1)
     .correlate(_PATIENTS)
     .scalar_subquery()
@@ -79,9 +78,7 @@ _NEWEST_OVERRIDE = (
 _CURRENT_COURSE_ID = (
     select(_COURSES.c.id)
     .where(_COURSES.c.patient_id == _P.id)
-    .order_by(
-        (_COURSES.c.status == "active").desc(), _COURSES.c.created_at.desc(), _COURSES.c.id.desc()
-    )
+    .order_by(*CURRENT_COURSE_FIRST)
     .limit(1)
     .correlate(_PATIENTS)
     .scalar_subquery()
