@@ -290,14 +290,14 @@ async def submit_response(
     existing = await repository.by_idempotency_key(connection, patient.patient_id, key)
     if existing is None:  # pragma: no cover - the conflicting row cannot vanish in this transaction
         raise Conflict("the submission could not be stored; retry")
-    stored_keys = await keyring.owner_keys(session, patient.patient_id)
-    stored_answers = _decrypt(stored_keys, existing.id, "answers_ct", existing.answers_ct)
+    # `keys` decrypts under every live version, not only the active one it encrypts under.
+    stored_answers = _decrypt(keys, existing.id, "answers_ct", existing.answers_ct)
     if stored_answers != _canonical_answers(submission.answers):
         raise Conflict(
             "this idempotency key was already used for a different submission; "
             "use a new key for new answers"
         )
-    stored_score = _decode_score(stored_keys, existing.id, existing.score_ct)
+    stored_score = _decode_score(keys, existing.id, existing.score_ct)
     return _result(
         patient=patient,
         score=stored_score,
