@@ -335,32 +335,28 @@ def open_columns(
             # fails it (a header not seen yet, a blob that is not bytes or too short for its
             # nonce and tag, a row id without a tail: None) and goes through `open_field`,
             # which raises the specific error; so does a failed tag.
+            cipher: AESGCM | None
             try:
-                append(
-                    ciphers[blob[:6]].decrypt(
-                        blob[6:HEADER_BYTES],
-                        blob[HEADER_BYTES:],
-                        blob[:HEADER_BYTES] + rest,  # type: ignore[operator]
-                    )
-                )
-                continue
+                cipher = ciphers[blob[:6]]
             except KeyError:
+                cipher = None
                 if type(blob) is bytes and len(blob) >= 6 and blob[:2] == _CURRENT_FORMAT:
                     # The first field under this key version: look its cipher up once.
-                    ciphers[blob[:6]] = cipher_for(int.from_bytes(blob[2:6], "big"))
-                    try:
-                        append(
-                            ciphers[blob[:6]].decrypt(
-                                blob[6:HEADER_BYTES],
-                                blob[HEADER_BYTES:],
-                                blob[:HEADER_BYTES] + rest,  # type: ignore[operator]
-                            )
+                    cipher = ciphers[blob[:6]] = cipher_for(int.from_bytes(blob[2:6], "big"))
+            except TypeError:  # not bytes (None, an unhashable slice)
+                cipher = None
+            if cipher is not None:
+                try:
+                    append(
+                        cipher.decrypt(
+                            blob[6:HEADER_BYTES],
+                            blob[HEADER_BYTES:],
+                            blob[:HEADER_BYTES] + rest,  # type: ignore[operator]
                         )
-                        continue
-                    except (InvalidTag, TypeError, ValueError):
-                        pass
-            except (InvalidTag, TypeError, ValueError):
-                pass
+                    )
+                    continue
+                except (InvalidTag, TypeError, ValueError):
+                    pass
             append(
                 open_field(
                     blob,

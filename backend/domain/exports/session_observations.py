@@ -11,13 +11,18 @@ inputs to the keyed pseudonyms only; they never leave.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import uuid
 from collections.abc import Sequence
 
 import msgspec
 
-from backend.domain.exports.records import SessionObservationRecord, SideEffectRecord
+from backend.domain.exports.records import (
+    SessionMeasure,
+    SessionObservationRecord,
+    SideEffectRecord,
+)
 from backend.domain.sessions.schemas import Observations
 from backend.keyring.service import OwnerKeys
 
@@ -59,28 +64,22 @@ def observation_records(
         )
         for i, reading in enumerate(observations.blood_pressure)
     ]
-    if observations.cadss6 is not None:
-        measured.append(
-            SessionObservationRecord(
-                observation_id=part_id(session_id, "cadss6", 0),
-                session_id=session_id,
-                course_id=course_id,
-                measure="cadss6",
-                values=(float(observations.cadss6),),
-                measured_at=observations.cadss6_at,
-            )
+    ratings: tuple[tuple[SessionMeasure, int | None, dt.datetime | None], ...] = (
+        ("cadss6", observations.cadss6, observations.cadss6_at),
+        ("moaas", observations.sedation_moaas, observations.sedation_moaas_at),
+    )
+    measured += [
+        SessionObservationRecord(
+            observation_id=part_id(session_id, measure, 0),
+            session_id=session_id,
+            course_id=course_id,
+            measure=measure,
+            values=(float(value),),
+            measured_at=at,
         )
-    if observations.sedation_moaas is not None:
-        measured.append(
-            SessionObservationRecord(
-                observation_id=part_id(session_id, "moaas", 0),
-                session_id=session_id,
-                course_id=course_id,
-                measure="moaas",
-                values=(float(observations.sedation_moaas),),
-                measured_at=observations.sedation_moaas_at,
-            )
-        )
+        for measure, value, at in ratings
+        if value is not None
+    ]
     side_effects = [
         SideEffectRecord(
             side_effect_id=part_id(session_id, "side_effect", i),
