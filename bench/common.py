@@ -80,7 +80,8 @@ def phq9_body(values: Mapping[int, int] | None = None, **extra: Any) -> dict[str
 # --- databases ------------------------------------------------------------------------------
 
 
-def _asyncpg_dsn(url: str, database: str | None = None) -> str:
+def asyncpg_dsn(url: str, database: str | None = None) -> str:
+    """A SQLAlchemy PostgreSQL URL as asyncpg takes it (optionally naming another database)."""
     parsed = make_url(url).set(drivername="postgresql")
     if database is not None:
         parsed = parsed.set(database=database)
@@ -88,7 +89,7 @@ def _asyncpg_dsn(url: str, database: str | None = None) -> str:
 
 
 async def _postgres_admin(admin_url: str, sql: str) -> None:
-    connection = await asyncpg.connect(_asyncpg_dsn(admin_url), timeout=10)
+    connection = await asyncpg.connect(asyncpg_dsn(admin_url), timeout=10)
     try:
         await connection.execute(sql)
     finally:

@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from backend.app import create_app
 from backend.config import Settings, load_settings
 from backend.db import migrate
+from bench.common import asyncpg_dsn
 
 POSTGRES_URL = os.environ.get(
     "INTERLUDE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -39,15 +40,8 @@ for _name in list(os.environ):
         del os.environ[_name]
 
 
-def _asyncpg_dsn(url: str, database: str | None = None) -> str:
-    parsed = make_url(url).set(drivername="postgresql")
-    if database is not None:
-        parsed = parsed.set(database=database)
-    return parsed.render_as_string(hide_password=False)
-
-
 async def _admin(sql: str) -> None:
-    connection = await asyncpg.connect(_asyncpg_dsn(POSTGRES_URL), timeout=5)
+    connection = await asyncpg.connect(asyncpg_dsn(POSTGRES_URL), timeout=5)
     try:
         await connection.execute(sql)
     finally:

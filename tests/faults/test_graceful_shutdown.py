@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 
 from bench.common import (
     WebhookReceiver,
+    asyncpg_dsn,
     enqueue_webhooks,
     interlude_serve,
     make_world,
@@ -43,8 +44,7 @@ async def _writes_held(database_url: str) -> AsyncIterator[None]:
         finally:
             connection.close()
         return
-    dsn = make_url(database_url).set(drivername="postgresql").render_as_string(False)
-    holder = await asyncpg.connect(dsn)
+    holder = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         transaction = holder.transaction()
         await transaction.start()

@@ -11,12 +11,12 @@ from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse as Fh
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
 from backend.app import create_app
 from backend.config import Settings
 from backend.db.engine import create_engine
 from backend.db.models.questionnaire_response import QuestionnaireResponse
+from bench.common import asyncpg_dsn
 from questionnaires.registry import get_instrument
 from tests.identity.conftest import MovableClock, World, build_world
 
@@ -286,8 +286,7 @@ async def _raw_rows(settings: Settings) -> list[bytes]:
         return [bytes(cell) for row in rows for cell in row]
     import asyncpg
 
-    dsn = make_url(settings.database_url).set(drivername="postgresql").render_as_string(False)
-    connection = await asyncpg.connect(dsn)
+    connection = await asyncpg.connect(asyncpg_dsn(settings.database_url))
     try:
         rows = await connection.fetch(f"SELECT answers_ct, score_ct FROM {table}")
     finally:
