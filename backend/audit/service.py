@@ -16,11 +16,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
 
 import msgspec
-from sqlalchemy import Row, Table, func, or_, select
+from sqlalchemy import Row, Table, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.audit.chain import GENESIS_HASH, ChainedEvent, chain_for, event_hash
+from backend.db.direct import DirectStatement
 from backend.db.models.audit_event import AuditChainHead, AuditLogEntry
 from backend.lib.ids import uuid7
 
@@ -92,8 +93,8 @@ async def record_audit(session: AsyncSession, event: AuditEvent) -> None:
     """Insert ``event``, unsealed, in the caller's transaction (which commits it). Takes no lock."""
     _check(event)
     connection = await session.connection()
-    await connection.execute(
-        _INSERT_EVENT,
+    await _INSERT_EVENT.all(
+        connection,
         {
             "id": uuid7(),
             "chain": chain_for(event.clinic_id),
@@ -111,8 +112,14 @@ async def record_audit(session: AsyncSession, event: AuditEvent) -> None:
     )
 
 
-# Built once (every audited request inserts one event; building the statement cost more).
-_INSERT_EVENT = AUDIT_EVENTS.insert()
+# Built once and run on the driver (`db.direct`): every audited request inserts one event.
+_INSERTED_COLUMNS: Final = (
+    "id", "chain", "at", "actor_id", "actor_role", "action", "resource_type", "resource_id",
+    "clinic_id", "purpose", "request_id", "outcome",
+)  # fmt: skip
+_INSERT_EVENT: Final = DirectStatement(
+    AUDIT_EVENTS.insert().values({name: bindparam(name) for name in _INSERTED_COLUMNS})
+)
 
 
 def _check(event: AuditEvent) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import Row, Table, and_, bindparam, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from backend.db.direct import DirectStatement
 from backend.db.models.patient import Patient
 from backend.db.models.questionnaire_response import QuestionnaireResponse
 from backend.db.models.treatment import TreatmentCourse
@@ -45,7 +46,7 @@ async def submission_context(
     course, in one round trip instead of four: each statement costs ~0.2 ms of CPU through
     SQLAlchemy, more than the database spends on it (README, submissions bench). One row per
     live key (one, two during a rotation); the patient's columns repeat. None: no such patient."""
-    rows = (await connection.execute(_SUBMISSION_CONTEXT, {"patient_id": patient_id})).all()
+    rows = await _SUBMISSION_CONTEXT.all(connection, {"patient_id": patient_id})
     if not rows:
         return None
     first = rows[0]
@@ -83,7 +84,7 @@ _CURRENT_COURSE_ID = (
     .correlate(_PATIENTS)
     .scalar_subquery()
 )
-_SUBMISSION_CONTEXT: Final = (
+_SUBMISSION_CONTEXT: Final = DirectStatement(
     select(
         _P.clinic_id,
         _P.status,
@@ -133,18 +134,21 @@ async def insert_unless_duplicate(connection: AsyncConnection, row: NewResponse)
     (PostgreSQL), or queue behind it (SQLite has one writer), so two retries never store twice.
     """
     statement = _INSERT_UNLESS_DUPLICATE[connection.dialect.name]
-    inserted = (await connection.execute(statement, msgspec.structs.asdict(row))).first()
-    return inserted is not None
+    return bool(await statement.all(connection, msgspec.structs.asdict(row)))
 
 
 # Built once: constructing a statement (and its cache key) per call cost more than executing it.
 _INSERT_UNLESS_DUPLICATE = {
-    "postgresql": postgresql.insert(TABLE)
-    .on_conflict_do_nothing(index_elements=["patient_id", "idempotency_key"])
-    .returning(_c.id),
-    "sqlite": sqlite.insert(TABLE)
-    .on_conflict_do_nothing(index_elements=["patient_id", "idempotency_key"])
-    .returning(_c.id),
+    "postgresql": DirectStatement(
+        postgresql.insert(TABLE)
+        .on_conflict_do_nothing(index_elements=["patient_id", "idempotency_key"])
+        .returning(_c.id)
+    ),
+    "sqlite": DirectStatement(
+        sqlite.insert(TABLE)
+        .on_conflict_do_nothing(index_elements=["patient_id", "idempotency_key"])
+        .returning(_c.id)
+    ),
 }
 
 
