@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
-from backend.db.sqlite_driver import is_one_hop, run_in_driver_thread
+from backend.db.sqlite_driver import is_one_hop, pooled_connection, run_in_driver_thread
 
 __all__ = ["DirectStatement"]
 
@@ -141,8 +141,7 @@ def _wrap(sql: str, arguments: tuple[Any, ...], error: Exception, dialect: Diale
 async def _asyncpg_fetch(
     connection: AsyncConnection, sql: str, arguments: tuple[Any, ...]
 ) -> list[Any]:
-    raw_connection = await connection.get_raw_connection()
-    adapted: Any = raw_connection.dbapi_connection
+    adapted: Any = (await pooled_connection(connection)).dbapi_connection
     dialect = connection.dialect
     try:
         # What SQLAlchemy's asyncpg cursor does (`_prepare_and_execute`), without the cursor.

@@ -27,10 +27,17 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     SQLiteDialect_aiosqlite,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import EMPTY_DICT
 from sqlalchemy.util.concurrency import await_
 
-__all__ = ["DRIVER_NAME", "OneHopSQLiteDialect", "is_one_hop", "run_in_driver_thread"]
+__all__ = [
+    "DRIVER_NAME",
+    "OneHopSQLiteDialect",
+    "is_one_hop",
+    "pooled_connection",
+    "run_in_driver_thread",
+]
 
 T = TypeVar("T")
 
@@ -149,6 +156,17 @@ def is_one_hop(connection: AsyncConnection) -> bool:
     return isinstance(connection.dialect, OneHopSQLiteDialect)
 
 
+async def pooled_connection(connection: AsyncConnection) -> PoolProxiedConnection:
+    """The connection's pooled DBAPI connection: `AsyncConnection.get_raw_connection` without its
+    greenlet switch (~40 us) when the connection is already checked out, as it is in a
+    transaction."""
+    sync = connection.sync_connection
+    checked_out = None if sync is None else sync._dbapi_connection
+    if checked_out is not None:
+        return checked_out
+    return await connection.get_raw_connection()
+
+
 async def run_in_driver_thread(
     connection: AsyncConnection, fn: Callable[[sqlite3.Connection], T]
 ) -> T:
@@ -158,7 +176,7 @@ async def run_in_driver_thread(
     never live at once) rather than a SQLAlchemy result."""
     if not is_one_hop(connection):
         raise TypeError("not a connection of the one-hop SQLite dialect")
-    adapted: Any = (await connection.get_raw_connection()).dbapi_connection
+    adapted: Any = (await pooled_connection(connection)).dbapi_connection
     driver: aiosqlite.Connection = adapted._connection
     async with adapted._execute_mutex:
         result: T = await driver._execute(fn, driver._conn)  # type: ignore[no-untyped-call]
