@@ -53,8 +53,9 @@ async def submit(
     instrument = get_instrument(instrument_id)
     async with runtime.require_sessionmaker()() as session:
         # As the HTTP route does: the patient, keys, parameters and course read in one statement.
+        now = clock.now()
         ref, prefetched = await service.submitting_patient(
-            session, runtime.keyring, patient.id, clinic_id=patient.clinic_id
+            session, runtime.keyring, patient.id, clinic_id=patient.clinic_id, now=now
         )
         result = await service.submit_response(
             session,
@@ -68,7 +69,7 @@ async def submit(
                 authored=authored,
             ),
             idempotency_key=None,
-            now=clock.now(),
+            now=now,
         )
         if commit:
             await session.commit()

@@ -42,7 +42,7 @@ from backend.domain.alerts.history import NOT_READ, NotRead, SubmittedResponse, 
 from backend.domain.alerts.parameters import AlertParameters
 from backend.domain.alerts.reminders import push_check_in_reminder
 from backend.domain.alerts.routing import first_responders, notify_staff
-from backend.domain.alerts.sources import CourseRef, recently_active_patients
+from backend.domain.alerts.sources import CourseParts, CourseRef, recently_active_patients
 from backend.keyring.service import Keyring, OwnerKeys
 from backend.lib.ids import uuid7
 from backend.system.metrics import count_alert
@@ -275,6 +275,7 @@ async def evaluate_patient(
     submitted: SubmittedResponse | None = None,
     parameters: AlertParameters | None = None,
     course: CourseRef | NotRead | None = NOT_READ,
+    parts: CourseParts | NotRead | None = NOT_READ,
 ) -> list[PatientNotice]:
     """Evaluate every rule for the patient as of ``now`` and act on triggers not seen before.
 
@@ -301,6 +302,7 @@ async def evaluate_patient(
         keys=keys,
         submitted=submitted,
         course=course,
+        parts=parts,
     )
     # A phone's clock may run up to a few minutes ahead (responses.service.MAX_CLOCK_SKEW); the
     # engine ignores data authored after `now`, and a suicide item must never wait for the clock.
@@ -365,6 +367,7 @@ async def evaluate_after_submission(
     submitted: SubmittedResponse | None = None,
     parameters: AlertParameters | None = None,
     course: CourseRef | NotRead | None = NOT_READ,
+    parts: CourseParts | NotRead | None = NOT_READ,
 ) -> list[PatientNotice]:
     """Called by `responses.service.submit_response` after the insert, in its transaction.
 
@@ -382,6 +385,7 @@ async def evaluate_after_submission(
         submitted=submitted,
         parameters=parameters,
         course=course,
+        parts=parts,
     )
 
 

@@ -236,9 +236,10 @@ async def patient_timeline(
     keys: OwnerKeys | None = None,
     submitted: SubmittedResponse | None = None,
     course: sources.CourseRef | NotRead | None = NOT_READ,
+    parts: sources.CourseParts | NotRead | None = NOT_READ,
 ) -> PatientTimeline:
-    """``keys``, ``course``: the patient's keys and current course if the caller already read
-    them in this transaction.
+    """``keys``, ``course``, ``parts``: the patient's keys, current course and its parts
+    (`sources.course_parts` as of ``now``) if the caller already read them in this transaction.
 
     ``submitted``: evaluating right after that submission. Its triggers, the course's and the
     re-ask pairing around it are exactly those of the whole history (`scope_is_exact`), without
@@ -253,7 +254,8 @@ async def patient_timeline(
     if isinstance(course, NotRead):
         course = await sources.current_course(connection, patient_id)
     if course is not None:
-        parts = await sources.course_parts(connection, course.id, now)
+        if isinstance(parts, NotRead) or parts is None:
+            parts = await sources.course_parts(connection, course.id, now)
         sessions = tuple(_session(s) for s in parts.sessions)
         baseline_rows = parts.baselines
         missed = tuple(

@@ -2,6 +2,7 @@
 (its sessions, baselines and check-ins). Read-only, on the caller's connection."""
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 from typing import cast as typing_cast
@@ -184,20 +185,63 @@ async def course_parts(
 ) -> CourseParts:
     """A course's sessions, baselines and unanswered check-ins in one statement (each statement
     costs ~0.2 ms of CPU here; every evaluation reads all three)."""
-    parts: tuple[list[AnyRow], list[AnyRow], list[AnyRow]] = ([], [], [])
     parameters = {"course_id": course_id, "now": now}
-    for row in await _COURSE_PARTS.all(connection, parameters):
-        parts[row.part].append(row)
+    return collect_course_parts(await _COURSE_PARTS.all(connection, parameters))
+
+
+def collect_course_parts(rows: Iterable[AnyRow]) -> CourseParts:
+    """`CourseParts` from the rows of `course_part_selects` (parts 0, 1 and 2; others ignored)."""
+    parts: tuple[list[AnyRow], list[AnyRow], list[AnyRow]] = ([], [], [])
+    for row in rows:
+        if row.part in (0, 1, 2):
+            parts[row.part].append(row)
     sessions, baselines, unanswered = parts
     sessions.sort(key=lambda r: (r.planned_start_at, r.id))
     unanswered.sort(key=lambda r: (r.due_at, r.id))
     return CourseParts(sessions=sessions, baselines=baselines, unanswered=unanswered)
 
 
-def _course_parts() -> CompoundSelect[Any]:
+class Part(NamedTuple):
+    """One SELECT of a `padded_union`: its number, its labelled columns, where it reads."""
+
+    number: int
+    columns: dict[str, Any]
+    where: tuple[Any, ...]
+    from_: Any = None
+
+
+def padded_union(*parts: Part) -> CompoundSelect[Any]:
+    """One UNION ALL of differently shaped SELECTs: every part has every part's columns, its
+    missing ones as typed NULLs (PostgreSQL will not unite an untyped NULL with a uuid or a
+    timestamp), and a ``part`` column saying which part a row came from. One statement instead
+    of several: each costs more CPU here than the database spends on it."""
+    columns: dict[str, Any] = {}
+    for part in parts:
+        for name, column in part.columns.items():
+            columns.setdefault(name, column)
+
+    def select_part(part: Part) -> Select[Any]:
+        statement = select(
+            literal(part.number).label("part"),
+            *(
+                (part.columns[name] if name in part.columns else cast(null(), column.type)).label(
+                    name
+                )
+                for name, column in columns.items()
+            ),
+        )
+        if part.from_ is not None:
+            statement = statement.select_from(part.from_)
+        return statement.where(*part.where)
+
+    return union_all(*(select_part(part) for part in parts))
+
+
+def course_part_selects(course_id: Any) -> tuple[Part, Part, Part]:
+    """A course's sessions (part 0), baselines (1) and check-ins sent or missed, unanswered and
+    due by the ``now`` parameter (2), for the course whose id is ``course_id`` (a bind or a
+    correlated subquery)."""
     s, b, c = _SESSIONS.c, _BASELINES.c, _CHECK_INS.c
-    # One column list for the three parts; a part's missing columns are typed NULLs (PostgreSQL
-    # will not unite an untyped NULL with a uuid or a timestamp).
     session_columns = {
         "id": s.id,
         "modality": s.modality,
@@ -211,32 +255,24 @@ def _course_parts() -> CompoundSelect[Any]:
     }
     baseline_columns = {"instrument_id": b.instrument_id, "response_id": b.response_id}
     check_in_columns = {"id": c.id, "session_id": c.session_id, "due_at": c.due_at}
-    columns = {**session_columns, **baseline_columns, **check_in_columns}
-
-    def part(number: int, given: dict[str, Any]) -> Select[Any]:
-        return select(
-            literal(number).label("part"),
-            *(
-                (given[name] if name in given else cast(null(), column.type)).label(name)
-                for name, column in columns.items()
+    return (
+        Part(0, session_columns, (s.course_id == course_id, s.status != "cancelled")),
+        Part(1, baseline_columns, (b.course_id == course_id,)),
+        Part(
+            2,
+            check_in_columns,
+            (
+                c.course_id == course_id,
+                # Literal binds, not an expanding list: `DirectStatement` runs this as it is.
+                c.status.in_([literal(status) for status in UNANSWERED_CHECK_IN_STATUSES]),
+                c.answered_at.is_(None),
+                c.due_at <= bindparam("now"),
             ),
-        )
-
-    sessions = part(0, session_columns).where(
-        s.course_id == bindparam("course_id"), s.status != "cancelled"
+        ),
     )
-    baselines = part(1, baseline_columns).where(b.course_id == bindparam("course_id"))
-    unanswered = part(2, check_in_columns).where(
-        c.course_id == bindparam("course_id"),
-        # Literal binds, not an expanding list: `DirectStatement` runs this without expansion.
-        c.status.in_([literal(status) for status in UNANSWERED_CHECK_IN_STATUSES]),
-        c.answered_at.is_(None),
-        c.due_at <= bindparam("now"),
-    )
-    return union_all(sessions, baselines, unanswered)
 
 
-_COURSE_PARTS: Final = DirectStatement(_course_parts())
+_COURSE_PARTS: Final = DirectStatement(padded_union(*course_part_selects(bindparam("course_id"))))
 
 
 async def recently_active_patients(

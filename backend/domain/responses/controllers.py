@@ -71,8 +71,9 @@ async def _submit(
     idempotency_key: str | None,
     source: str,
 ) -> SubmissionResult:
+    now = runtime.clock.now()
     patient, prefetched = await service.submitting_patient(
-        session, runtime.keyring, principal.subject_id, clinic_id=principal.clinic_id
+        session, runtime.keyring, principal.subject_id, clinic_id=principal.clinic_id, now=now
     )
     result = await service.submit_response(
         session,
@@ -81,7 +82,7 @@ async def _submit(
         prefetched=prefetched,
         submission=submission,
         idempotency_key=_idempotency_key(idempotency_key),
-        now=runtime.clock.now(),
+        now=now,
         source=source,
     )
     if not result.replayed:

@@ -15,7 +15,15 @@ from backend.db.models.patient import Patient
 from backend.db.models.questionnaire_response import QuestionnaireResponse
 from backend.db.models.treatment import TreatmentCourse
 from backend.domain.alerts.rows import AnyRow
-from backend.domain.alerts.sources import CURRENT_COURSE_FIRST, CourseRef
+from backend.domain.alerts.sources import (
+    CURRENT_COURSE_FIRST,
+    CourseParts,
+    CourseRef,
+    Part,
+    collect_course_parts,
+    course_part_selects,
+    padded_union,
+)
 from backend.domain.alerts.store import NEWEST_OVERRIDE_FIRST, OVERRIDES
 from backend.keyring.service import DATA_KEYS
 
@@ -35,21 +43,25 @@ class SubmissionContext(NamedTuple):
     override_document: str | None
     """The clinic's newest alert-parameter override (`alerts.clinic_settings`), None = defaults."""
     course: CourseRef | None
+    parts: CourseParts | None
+    """The current course's sessions, baselines and unanswered check-ins due by ``now``."""
     key_rows: list[AnyRow]
     """The patient's live data-key rows (`Keyring.keys_from_rows`); none once erased."""
 
 
 async def submission_context(
-    connection: AsyncConnection, patient_id: uuid.UUID
+    connection: AsyncConnection, patient_id: uuid.UUID, now: datetime
 ) -> SubmissionContext | None:
-    """The patient row, their live data keys, their clinic's alert parameters and their current
-    course, in one round trip instead of four: each statement costs ~0.2 ms of CPU through
-    SQLAlchemy, more than the database spends on it (README, submissions bench). One row per
-    live key (one, two during a rotation); the patient's columns repeat. None: no such patient."""
-    rows = await _SUBMISSION_CONTEXT.all(connection, {"patient_id": patient_id})
-    if not rows:
+    """The patient row, their live data keys, their clinic's alert parameters, their current
+    course and its sessions, baselines and unanswered check-ins (due by ``now``), in one round
+    trip instead of five: each statement costs more CPU here than the database spends on it
+    (README, submissions bench). The patient's part has one row per live key (one, two during a
+    rotation), the patient's columns repeated. None: no such patient."""
+    rows = await _SUBMISSION_CONTEXT.all(connection, {"patient_id": patient_id, "now": now})
+    patient_rows = [row for row in rows if row.part == _PATIENT_PART]
+    if not patient_rows:
         return None
-    first = rows[0]
+    first = patient_rows[0]
     course = (
         None
         if first.course_id is None
@@ -62,7 +74,8 @@ async def submission_context(
         care_team_id=first.care_team_id,
         override_document=first.override_document,
         course=course,
-        key_rows=[row for row in rows if row.dek_version is not None],
+        parts=None if course is None else collect_course_parts(rows),
+        key_rows=[row for row in patient_rows if row.dek_version is not None],
     )
 
 
@@ -84,28 +97,41 @@ _CURRENT_COURSE_ID = (
     .correlate(_PATIENTS)
     .scalar_subquery()
 )
+# The same course, for the course's parts (which read no patient row).
+_PATIENTS_CURRENT_COURSE_ID = (
+    select(_COURSES.c.id)
+    .where(_COURSES.c.patient_id == bindparam("patient_id"))
+    .order_by(*CURRENT_COURSE_FIRST)
+    .limit(1)
+    .scalar_subquery()
+)
+_PATIENT_PART: Final = 3  # after the course's parts 0-2 (`sources.course_part_selects`)
 _SUBMISSION_CONTEXT: Final = DirectStatement(
-    select(
-        _P.clinic_id,
-        _P.status,
-        _P.locale,
-        _P.care_team_id,
-        _NEWEST_OVERRIDE.label("override_document"),
-        _COURSES.c.id.label("course_id"),
-        _COURSES.c.modality.label("course_modality"),
-        _COURSES.c.status.label("course_status"),
-        _K.dek_version,
-        _K.kek_id,
-        _K.wrapped_dek,
-        _K.retired_at,
+    padded_union(
+        Part(
+            _PATIENT_PART,
+            {
+                "clinic_id": _P.clinic_id,
+                "status": _P.status,
+                "locale": _P.locale,
+                "care_team_id": _P.care_team_id,
+                "override_document": _NEWEST_OVERRIDE,
+                "course_id": _COURSES.c.id,
+                "course_modality": _COURSES.c.modality,
+                "course_status": _COURSES.c.status,
+                "dek_version": _K.dek_version,
+                "kek_id": _K.kek_id,
+                "wrapped_dek": _K.wrapped_dek,
+                "retired_at": _K.retired_at,
+            },
+            (_P.id == bindparam("patient_id"),),
+            _PATIENTS.outerjoin(_COURSES, _COURSES.c.id == _CURRENT_COURSE_ID).outerjoin(
+                DATA_KEYS,
+                and_(_K.owner_id == _P.id, _K.wrapped_dek.is_not(None), _K.destroyed_at.is_(None)),
+            ),
+        ),
+        *course_part_selects(_PATIENTS_CURRENT_COURSE_ID),
     )
-    .select_from(
-        _PATIENTS.outerjoin(_COURSES, _COURSES.c.id == _CURRENT_COURSE_ID).outerjoin(
-            DATA_KEYS,
-            and_(_K.owner_id == _P.id, _K.wrapped_dek.is_not(None), _K.destroyed_at.is_(None)),
-        )
-    )
-    .where(_P.id == bindparam("patient_id"))
 )
 
 

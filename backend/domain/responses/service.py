@@ -19,7 +19,7 @@ from backend.domain.alerts.clinic_settings import parameters_from_override
 from backend.domain.alerts.evaluation import evaluate_after_submission
 from backend.domain.alerts.history import NOT_READ, SubmittedResponse
 from backend.domain.alerts.parameters import AlertParameters
-from backend.domain.alerts.sources import CourseRef
+from backend.domain.alerts.sources import CourseParts, CourseRef
 from backend.domain.check_ins.linking import link_response
 from backend.domain.responses import repository
 from backend.domain.responses.schemas import (
@@ -72,6 +72,9 @@ class Prefetched(NamedTuple):
     """The clinic's alert parameters in force."""
     course: CourseRef | None
     """The patient's current treatment course."""
+    parts: CourseParts | None
+    """That course's sessions, baselines and unanswered check-ins due by the submission's
+    ``now`` (None without a course)."""
 
 
 class _Routing(NamedTuple):
@@ -81,7 +84,12 @@ class _Routing(NamedTuple):
 
 
 async def submitting_patient(
-    session: AsyncSession, keyring: Keyring, patient_id: uuid.UUID, *, clinic_id: uuid.UUID | None
+    session: AsyncSession,
+    keyring: Keyring,
+    patient_id: uuid.UUID,
+    *,
+    clinic_id: uuid.UUID | None,
+    now: datetime,
 ) -> tuple[PatientRef, Prefetched]:
     """The submitting patient and what their submission reads before it writes, in one statement
     (`repository.submission_context`). NotFound for no such patient in ``clinic_id``, Forbidden
@@ -89,7 +97,7 @@ async def submitting_patient(
     connection = await session.connection()
     # Before the key rows are read (`Keyring.owner_keys`): a shred in between stays uncached.
     generation = keyring.generation
-    context = await repository.submission_context(connection, patient_id)
+    context = await repository.submission_context(connection, patient_id, now)
     if context is None or context.clinic_id != clinic_id:
         raise NotFound("no such patient")
     if context.status != "active":
@@ -107,6 +115,7 @@ async def submitting_patient(
         ),
         parameters=parameters_from_override(context.override_document),
         course=context.course,
+        parts=context.parts,
     )
     return patient, prefetched
 
@@ -271,6 +280,13 @@ async def submit_response(
             keys=keys,
             parameters=None if prefetched is None else prefetched.parameters,
             course=NOT_READ if prefetched is None else prefetched.course,
+            # Linking just changed a check-in of the course, which the prefetched parts hold
+            # as it was: read them again, after the change.
+            parts=(
+                NOT_READ
+                if prefetched is None or submission.check_in_id is not None
+                else prefetched.parts
+            ),
             submitted=SubmittedResponse(
                 id=response_id, authored=authored_at, score=score, answers=submission.answers
             ),
