@@ -240,3 +240,24 @@ async def test_withdrawn_patients_are_not_evaluated(
     clock.advance(hours=2)
     await evaluate_recent_patients(runtime.require_sessionmaker(), runtime.keyring, now=clock.now())
     assert await alerts_of(api, patient.id) == []
+
+
+async def test_seen_occurrence_keys_are_exactly_the_patients_stored_ones(
+    api: AsyncTestClient[Litestar], world: World, clock: MovableClock
+) -> None:
+    # Evaluation acts only on keys this returns nothing for; an insert conflict would hide a
+    # wrong answer here from every behaviour test, so it is checked directly.
+    patient, other = world.patients["patient_a"], world.patients["patient_a2"]
+    await submit(api, clock, patient, "phq9", phq9(6, item9=None))
+    await submit(api, clock, other, "n2o-neuro", neuro("NEURO-1"))
+    mine = [o.occurrence_key for o in await occurrences_for(api, patient.id)]
+    theirs = [o.occurrence_key for o in await occurrences_for(api, other.id)]
+    assert mine
+    assert theirs
+    asked = [*mine, *theirs, "never-seen", 'it\'s "quoted"', mine[0]]
+    async with runtime_of(api).require_sessionmaker()() as session:
+        connection = await session.connection()
+        assert await store.seen_occurrence_keys(connection, patient.id, asked) == set(mine)
+        assert await store.seen_occurrence_keys(connection, other.id, asked) == set(theirs)
+        assert await store.seen_occurrence_keys(connection, patient.id, ["never-seen"]) == set()
+        assert await store.seen_occurrence_keys(connection, patient.id, []) == set()

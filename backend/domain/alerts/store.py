@@ -5,14 +5,28 @@ runs inside the submission hot path. Inserts that race another instance use ON C
 NOTHING against the unique indexes, so a trigger is stored once whoever gets there first.
 """
 
+import json
 import uuid
 from datetime import datetime
 from typing import Any, Final, cast
 
-from sqlalchemy import Table, and_, bindparam, or_, select, text, update
+from sqlalchemy import (
+    String,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    column,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from backend.db.direct import DirectStatement
 from backend.db.models.alert import (
     Alert,
     AlertOccurrence,
@@ -55,12 +69,35 @@ def _insert(connection: AsyncConnection, table: Table) -> Any:
 async def seen_occurrence_keys(
     connection: AsyncConnection, patient_id: uuid.UUID, keys: list[str]
 ) -> set[str]:
+    """Which of ``keys`` the patient's stored occurrences already hold. Every evaluation in a
+    course asks (the engine reports every past trigger again), so the statement is built once
+    and takes the keys as one array parameter rather than an expanding list."""
     if not keys:
         return set()
-    statement = select(_o.occurrence_key).where(
-        _o.patient_id == patient_id, _o.occurrence_key.in_(keys)
+    if connection.dialect.name == "postgresql":
+        rows = await _SEEN_KEYS_PG.all(connection, {"patient_id": patient_id, "keys": keys})
+    else:
+        parameters = {"patient_id": patient_id, "keys": json.dumps(keys)}
+        rows = await _SEEN_KEYS_SQLITE.all(connection, parameters)
+    return {row.occurrence_key for row in rows}
+
+
+_SEEN_KEYS_PG: Final = DirectStatement(
+    select(_o.occurrence_key).where(
+        _o.patient_id == bindparam("patient_id"),
+        _o.occurrence_key == any_(bindparam("keys", type_=postgresql.ARRAY(String))),
     )
-    return {row.occurrence_key for row in await connection.execute(statement)}
+)
+_SEEN_KEYS_SQLITE: Final = DirectStatement(
+    select(_o.occurrence_key).where(
+        _o.patient_id == bindparam("patient_id"),
+        _o.occurrence_key.in_(
+            select(column("value", String)).select_from(
+                func.json_each(bindparam("keys", type_=String))
+            )
+        ),
+    )
+)
 
 
 async def insert_occurrence_unless_seen(
