@@ -26,6 +26,7 @@ from backend.db.models.audit_event import AuditChainHead, AuditLogEntry
 from backend.lib.ids import uuid7
 
 __all__ = [
+    "AUDITED_COLUMNS",
     "AUDIT_CHAIN_HEADS",
     "AUDIT_EVENTS",
     "OUTCOMES",
@@ -33,6 +34,8 @@ __all__ = [
     "AuditEvent",
     "AuditVerification",
     "BrokenLink",
+    "audit_row",
+    "insert_audit_row",
     "record_audit",
     "verify_audit_chain",
 ]
@@ -91,34 +94,42 @@ class AuditVerification(msgspec.Struct, frozen=True, kw_only=True):
 
 async def record_audit(session: AsyncSession, event: AuditEvent) -> None:
     """Insert ``event``, unsealed, in the caller's transaction (which commits it). Takes no lock."""
+    await insert_audit_row(await session.connection(), audit_row(event))
+
+
+def audit_row(event: AuditEvent) -> dict[str, Any]:
+    """The row ``event`` is stored as (checked; a new id; its chain), keyed by
+    `AUDITED_COLUMNS`: for a caller that stores it with its own statement (a submission's
+    response and its audit event are one statement on PostgreSQL)."""
     _check(event)
-    connection = await session.connection()
-    await _INSERT_EVENT.all(
-        connection,
-        {
-            "id": uuid7(),
-            "chain": chain_for(event.clinic_id),
-            "at": event.at.astimezone(UTC),
-            "actor_id": event.actor_id,
-            "actor_role": event.actor_role,
-            "action": event.action,
-            "resource_type": event.resource_type,
-            "resource_id": event.resource_id,
-            "clinic_id": event.clinic_id,
-            "purpose": event.purpose,
-            "request_id": event.request_id,
-            "outcome": event.outcome,
-        },
-    )
+    return {
+        "id": uuid7(),
+        "chain": chain_for(event.clinic_id),
+        "at": event.at.astimezone(UTC),
+        "actor_id": event.actor_id,
+        "actor_role": event.actor_role,
+        "action": event.action,
+        "resource_type": event.resource_type,
+        "resource_id": event.resource_id,
+        "clinic_id": event.clinic_id,
+        "purpose": event.purpose,
+        "request_id": event.request_id,
+        "outcome": event.outcome,
+    }
+
+
+async def insert_audit_row(connection: AsyncConnection, row: dict[str, Any]) -> None:
+    """Insert an `audit_row` on the caller's connection, in its transaction."""
+    await _INSERT_EVENT.all(connection, row)
 
 
 # Built once and run on the driver (`db.direct`): every audited request inserts one event.
-_INSERTED_COLUMNS: Final = (
+AUDITED_COLUMNS: Final = (
     "id", "chain", "at", "actor_id", "actor_role", "action", "resource_type", "resource_id",
     "clinic_id", "purpose", "request_id", "outcome",
 )  # fmt: skip
 _INSERT_EVENT: Final = DirectStatement(
-    AUDIT_EVENTS.insert().values({name: bindparam(name) for name in _INSERTED_COLUMNS})
+    AUDIT_EVENTS.insert().values({name: bindparam(name) for name in AUDITED_COLUMNS})
 )
 
 

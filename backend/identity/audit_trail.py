@@ -13,6 +13,36 @@ from backend.state import Runtime
 Outcome = Literal["success", "denied", "failed"]
 
 
+def audit_event(
+    runtime: Runtime,
+    *,
+    action: str,
+    resource_type: str,
+    resource_id: UUID | str | None,
+    clinic_id: UUID | None,
+    purpose: str,
+    outcome: Outcome = "success",
+    actor: Principal | None = None,
+    actor_id: UUID | None = None,
+    actor_role: str | None = None,
+) -> AuditEvent:
+    """The event `audit` records, for a caller that stores it itself (`responses.service`)."""
+    if actor is not None:
+        actor_id, actor_role = actor.subject_id, actor.role.value
+    return AuditEvent(
+        actor_id=str(actor_id) if actor_id is not None else None,
+        actor_role=actor_role or "anonymous",
+        action=action,
+        resource_type=resource_type,
+        resource_id=str(resource_id) if resource_id is not None else None,
+        clinic_id=clinic_id,
+        purpose=purpose,
+        request_id=request_id_var.get(),
+        outcome=outcome,
+        at=runtime.clock.now(),
+    )
+
+
 async def audit(
     session: AsyncSession,
     runtime: Runtime,
@@ -33,20 +63,18 @@ async def audit(
     Purposes used here: ``security`` (signing in, sessions, refusals), ``treatment`` (reading or
     changing a patient's record for care), ``operations`` (clinics, staff, care teams, erasure).
     """
-    if actor is not None:
-        actor_id, actor_role = actor.subject_id, actor.role.value
     await record_audit(
         session,
-        AuditEvent(
-            actor_id=str(actor_id) if actor_id is not None else None,
-            actor_role=actor_role or "anonymous",
+        audit_event(
+            runtime,
             action=action,
             resource_type=resource_type,
-            resource_id=str(resource_id) if resource_id is not None else None,
+            resource_id=resource_id,
             clinic_id=clinic_id,
             purpose=purpose,
-            request_id=request_id_var.get(),
             outcome=outcome,
-            at=runtime.clock.now(),
+            actor=actor,
+            actor_id=actor_id,
+            actor_role=actor_role,
         ),
     )

@@ -11,6 +11,7 @@ from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse as Fh
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select
+from sqlmodel import SQLModel
 
 from backend.app import create_app
 from backend.config import Settings
@@ -57,6 +58,18 @@ async def _count(settings: Settings) -> int:
         async with engine.connect() as connection:
             table = QuestionnaireResponse.__table__  # type: ignore[attr-defined]
             return int(await connection.scalar(select(func.count()).select_from(table)) or 0)
+    finally:
+        await engine.dispose()
+
+
+async def _creations(settings: Settings) -> list[Any]:
+    """The audit log's response.create events."""
+    engine = create_engine(settings)
+    try:
+        async with engine.connect() as connection:
+            events = SQLModel.metadata.tables["audit_events"]
+            statement = select(events).where(events.c.action == "response.create")
+            return list((await connection.execute(statement)).all())
     finally:
         await engine.dispose()
 
@@ -115,6 +128,17 @@ async def test_a_retry_with_the_same_key_returns_the_first_result_and_stores_onc
     assert again.json()["responseId"] == first.json()["responseId"]
     assert again.json()["score"] == first.json()["score"]
     assert await _count(settings) == 1
+    # Stored with the response (one statement on PostgreSQL), once: a replay stores no event.
+    [event] = await _creations(settings)
+    assert event.resource_id == first.json()["responseId"]
+    assert event.resource_type == "questionnaire_response"
+    assert (event.actor_id, event.actor_role) == (str(patient.id), "patient")
+    assert (event.clinic_id, event.purpose, event.outcome) == (
+        patient.clinic_id,
+        "treatment",
+        "success",
+    )
+    assert event.request_id
 
 
 async def test_the_same_key_with_different_answers_is_a_conflict(
@@ -127,6 +151,7 @@ async def test_the_same_key_with_different_answers_is_a_conflict(
     assert other.status_code == 409
     assert other.headers["content-type"].startswith("application/problem+json")
     assert await _count(settings) == 1
+    assert len(await _creations(settings)) == 1
 
 
 async def test_fifty_concurrent_retries_store_exactly_one_row(
@@ -142,6 +167,7 @@ async def test_fifty_concurrent_retries_store_exactly_one_row(
     assert len({r.json()["responseId"] for r in results}) == 1
     assert sum(not r.json()["replayed"] for r in results) == 1
     assert await _count(settings) == 1
+    assert [e.resource_id for e in await _creations(settings)] == [results[0].json()["responseId"]]
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ from backend.domain.responses.schemas import (
     SubmissionResult,
 )
 from backend.identity.access import Scope, access
-from backend.identity.audit_trail import audit
+from backend.identity.audit_trail import audit, audit_event
 from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
 from backend.identity.roles import Role
 from backend.lib.errors import Gone, InvalidInput, NotFound
@@ -75,7 +75,7 @@ async def _submit(
     patient, prefetched = await service.submitting_patient(
         session, runtime.keyring, principal.subject_id, clinic_id=principal.clinic_id, now=now
     )
-    result = await service.submit_response(
+    return await service.submit_response(
         session,
         runtime.keyring,
         patient=patient,
@@ -84,19 +84,17 @@ async def _submit(
         idempotency_key=_idempotency_key(idempotency_key),
         now=now,
         source=source,
-    )
-    if not result.replayed:
-        await audit(
-            session,
+        # Stored with the response, not for a replay (resource_id: the new response's id).
+        audit=audit_event(
             runtime,
             actor=principal,
             action="response.create",
             resource_type="questionnaire_response",
-            resource_id=str(result.response_id),
+            resource_id=None,
             clinic_id=patient.clinic_id,
             purpose="treatment",
-        )
-    return result
+        ),
+    )
 
 
 _PATIENT_SUBMITS = access(Role.PATIENT, scope=Scope.SELF)

@@ -6,10 +6,11 @@ from datetime import datetime
 from typing import Any, Final, NamedTuple, cast
 
 import msgspec
-from sqlalchemy import Row, Table, and_, bindparam, or_, select
+from sqlalchemy import Row, Select, Table, and_, bindparam, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from backend.audit.service import AUDIT_EVENTS, AUDITED_COLUMNS, insert_audit_row
 from backend.db.direct import DirectStatement
 from backend.db.models.patient import Patient
 from backend.db.models.questionnaire_response import QuestionnaireResponse
@@ -153,17 +154,29 @@ class NewResponse(msgspec.Struct, frozen=True, kw_only=True):
     score_ct: bytes
 
 
-async def insert_unless_duplicate(connection: AsyncConnection, row: NewResponse) -> bool:
-    """Insert the response; False if the patient already stored one with this idempotency key.
+async def insert_unless_duplicate(
+    connection: AsyncConnection, row: NewResponse, audit: dict[str, Any] | None = None
+) -> bool:
+    """Insert the response, and ``audit`` (an `audit.service.audit_row`) with it; False, and
+    neither stored, if the patient already stored one with this idempotency key.
 
     ``ON CONFLICT DO NOTHING`` makes a racing retry wait for the first insert and then do nothing
     (PostgreSQL), or queue behind it (SQLite has one writer), so two retries never store twice.
+    On PostgreSQL the audit row is inserted by the same statement (a data-modifying CTE that
+    inserts only what the response insert returned): one round trip fewer per submission.
     """
-    statement = _INSERT_UNLESS_DUPLICATE[connection.dialect.name]
-    return bool(await statement.all(connection, msgspec.structs.asdict(row)))
+    values = msgspec.structs.asdict(row)
+    if audit is not None and connection.dialect.name == "postgresql":
+        values.update({_AUDIT_PREFIX + name: value for name, value in audit.items()})
+        return bool(await _INSERT_AUDITED_POSTGRES.all(connection, values))
+    inserted = bool(await _INSERT_UNLESS_DUPLICATE[connection.dialect.name].all(connection, values))
+    if inserted and audit is not None:
+        await insert_audit_row(connection, audit)
+    return inserted
 
 
 # Built once: constructing a statement (and its cache key) per call cost more than executing it.
+_NEW_RESPONSE_COLUMNS: Final = tuple(NewResponse.__struct_fields__)
 _INSERT_UNLESS_DUPLICATE = {
     "postgresql": DirectStatement(
         postgresql.insert(TABLE)
@@ -176,6 +189,35 @@ _INSERT_UNLESS_DUPLICATE = {
         .returning(_c.id)
     ),
 }
+_AUDIT_PREFIX: Final = "audit_"
+
+
+def _insert_audited_postgres() -> Select[Any]:
+    inserted = (
+        postgresql.insert(TABLE)
+        .values({name: bindparam(name) for name in _NEW_RESPONSE_COLUMNS})
+        .on_conflict_do_nothing(index_elements=["patient_id", "idempotency_key"])
+        .returning(_c.id)
+        .cte("inserted")
+    )
+    # One audit row per row the insert returned: none for a duplicate.
+    audited = (
+        AUDIT_EVENTS.insert()
+        .from_select(
+            list(AUDITED_COLUMNS),
+            select(
+                *(
+                    bindparam(_AUDIT_PREFIX + name, type_=AUDIT_EVENTS.c[name].type)
+                    for name in AUDITED_COLUMNS
+                )
+            ).select_from(inserted),
+        )
+        .cte("audited")
+    )
+    return select(inserted.c.id).add_cte(audited)
+
+
+_INSERT_AUDITED_POSTGRES: Final = DirectStatement(_insert_audited_postgres())
 
 
 async def by_idempotency_key(

@@ -14,6 +14,8 @@ from typing import NamedTuple
 import msgspec
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from backend.audit import service as audit_service
+from backend.audit.service import AuditEvent
 from backend.domain.alerts.candidate import PatientAction
 from backend.domain.alerts.clinic_settings import parameters_from_override
 from backend.domain.alerts.evaluation import evaluate_after_submission
@@ -179,8 +181,12 @@ async def submit_response(
     now: datetime,
     source: str = "app",
     prefetched: Prefetched | None = None,
+    audit: AuditEvent | None = None,
 ) -> SubmissionResult:
     """Validate, score, encrypt and store one submission, exactly once per idempotency key.
+
+    ``audit``: the event recording it (its ``resource_id`` is set to the new response's id),
+    stored with the response and only if the response is (not for a replay).
 
     Raises AnswerValidationError (422, naming items) when answers do not fit the instrument,
     InvalidInput for an impossible authored time or a clinician-only instrument, Conflict when
@@ -263,7 +269,12 @@ async def submit_response(
         now=now,
         parameters=None if prefetched is None else prefetched.parameters,
     )
-    if await repository.insert_unless_duplicate(connection, row):
+    audit_row = (
+        None
+        if audit is None
+        else audit_service.audit_row(msgspec.structs.replace(audit, resource_id=row_id))
+    )
+    if await repository.insert_unless_duplicate(connection, row, audit_row):
         # Same transaction: the alert a safety answer raises commits with the answer or not at
         # all (DESIGN §7). A replay below returns the stored result without evaluating again.
         notices = await evaluate_after_submission(
