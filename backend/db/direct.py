@@ -24,7 +24,9 @@ Relies on SQLAlchemy internals pinned by the lock file and covered by every test
 
 import sqlite3
 from collections import namedtuple
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy.engine import Dialect
@@ -35,7 +37,24 @@ from sqlalchemy.sql.expression import ClauseElement, Executable
 
 from backend.db.sqlite_driver import is_one_hop, pooled_connection, run_in_driver_thread
 
-__all__ = ["DirectStatement"]
+__all__ = ["DirectStatement", "outside_transaction"]
+
+_OUTSIDE: ContextVar[bool] = ContextVar("direct_outside_transaction", default=False)
+
+
+@contextmanager
+def outside_transaction() -> Iterator[None]:
+    """Within it, a direct statement on a PostgreSQL connection with no transaction open yet does
+    not open one: it runs on its own (autocommit), as one atomic statement. A submission reads
+    this way, and stores with one statement when that is all it writes: no BEGIN and COMMIT
+    round trips. Once anything opened the transaction, statements run in it as usual. SQLite
+    connections are in their transaction from the start (`engine`: BEGIN IMMEDIATE)."""
+    token = _OUTSIDE.set(True)
+    try:
+        yield
+    finally:
+        _OUTSIDE.reset(token)
+
 
 _Processor = Callable[[Any], Any] | None
 
@@ -146,7 +165,7 @@ async def _asyncpg_fetch(
     try:
         # What SQLAlchemy's asyncpg cursor does (`_prepare_and_execute`), without the cursor.
         async with adapted._execute_mutex:
-            if adapted._transaction is None:
+            if adapted._transaction is None and not _OUTSIDE.get():
                 await adapted._start_transaction()
             try:
                 prepared, _attributes = await adapted._prepare(

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from backend.audit.service import AUDIT_EVENTS
 from backend.db.models.outbox import OutboxMessage
+from backend.db.models.questionnaire_response import QuestionnaireResponse
 from backend.db.models.treatment import TreatmentCourse, TreatmentSession
 from backend.domain.alerts import store
 from backend.domain.responses import service
@@ -21,6 +22,7 @@ from tests.identity.conftest import MovableClock, PatientAccount, runtime_of
 OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
 COURSES = TreatmentCourse.__table__  # type: ignore[attr-defined]
 SESSIONS = TreatmentSession.__table__  # type: ignore[attr-defined]
+RESPONSES = QuestionnaireResponse.__table__  # type: ignore[attr-defined]
 
 
 def phq9(total: int = 0, *, item9: int | None = 0) -> dict[str, AnswerValue]:

@@ -10,6 +10,7 @@ from backend.domain.alerts.evaluation import evaluate_patient, evaluate_recent_p
 from backend.domain.alerts.holds import n2o_hold_for
 from tests.alerts.stored import (
     OUTBOX,
+    RESPONSES,
     add_course_with_session,
     alerts_of,
     audit_actions,
@@ -63,6 +64,10 @@ async def test_the_alert_commits_with_the_submission_or_not_at_all(
     await submit(api, clock, patient, "phq9", phq9(8, item9=3), commit=False)
     assert await alerts_of(api, patient.id) == []
     assert await count(api, OUTBOX) == 0
+    # Nor is a submission without an alert stored when its caller rolls back: only the HTTP
+    # route (its whole unit of work) may store one at once.
+    await submit(api, clock, patient, "phq9", phq9(4), commit=False)
+    assert await count(api, RESPONSES) == 0
 
     await submit(api, clock, patient, "phq9", phq9(8, item9=3))
     assert [a.kind for a in await alerts_of(api, patient.id)] == ["SUICIDALITY"]

@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.config import Settings
-from backend.db.direct import DirectStatement
+from backend.db.direct import DirectStatement, outside_transaction
 from backend.db.engine import create_engine
 from backend.db.types import UTCDateTime
 
@@ -184,3 +184,32 @@ async def test_a_lost_postgres_connection_is_invalidated(
             assert await _BY_NAME.all(connection, {"name": "any"}) == []
     finally:
         await engine.dispose()
+
+
+async def test_outside_a_transaction_a_statement_stands_alone(engine: AsyncEngine) -> None:
+    # PostgreSQL: no transaction open, the statement commits by itself (no BEGIN, no COMMIT
+    # round trip), and a rollback after it has nothing to undo. Once a transaction is open,
+    # statements run in it as usual. SQLite connections are always in their transaction.
+    postgres = engine.dialect.name == "postgresql"
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        with outside_transaction():
+            await _INSERT.all(connection, _row("alone"))
+        if postgres:  # committed: another connection sees it (SQLite has one connection)
+            async with engine.connect() as other:
+                seen = (await other.execute(select(_t.name))).scalars().all()
+            assert seen == ["alone"]
+        await transaction.rollback()
+    async with engine.connect() as connection:
+        kept = (await connection.execute(select(_t.name))).scalars().all()
+    assert kept == (["alone"] if postgres else [])
+
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        await _INSERT.all(connection, _row("opened"))  # opens the transaction
+        with outside_transaction():
+            await _INSERT.all(connection, _row("inside"))
+        await transaction.rollback()
+    async with engine.connect() as connection:
+        kept = (await connection.execute(select(_t.name))).scalars().all()
+    assert kept == (["alone"] if postgres else [])

@@ -1,9 +1,10 @@
 """Running the rules for one patient and acting once on each new trigger (DESIGN §7).
 
-Called in the transaction that stores a submission (`evaluate_after_submission`), so a positive
-suicide item and its alert commit together or not at all, and from the timers for rules that
-fire with the passing of time (`evaluate_recent_patients`: re-ask deadlines, missed check-ins,
-N2O exposure, dissociation review times).
+A submission plans before it stores its response (`plan_evaluation`: reads only) and acts in the
+transaction that stores it (`act_on_plan`), so a positive suicide item and its alert commit
+together or not at all. The timers evaluate too, for rules that fire with the passing of time
+(`evaluate_recent_patients`: re-ask deadlines, missed check-ins, N2O exposure, dissociation
+review times).
 
 The engine is stateless and reports every past trigger again, so only occurrence keys never seen
 before are acted on; the unique key makes that exactly-once also when two instances evaluate the
@@ -21,7 +22,7 @@ same patient at once. For each new trigger:
 import logging
 import uuid
 from datetime import datetime, timedelta
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import msgspec
 from sqlalchemy import event
@@ -263,7 +264,17 @@ async def _store_occurrence(
     return occurrence_id if stored else None
 
 
-async def evaluate_patient(
+class EvaluationPlan(NamedTuple):
+    """What evaluating a patient found, before anything is stored (`plan_evaluation`)."""
+
+    routing: PatientRouting | None
+    keys: OwnerKeys | None
+    new: list[AlertCandidate]
+    """Triggers never seen before, oldest first (an alert's first occurrence is its earliest
+    evidence); empty when monitoring has stopped."""
+
+
+async def plan_evaluation(
     session: AsyncSession,
     keyring: Keyring,
     *,
@@ -276,13 +287,14 @@ async def evaluate_patient(
     parameters: AlertParameters | None = None,
     course: CourseRef | NotRead | None = NOT_READ,
     parts: CourseParts | NotRead | None = NOT_READ,
-) -> list[PatientNotice]:
-    """Evaluate every rule for the patient as of ``now`` and act on triggers not seen before.
+) -> EvaluationPlan:
+    """Evaluate every rule for the patient as of ``now``; reads only. `act_on_plan` then stores
+    the new triggers and acts on them, in the transaction that must hold them.
 
-    ``routing``, ``keys``, ``parameters`` and ``course``: the patient's row and keys, the
-    clinic's alert parameters and the current course if the caller (a submission) already read
-    them in this transaction; read here otherwise. ``submitted``: the response a
-    submission just stored, whose triggers are wanted now (`history.patient_timeline`).
+    ``routing``, ``keys``, ``parameters``, ``course`` and ``parts``: the patient's row and keys,
+    the clinic's alert parameters, the current course and its parts if the caller (a
+    submission) already read them; read here otherwise. ``submitted``: the response a
+    submission is storing, whose triggers are wanted now (`history.patient_timeline`).
     """
     connection = await session.connection()
     if routing is None:
@@ -290,7 +302,8 @@ async def evaluate_patient(
     if routing is None or routing.clinic_id != clinic_id:
         raise LookupError("no such patient in this clinic")
     if routing.status != "active":
-        return []  # withdrawn or erased: monitoring has stopped, and erased data cannot be read
+        # Withdrawn or erased: monitoring has stopped, and erased data cannot be read.
+        return EvaluationPlan(routing=routing, keys=keys, new=[])
     if parameters is None:
         parameters = await parameters_for_clinic(session, clinic_id)
     timeline = await patient_timeline(
@@ -311,14 +324,33 @@ async def evaluate_patient(
     seen = await store.seen_occurrence_keys(
         connection, patient_id, [c.occurrence_key for c in candidates]
     )
-    new = [c for c in candidates if c.occurrence_key not in seen]
-    if not new:
+    new = sorted(
+        (c for c in candidates if c.occurrence_key not in seen),
+        key=lambda c: (c.triggered_at, c.occurrence_key),
+    )
+    return EvaluationPlan(routing=routing, keys=keys, new=new)
+
+
+async def act_on_plan(
+    session: AsyncSession,
+    keyring: Keyring,
+    plan: EvaluationPlan,
+    *,
+    patient_id: uuid.UUID,
+    clinic_id: uuid.UUID,
+    now: datetime,
+) -> list[PatientNotice]:
+    """Store each new trigger of ``plan`` once and act on it (module doc), in the caller's
+    transaction. Returns what the patient's app must show now, most urgent first as the engine
+    ordered them."""
+    if not plan.new or plan.routing is None:
         return []
+    connection = await session.connection()
+    keys = plan.keys
     if keys is None or keys.active_version is None:
         keys = await keyring.owner_keys(session, patient_id, active_only=True)
     notices: list[PatientNotice] = []
-    # Oldest trigger first, so an alert's first occurrence is its earliest evidence.
-    for candidate in sorted(new, key=lambda c: (c.triggered_at, c.occurrence_key)):
+    for candidate in plan.new:
         occurrence_id = await _store_occurrence(
             connection, keys, candidate, patient_id=patient_id, clinic_id=clinic_id, now=now
         )
@@ -330,7 +362,7 @@ async def evaluate_patient(
                 session,
                 connection,
                 candidate,
-                routing,
+                plan.routing,
                 occurrence_id,
                 patient_id=patient_id,
                 now=now,
@@ -355,7 +387,7 @@ async def evaluate_patient(
     return notices
 
 
-async def evaluate_after_submission(
+async def evaluate_patient(
     session: AsyncSession,
     keyring: Keyring,
     *,
@@ -364,17 +396,11 @@ async def evaluate_after_submission(
     now: datetime,
     routing: PatientRouting | None = None,
     keys: OwnerKeys | None = None,
-    submitted: SubmittedResponse | None = None,
     parameters: AlertParameters | None = None,
-    course: CourseRef | NotRead | None = NOT_READ,
-    parts: CourseParts | NotRead | None = NOT_READ,
 ) -> list[PatientNotice]:
-    """Called by `responses.service.submit_response` after the insert, in its transaction.
-
-    Returns what the patient's app must show now (crisis resources, a re-ask, advice to seek
-    same-day care or emergency services), most urgent first as the engine ordered them.
-    """
-    return await evaluate_patient(
+    """Evaluate every rule for the patient as of ``now`` and act on triggers not seen before, in
+    the caller's transaction (`plan_evaluation`, then `act_on_plan`)."""
+    plan = await plan_evaluation(
         session,
         keyring,
         patient_id=patient_id,
@@ -382,10 +408,10 @@ async def evaluate_after_submission(
         now=now,
         routing=routing,
         keys=keys,
-        submitted=submitted,
         parameters=parameters,
-        course=course,
-        parts=parts,
+    )
+    return await act_on_plan(
+        session, keyring, plan, patient_id=patient_id, clinic_id=clinic_id, now=now
     )
 
 

@@ -140,8 +140,8 @@ NOT_READ: Final = NotRead.NOT_READ
 
 
 class SubmittedResponse(msgspec.Struct, frozen=True, kw_only=True):
-    """The response a submission has just stored (in the caller's transaction), as the caller
-    has it in plain: it is not read back and decrypted again."""
+    """The response a submission is storing, as the caller has it in plain: evaluated before it
+    is stored (and, whether stored yet or not, never read back and decrypted again)."""
 
     id: uuid.UUID
     authored: datetime
@@ -292,6 +292,10 @@ async def patient_timeline(
             decrypted = None
     if decrypted is None:
         decrypted = await decrypted_rows(await sources.responses_of(connection, patient_id))
+        # A submission is evaluated before its response is stored (`evaluation.plan_evaluation`).
+        if submitted is not None and all(r.id != str(submitted.id) for r in decrypted):
+            decrypted.append(submitted.decrypted())
+            decrypted.sort(key=lambda r: (r.authored, r.id))
     wait = timedelta(minutes=parameters.suicidality.reask_wait_minutes)
     responses = _scored(decrypted, wait)
 

@@ -84,6 +84,7 @@ async def _submit(
         idempotency_key=_idempotency_key(idempotency_key),
         now=now,
         source=source,
+        whole_unit_of_work=True,  # the route commits right after; nothing else is written
         # Stored with the response, not for a replay (resource_id: the new response's id).
         audit=audit_event(
             runtime,

@@ -16,9 +16,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.audit import service as audit_service
 from backend.audit.service import AuditEvent
+from backend.db.direct import outside_transaction
 from backend.domain.alerts.candidate import PatientAction
 from backend.domain.alerts.clinic_settings import parameters_from_override
-from backend.domain.alerts.evaluation import evaluate_after_submission
+from backend.domain.alerts.evaluation import act_on_plan, plan_evaluation
 from backend.domain.alerts.history import NOT_READ, SubmittedResponse
 from backend.domain.alerts.parameters import AlertParameters
 from backend.domain.alerts.sources import CourseParts, CourseRef
@@ -99,7 +100,8 @@ async def submitting_patient(
     connection = await session.connection()
     # Before the key rows are read (`Keyring.owner_keys`): a shred in between stays uncached.
     generation = keyring.generation
-    context = await repository.submission_context(connection, patient_id, now)
+    with outside_transaction():  # a read: no BEGIN for it (`submit_response`)
+        context = await repository.submission_context(connection, patient_id, now)
     if context is None or context.clinic_id != clinic_id:
         raise NotFound("no such patient")
     if context.status != "active":
@@ -182,11 +184,17 @@ async def submit_response(
     source: str = "app",
     prefetched: Prefetched | None = None,
     audit: AuditEvent | None = None,
+    whole_unit_of_work: bool = False,
 ) -> SubmissionResult:
     """Validate, score, encrypt and store one submission, exactly once per idempotency key.
 
     ``audit``: the event recording it (its ``resource_id`` is set to the new response's id),
     stored with the response and only if the response is (not for a replay).
+
+    ``whole_unit_of_work``: the caller writes nothing else and commits right after (the HTTP
+    route). Then, on PostgreSQL, a submission that raises no alert and opened no transaction
+    stores its response and audit event at once, as one atomic statement: no BEGIN and COMMIT
+    round trips. Otherwise everything waits for the caller's commit, as for any service.
 
     Raises AnswerValidationError (422, naming items) when answers do not fit the instrument,
     InvalidInput for an impossible authored time or a clinician-only instrument, Conflict when
@@ -274,10 +282,11 @@ async def submit_response(
         if audit is None
         else audit_service.audit_row(msgspec.structs.replace(audit, resource_id=row_id))
     )
-    if await repository.insert_unless_duplicate(connection, row, audit_row):
-        # Same transaction: the alert a safety answer raises commits with the answer or not at
-        # all (DESIGN §7). A replay below returns the stored result without evaluating again.
-        notices = await evaluate_after_submission(
+    # The rules run before the response is stored, reading only; what they find new is stored
+    # and acted on below in the transaction that stores the response, so the alert a safety
+    # answer raises commits with the answer or not at all (DESIGN §7).
+    with outside_transaction():
+        plan = await plan_evaluation(
             session,
             keyring,
             patient_id=patient.patient_id,
@@ -301,6 +310,23 @@ async def submit_response(
             submitted=SubmittedResponse(
                 id=response_id, authored=authored_at, score=score, answers=submission.answers
             ),
+        )
+    if whole_unit_of_work and not plan.new:
+        # Nothing else to write: on PostgreSQL the response and its audit event are one atomic
+        # statement, run without BEGIN and COMMIT round trips unless a transaction is open.
+        with outside_transaction():
+            inserted = await repository.insert_unless_duplicate(connection, row, audit_row)
+    else:
+        inserted = await repository.insert_unless_duplicate(connection, row, audit_row)
+    if inserted:
+        # A replay (below) returns the stored result and acts on nothing again.
+        notices = await act_on_plan(
+            session,
+            keyring,
+            plan,
+            patient_id=patient.patient_id,
+            clinic_id=patient.clinic_id,
+            now=now,
         )
         return _result(
             patient=patient,
