@@ -19,9 +19,9 @@ import datetime as dt
 import functools
 from bisect import bisect_left
 from collections.abc import Sequence
-from itertools import chain, pairwise
+from itertools import chain, islice, pairwise
 from operator import attrgetter
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
@@ -77,6 +77,20 @@ class Score(Protocol):
     def prorated(self) -> bool: ...
 
 
+class FlatAnswers(NamedTuple):
+    """Many responses' answers in one list, `counts[i]` of them for the i-th response: no
+    container per response. A page's thousands of per-response tuples, all alive until the page
+    was written, were what set off the garbage collector (a young collection every ~700 of
+    them, and the survivors promoted until a full collection of the whole heap ran)."""
+
+    counts: Sequence[int]
+    answers: Sequence[Answer]
+
+
+def flat_answers(answers: Sequence[Sequence[Answer]]) -> FlatAnswers:
+    return FlatAnswers(list(map(len, answers)), list(chain.from_iterable(answers)))
+
+
 class ObservationColumns:
     """Collects responses (already decrypted and decoded) and builds the observations batch."""
 
@@ -101,7 +115,8 @@ class ObservationColumns:
         self._total: list[float | None] = []
         self._band: list[str | None] = []
         self._prorated: list[bool] = []
-        self._answers: list[Sequence[Answer]] = []
+        self._answer_counts: list[int] = []
+        self._answers: list[Answer] = []
         self.instruments: set[tuple[str, str, str]] = set()
 
     def __len__(self) -> int:
@@ -116,12 +131,13 @@ class ObservationColumns:
         instrument_ids: Sequence[str],
         instrument_versions: Sequence[str],
         scorer_versions: Sequence[str],
-        answers: Sequence[Sequence[Answer]],
+        answers: Sequence[Sequence[Answer]] | FlatAnswers,
         scores: Sequence[Score],
     ) -> None:
         """One patient's responses, in the order they are to be exported (by time answered).
         Parallel sequences, one entry per response; `response_ids` as the ids' 16 bytes,
-        `authored` as aware datetimes or microseconds since the epoch (`instants_us`)."""
+        `authored` as aware datetimes or microseconds since the epoch (`instants_us`),
+        `answers` each response's, or all of them in one list (`FlatAnswers`)."""
         n = len(response_ids)
         times = [at if isinstance(at, int) else _micros(at) for at in authored]
         self._authored += times
@@ -136,7 +152,11 @@ class ObservationColumns:
         self._total += [None if s.total is None else float(s.total) for s in scores]
         self._band += [s.band for s in scores]
         self._prorated += [s.prorated for s in scores]
-        self._answers += answers
+        flat = answers if isinstance(answers, FlatAnswers) else flat_answers(answers)
+        if len(flat.counts) != n:
+            raise ValueError("one answer count per response")
+        self._answer_counts += flat.counts
+        self._answers += flat.answers
         self.instruments.update(
             zip(instrument_ids, instrument_versions, scorer_versions, strict=True)
         )
@@ -272,15 +292,14 @@ class ObservationColumns:
     ) -> tuple[list[int], list[str], pa.Array, list[str] | None, pa.Array] | None:
         """(items per response, variables, values, kinds (None: all "item"), texts) of the
         exported answers."""
-        answers = self._answers
-        flat = list(chain.from_iterable(answers))
+        flat = self._answers
         values: list[Any] = list(map(_values, flat))
         try:
             numbers = pa.array(values, pa.float64())
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             return self._items_with_text()
         return (
-            list(map(len, answers)),
+            self._answer_counts,
             list(map(_link_ids, flat)),
             numbers,
             None,
@@ -297,9 +316,10 @@ class ObservationColumns:
         values: list[float | None] = []
         kinds: list[str] = []
         texts: list[str | None] = []
-        for group in self._answers:
+        answers = iter(self._answers)
+        for count in self._answer_counts:
             n = 0
-            for answer in group:
+            for answer in islice(answers, count):
                 value = answer.value
                 if isinstance(value, str):
                     if not keep_text:

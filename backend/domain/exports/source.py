@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import date
 from functools import partial
+from itertools import chain
 from typing import Any, Final, cast
 
 import msgspec
@@ -36,7 +37,7 @@ from backend.db.models.patient import Patient
 from backend.db.models.questionnaire_response import QuestionnaireResponse
 from backend.db.models.treatment import TreatmentCourse, TreatmentSession
 from backend.db.sqlite_driver import is_one_hop, run_in_driver_thread
-from backend.domain.exports.columnar import ObservationColumns, instants_us
+from backend.domain.exports.columnar import FlatAnswers, ObservationColumns, instants_us
 from backend.domain.exports.deid import (
     DeidentificationProfile,
     PatientContext,
@@ -116,6 +117,21 @@ class _StoredScore(msgspec.Struct, frozen=True, gc=False):
 
 _decode_many_answers = msgspec.msgpack.Decoder(list[tuple[_StoredAnswer, ...]]).decode
 _decode_many_scores = msgspec.msgpack.Decoder(list[_StoredScore]).decode
+_DECODE_CHUNK: Final = 128
+"""Responses whose answers are decoded at a time: their tuples are dropped as soon as the
+answers are in one flat list, so they never pile up into the garbage collector's thresholds."""
+
+
+def _decode_answers(plaintexts: list[bytes]) -> FlatAnswers:
+    """The answers of many responses, decoded (each response's document checked as before: an
+    array of answers) and kept in one list (`columnar.FlatAnswers`)."""
+    counts: list[int] = []
+    answers: list[_StoredAnswer] = []
+    for start in range(0, len(plaintexts), _DECODE_CHUNK):
+        nested = _decode_many_answers(_msgpack_array(plaintexts[start : start + _DECODE_CHUNK]))
+        counts += map(len, nested)
+        answers += chain.from_iterable(nested)
+    return FlatAnswers(counts, answers)
 
 
 def _msgpack_array(items: list[bytes]) -> bytes:
@@ -303,7 +319,7 @@ class PreparedGroup:
                 instrument_ids=page.instrument_ids[start:end],
                 instrument_versions=page.instrument_versions[start:end],
                 scorer_versions=page.scorer_versions[start:end],
-                answers=_decode_many_answers(_msgpack_array(answers)),
+                answers=_decode_answers(answers),
                 scores=_decode_many_scores(_msgpack_array(scores)),
             )
         return columns.batch(schema), columns.instruments
