@@ -5,14 +5,14 @@
 1. gate pass: read the consenting patients group by group (no responses), compute their
    quasi-identifiers, and ask the k-anonymity gate what may leave (`kanon.k_anonymity_gate`);
    `ExportRefused` says why not;
-2. write pass: read the same patients again, then their responses in bounded pages, decrypt,
-   de-identify and stream into the bundle (`writers.ExportWriter`). Decrypting, de-identifying
-   and writing run in a worker thread (`anyio.to_thread.run_sync`) while the next group or page
-   is read, so the event loop keeps serving requests (engineering-notes §E.6);
-3. session pass: the patients once more, for what the clinic recorded at their sessions
-   (measurements and side effects), written after every response: the observations file holds
-   the responses, then the sessions' rows, each in patient order, whatever the sizes of groups
-   and pages.
+2. write pass: read the same patients again (with what the clinic recorded at their sessions),
+   then their responses in bounded pages, decrypt, de-identify and stream into the bundle
+   (`writers.ExportWriter`). Decrypting, de-identifying and writing run in a worker thread
+   (`anyio.to_thread.run_sync`) while the next group or page is read, so the event loop keeps
+   serving requests (engineering-notes §E.6). The sessions' rows (measurements and side
+   effects) are held in a temporary file and written after every response (`_HeldRows`): the
+   observations file holds the responses, then the sessions' rows, each in patient order,
+   whatever the sizes of groups and pages.
 
 The runner claims queued jobs with a lease (the outbox's pattern), one job at a time per
 instance, in a background task so a long export never stalls the timer that started it. Work
@@ -32,6 +32,7 @@ import logging
 import os
 import shutil
 import tarfile
+import tempfile
 import uuid
 import zipfile
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
@@ -61,6 +62,7 @@ from backend.domain.exports.kanon import (
     QuasiIdentifiers,
     k_anonymity_gate,
 )
+from backend.domain.exports.records import DeidentifiedBatch, ObservationRow
 from backend.domain.exports.source import (
     DEFAULT_GROUP_PATIENTS,
     RESPONSE_PAGE_ROWS,
@@ -216,26 +218,50 @@ def _write_group(
     profile: DeidentificationProfile,
     decision: KAnonymityDecision,
     pseudonymiser: Pseudonymiser,
+    held: "_HeldRows",
 ) -> tuple[PreparedGroup, int]:
-    batch, prepared = group.prepare(profile=profile, decision=decision, pseudonymiser=pseudonymiser)
+    batch, prepared, recorded = group.prepare(
+        profile=profile, decision=decision, pseudonymiser=pseudonymiser
+    )
     writer.write(batch)
+    # What the clinic recorded at the sessions goes after every response: held until then.
+    held.add(recorded.observations)
     # Observations here are the sessions' (clinic-entered); responses follow page by page.
     written = len(batch.patients) + len(batch.sessions) + len(batch.observations)
     return prepared, written + len(batch.alerts)
 
 
-def _write_session_rows(
-    group: SealedGroup,
-    writer: ExportWriter,
-    profile: DeidentificationProfile,
-    decision: KAnonymityDecision,
-    pseudonymiser: Pseudonymiser,
-) -> int:
-    batch = group.session_observations(
-        profile=profile, decision=decision, pseudonymiser=pseudonymiser
-    )
-    writer.write(batch)
-    return len(batch.observations)
+class _HeldRows:
+    """Observation rows held back until every response is written, in an anonymous temporary
+    file beside the bundle (msgpack, one frame per group): the observations file holds the
+    responses, then the sessions' rows, each in patient order, and the write pass reads both
+    (the patients' history once, not once more for the sessions' rows), yet memory stays
+    bounded by a group whatever the size of the export."""
+
+    _encode = msgspec.msgpack.Encoder().encode
+    _decode = msgspec.msgpack.Decoder(tuple[ObservationRow, ...]).decode
+
+    def __init__(self, directory: Path) -> None:
+        # No name in the bundle directory (unlinked at once); closed by `close`.
+        self._file = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115
+
+    def add(self, rows: tuple[ObservationRow, ...]) -> None:
+        if rows:
+            frame = self._encode(rows)
+            self._file.write(len(frame).to_bytes(8, "big") + frame)
+
+    def write_to(self, writer: ExportWriter) -> int:
+        """Every held group's rows, in the order they were held; returns how many."""
+        self._file.seek(0)
+        written = 0
+        while header := self._file.read(8):
+            rows = self._decode(self._file.read(int.from_bytes(header, "big")))
+            writer.write(DeidentifiedBatch(observations=rows))
+            written += len(rows)
+        return written
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def _write_page(prepared: PreparedGroup, page: ResponsePage, writer: ExportWriter) -> int:
@@ -295,7 +321,7 @@ async def produce_bundle(
     )
     pseudonymiser = Pseudonymiser(key)
     rows = responses_done = 0
-    with writer:
+    with writer, contextlib.closing(_HeldRows(directory)) as held:
         # Only patients the gate cleared: suppressed ones are left out of every table, and one
         # who consented after the gate ran waits for the next export.
         async with contextlib.aclosing(
@@ -305,11 +331,14 @@ async def produce_bundle(
                 spec.clinic_ids,
                 only=decision.cleared.__contains__,
                 group_patients=group_patients,
+                observations=True,
             )
         ) as groups:
             async for group in groups:
                 prepared, written = await anyio.to_thread.run_sync(
-                    partial(_write_group, group, writer, spec.profile, decision, pseudonymiser)
+                    partial(
+                        _write_group, group, writer, spec.profile, decision, pseudonymiser, held
+                    )
                 )
                 rows += written
                 async with contextlib.aclosing(
@@ -323,24 +352,9 @@ async def produce_bundle(
                         if progress is not None:
                             share = min(responses_done, responses_total) / max(responses_total, 1)
                             await progress(rows, _GATE_PERCENT + int(_WRITE_PERCENT * share))
-        async with contextlib.aclosing(
-            _groups(
-                sessions,
-                keyring,
-                spec.clinic_ids,
-                only=decision.cleared.__contains__,
-                group_patients=group_patients,
-                observations=True,
-            )
-        ) as groups:
-            async for group in groups:
-                rows += await anyio.to_thread.run_sync(
-                    partial(
-                        _write_session_rows, group, writer, spec.profile, decision, pseudonymiser
-                    )
-                )
-                if progress is not None:  # renews the lease too
-                    await progress(rows, _GATE_PERCENT + _WRITE_PERCENT)
+        rows += await anyio.to_thread.run_sync(held.write_to, writer)
+        if progress is not None:  # renews the lease too
+            await progress(rows, _GATE_PERCENT + _WRITE_PERCENT)
         result = await anyio.to_thread.run_sync(writer.finish)
     return BundleOutcome(result=result, k_anonymity=decision.report)
 

@@ -197,11 +197,14 @@ class SealedGroup(msgspec.Struct, frozen=True, kw_only=True):
         profile: DeidentificationProfile,
         decision: KAnonymityDecision,
         pseudonymiser: Pseudonymiser,
-    ) -> tuple[DeidentifiedBatch, "PreparedGroup"]:
-        """The write pass's first step for this group: the patients, sessions and alerts rows,
-        and what each exported patient's observations share (`PreparedGroup`)."""
+    ) -> tuple[DeidentifiedBatch, "PreparedGroup", DeidentifiedBatch]:
+        """The write pass's first step for this group: the patients, sessions and alerts rows;
+        what each exported patient's observations share (`PreparedGroup`); and the observation
+        rows of what the clinic recorded at their sessions (measurements and side effects: read
+        with `observations=True`; the export writes them after every response)."""
         batches: list[DeidentifiedBatch] = []
         exported: dict[uuid.UUID, tuple[PatientContext, OwnerKeys]] = {}
+        recorded: list[ObservationRow] = []
         for patient in self.patients:
             timeline = self._timeline(patient)
             context = prepare_patient(
@@ -213,36 +216,22 @@ class SealedGroup(msgspec.Struct, frozen=True, kw_only=True):
                 deidentify_prepared(timeline, context, profile=profile, pseudonymiser=pseudonymiser)
             )
             exported[patient.patient_id] = (context, patient.keys)
-        return merge_batches(batches), PreparedGroup(
-            exported=exported, profile=profile, pseudonymiser=pseudonymiser
-        )
-
-    def session_observations(
-        self,
-        *,
-        profile: DeidentificationProfile,
-        decision: KAnonymityDecision,
-        pseudonymiser: Pseudonymiser,
-    ) -> DeidentifiedBatch:
-        """The observation rows of what the clinic recorded at this group's exported patients'
-        sessions (measurements and side effects; CPU only). Read with `observations=True`."""
-        rows: list[ObservationRow] = []
-        for patient in self.patients:
             sealed = self.observations.get(patient.patient_id)
-            if not sealed:
-                continue
-            timeline = self._timeline(patient)
-            context = prepare_patient(
-                timeline, profile=profile, decision=decision, pseudonymiser=pseudonymiser
-            )
-            if context is None:
-                continue
-            measured, side_effects = open_observations(patient.keys, sealed)
-            observed = msgspec.structs.replace(
-                timeline, session_observations=tuple(measured), side_effects=tuple(side_effects)
-            )
-            rows += session_rows(observed, context, profile=profile, pseudonymiser=pseudonymiser)
-        return DeidentifiedBatch(observations=tuple(rows))
+            if sealed:
+                measured, side_effects = open_observations(patient.keys, sealed)
+                observed = msgspec.structs.replace(
+                    timeline,
+                    session_observations=tuple(measured),
+                    side_effects=tuple(side_effects),
+                )
+                recorded += session_rows(
+                    observed, context, profile=profile, pseudonymiser=pseudonymiser
+                )
+        return (
+            merge_batches(batches),
+            PreparedGroup(exported=exported, profile=profile, pseudonymiser=pseudonymiser),
+            DeidentifiedBatch(observations=tuple(recorded)),
+        )
 
     def _timeline(self, patient: SealedPatient) -> PatientTimeline:
         keys = patient.keys
