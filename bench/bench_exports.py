@@ -26,9 +26,11 @@ What it reached (2 shared cores, fairly quiet, 1,000,000 responses, 200 per pati
 2026-11-23 06:31 UTC): read and decrypt ~63,700 responses per CPU-second, end to end ~24,800
 per CPU-second (0.39 of the floor; 0.45 by wall clock, 27,900/s); peak RSS 218.1 vs 233.9 MiB
 for a tenth of the responses vs all, the difference being the page size (README, "Export
-bench"). The issue's target (200,000/s, 0.5 of the floor) is not met: two AES-GCM calls and
-SQLite's fetch and sort of a response already take ~7-9 us; beyond the floor, msgpack decoding,
-building the observation columns and the Parquet write cost most.
+bench"). After the garbage-collection and two-pass changes (200,000 responses, quiet machine,
+2026-11-23 10:38 UTC): read and decrypt ~126,000 per CPU-second, end to end ~48,900 (0.39 of
+the floor by CPU, 0.44 by wall clock). The issue's target (200,000/s, 0.5 of the floor) is not
+met: beyond the floor, building the observation columns, the Parquet write and msgpack
+decoding cost most.
 
 ``python -m bench.bench_exports [--responses N] [--per-patient N]``; the default is 1,000,000
 responses (seeding both databases takes ~3 minutes; pass fewer to try it quickly).

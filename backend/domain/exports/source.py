@@ -423,7 +423,7 @@ async def _treatment(
             _se.n2o_concentration_percent,
             _se.ketamine_mg_per_kg,
             _se.esketamine_mg,
-            # Ciphertexts only when they are to be opened (the last step of the write pass).
+            # Ciphertexts only when they are to be opened (the write pass).
             (_se.observations_ct if observations else null()).label("observations_ct"),
         )
         .where(
