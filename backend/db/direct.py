@@ -136,10 +136,6 @@ class DirectStatement:
             for record in raw
         ]
 
-    async def first(self, connection: AsyncConnection, parameters: Mapping[str, Any]) -> Any:
-        rows = await self.all(connection, parameters)
-        return rows[0] if rows else None
-
 
 def _direct_capable(connection: AsyncConnection) -> bool:
     return is_one_hop(connection) or connection.dialect.driver == "asyncpg"

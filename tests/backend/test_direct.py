@@ -90,7 +90,7 @@ async def test_rows_and_types_match_sqlalchemys(engine: AsyncEngine) -> None:
     assert [(r.id, r.at) for r in inserted] == [(first["id"], first["at"])]
 
     async with engine.connect() as connection:
-        direct = await _BY_NAME.first(connection, {"name": "first"})
+        [direct] = await _BY_NAME.all(connection, {"name": "first"})
         core = (await connection.execute(select(_things).where(_t.name == "first"))).one()
         everything = (await connection.execute(_ALL)).all()
     assert tuple(direct) == tuple(core)
@@ -104,7 +104,7 @@ async def test_rows_and_types_match_sqlalchemys(engine: AsyncEngine) -> None:
     assert direct.count == 7
     assert [r.name for r in everything] == ["first", "second"]
     async with engine.connect() as connection:
-        later = await _BY_NAME.first(connection, {"name": "second"})
+        [later] = await _BY_NAME.all(connection, {"name": "second"})
     assert later.at == datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
     assert later.at.utcoffset() == timedelta(0)
 
@@ -115,7 +115,6 @@ async def test_union_with_literals_and_no_rows(engine: AsyncEngine) -> None:
         await _INSERT.all(connection, row)
         parts = await _PARTS.all(connection, {"name": "only"})
         assert await _BY_NAME.all(connection, {"name": "absent"}) == []
-        assert await _BY_NAME.first(connection, {"name": "absent"}) is None
     assert sorted((p.part, p.id) for p in parts) == [(0, row["id"]), (1, row["id"])]
 
 

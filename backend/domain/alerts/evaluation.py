@@ -267,7 +267,7 @@ async def _store_occurrence(
 class EvaluationPlan(NamedTuple):
     """What evaluating a patient found, before anything is stored (`plan_evaluation`)."""
 
-    routing: PatientRouting | None
+    routing: PatientRouting
     keys: OwnerKeys | None
     new: list[AlertCandidate]
     """Triggers never seen before, oldest first (an alert's first occurrence is its earliest
@@ -343,7 +343,7 @@ async def act_on_plan(
     """Store each new trigger of ``plan`` once and act on it (module doc), in the caller's
     transaction. Returns what the patient's app must show now, most urgent first as the engine
     ordered them."""
-    if not plan.new or plan.routing is None:
+    if not plan.new:
         return []
     connection = await session.connection()
     keys = plan.keys

@@ -100,6 +100,11 @@ _CURRENT_COURSE: Final = (
     .order_by(*CURRENT_COURSE_FIRST)
     .limit(1)
 )
+CURRENT_COURSE_ID: Final = (
+    _CURRENT_COURSE.with_only_columns(_COURSES.c.id).correlate(None).scalar_subquery()
+)
+"""The current course's id of the patient whose id is the ``patient_id`` parameter, for other
+statements (never correlated: it reads its own courses, also beside a join with them)."""
 
 
 async def responses_of(connection: AsyncConnection, patient_id: uuid.UUID) -> list[AnyRow]:

@@ -2,6 +2,7 @@
 submission hot path, where ORM objects cost what users feel (shared/ceilings.md §3)."""
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final, NamedTuple, cast
 
@@ -17,7 +18,7 @@ from backend.db.models.questionnaire_response import QuestionnaireResponse
 from backend.db.models.treatment import TreatmentCourse
 from backend.domain.alerts.rows import AnyRow
 from backend.domain.alerts.sources import (
-    CURRENT_COURSE_FIRST,
+    CURRENT_COURSE_ID,
     CourseParts,
     CourseRef,
     Part,
@@ -90,22 +91,6 @@ _NEWEST_OVERRIDE = (
     .correlate(_PATIENTS)
     .scalar_subquery()
 )
-_CURRENT_COURSE_ID = (
-    select(_COURSES.c.id)
-    .where(_COURSES.c.patient_id == _P.id)
-    .order_by(*CURRENT_COURSE_FIRST)
-    .limit(1)
-    .correlate(_PATIENTS)
-    .scalar_subquery()
-)
-# The same course, for the course's parts (which read no patient row).
-_PATIENTS_CURRENT_COURSE_ID = (
-    select(_COURSES.c.id)
-    .where(_COURSES.c.patient_id == bindparam("patient_id"))
-    .order_by(*CURRENT_COURSE_FIRST)
-    .limit(1)
-    .scalar_subquery()
-)
 _PATIENT_PART: Final = 3  # after the course's parts 0-2 (`sources.course_part_selects`)
 _SUBMISSION_CONTEXT: Final = DirectStatement(
     padded_union(
@@ -126,12 +111,12 @@ _SUBMISSION_CONTEXT: Final = DirectStatement(
                 "retired_at": _K.retired_at,
             },
             (_P.id == bindparam("patient_id"),),
-            _PATIENTS.outerjoin(_COURSES, _COURSES.c.id == _CURRENT_COURSE_ID).outerjoin(
+            _PATIENTS.outerjoin(_COURSES, _COURSES.c.id == CURRENT_COURSE_ID).outerjoin(
                 DATA_KEYS,
                 and_(_K.owner_id == _P.id, _K.wrapped_dek.is_not(None), _K.destroyed_at.is_(None)),
             ),
         ),
-        *course_part_selects(_PATIENTS_CURRENT_COURSE_ID),
+        *course_part_selects(CURRENT_COURSE_ID),
     )
 )
 
@@ -175,31 +160,30 @@ async def insert_unless_duplicate(
     return inserted
 
 
-# Built once: constructing a statement (and its cache key) per call cost more than executing it.
 _NEW_RESPONSE_COLUMNS: Final = tuple(NewResponse.__struct_fields__)
+
+
+def _insert_response(insert: Callable[[Table], Any]) -> Any:
+    """The response's insert in a dialect (`postgresql.insert`, `sqlite.insert`): every
+    `NewResponse` field a parameter, nothing on a repeated idempotency key, the id returned."""
+    return (
+        insert(TABLE)
+        .values({name: bindparam(name) for name in _NEW_RESPONSE_COLUMNS})
+        .on_conflict_do_nothing(index_elements=["patient_id", "idempotency_key"])
+        .returning(_c.id)
+    )
+
+
+# Built once: constructing a statement (and its cache key) per call cost more than executing it.
 _INSERT_UNLESS_DUPLICATE = {
-    "postgresql": DirectStatement(
-        postgresql.insert(TABLE)
-        .on_conflict_do_nothing(index_elements=["patient_id", "idempotency_key"])
-        .returning(_c.id)
-    ),
-    "sqlite": DirectStatement(
-        sqlite.insert(TABLE)
-        .on_conflict_do_nothing(index_elements=["patient_id", "idempotency_key"])
-        .returning(_c.id)
-    ),
+    "postgresql": DirectStatement(_insert_response(postgresql.insert)),
+    "sqlite": DirectStatement(_insert_response(sqlite.insert)),
 }
 _AUDIT_PREFIX: Final = "audit_"
 
 
 def _insert_audited_postgres() -> Select[Any]:
-    inserted = (
-        postgresql.insert(TABLE)
-        .values({name: bindparam(name) for name in _NEW_RESPONSE_COLUMNS})
-        .on_conflict_do_nothing(index_elements=["patient_id", "idempotency_key"])
-        .returning(_c.id)
-        .cte("inserted")
-    )
+    inserted = _insert_response(postgresql.insert).cte("inserted")
     # One audit row per row the insert returned: none for a duplicate.
     audited = (
         AUDIT_EVENTS.insert()
