@@ -8,7 +8,9 @@ response, the item values once per item, and Arrow's `take` repeats the former f
 What is per response is vectorised too: record ids are base32-encoded for a whole page at once
 (`base32_ids`), and a patient's responses, being in time order, are placed on the treatment time
 line by a few binary searches per course and session, the hours then computed by Arrow over the
-page (`_hours`, rounded exactly as Python's `round` does).
+page (`_hours`, rounded exactly as Python's `round` does). A page's answers come as columns
+too when its documents allow it (`stored_answers.answer_columns`: `AnswerColumns`), else as
+objects (`FlatAnswers`).
 The rows, their order (a response's items in stored order, then its total) and their values are
 exactly those of `deid.deidentify` (`tests/exports/test_columnar.py` compares the two).
 """
@@ -21,7 +23,7 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from itertools import chain, islice, pairwise
 from operator import attrgetter
-from typing import Any, Final, NamedTuple, Protocol
+from typing import Final, NamedTuple, Protocol, cast
 
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
@@ -91,6 +93,58 @@ def flat_answers(answers: Sequence[Sequence[Answer]]) -> FlatAnswers:
     return FlatAnswers(list(map(len, answers)), list(chain.from_iterable(answers)))
 
 
+class _ReadAnswer(NamedTuple):
+    link_id: str
+    value: bool | int | float | str
+
+
+class AnswerColumns:
+    """Many responses' answers as Arrow columns, read without a Python object per answer
+    (`stored_answers.answer_columns`): `counts[i]` answers for the i-th response, then every
+    answer's link id (`variables`) and value (`values`, numbers only) in response order."""
+
+    __slots__ = ("counts", "offsets", "values", "variables")
+
+    def __init__(
+        self, counts: pa.Array, offsets: pa.Array, variables: pa.Array, values: pa.Array
+    ) -> None:
+        self.counts = counts
+        self.offsets = offsets
+        """Where each response's answers start, and the end of the last (int64)."""
+        self.variables = variables
+        self.values = values
+
+    @classmethod
+    def of(cls, counts: pa.Array, variables: pa.Array, values: pa.Array) -> AnswerColumns:
+        counts = counts.cast(pa.int64())
+        offsets = pa.concat_arrays([_arange(1), pc.cumulative_sum(counts)])
+        return cls(counts, offsets, variables, values)
+
+    @property
+    def responses(self) -> int:
+        return len(self.counts)
+
+    def slice(self, start: int, end: int) -> AnswerColumns:
+        """Responses `start` to `end` (no copy)."""
+        first, last = self.offsets[start].as_py(), self.offsets[end].as_py()
+        return AnswerColumns(
+            self.counts.slice(start, end - start),
+            self.offsets.slice(start, end - start + 1),
+            self.variables.slice(first, last - first),
+            self.values.slice(first, last - first),
+        )
+
+    def flat(self) -> FlatAnswers:
+        """The same answers as objects (a page whose other patients' answers are objects)."""
+        answers = [
+            _ReadAnswer(link_id, value)
+            for link_id, value in zip(
+                self.variables.to_pylist(), self.values.to_pylist(), strict=True
+            )
+        ]
+        return FlatAnswers(self.counts.to_pylist(), answers)
+
+
 class ObservationColumns:
     """Collects responses (already decrypted and decoded) and builds the observations batch."""
 
@@ -115,8 +169,8 @@ class ObservationColumns:
         self._total: list[float | None] = []
         self._band: list[str | None] = []
         self._prorated: list[bool] = []
-        self._answer_counts: list[int] = []
-        self._answers: list[Answer] = []
+        self._answers: list[FlatAnswers | AnswerColumns] = []
+        """Each patient's answers as they were added, in order."""
         self.instruments: set[tuple[str, str, str]] = set()
 
     def __len__(self) -> int:
@@ -131,13 +185,14 @@ class ObservationColumns:
         instrument_ids: Sequence[str],
         instrument_versions: Sequence[str],
         scorer_versions: Sequence[str],
-        answers: Sequence[Sequence[Answer]] | FlatAnswers,
+        answers: Sequence[Sequence[Answer]] | FlatAnswers | AnswerColumns,
         scores: Sequence[Score],
     ) -> None:
         """One patient's responses, in the order they are to be exported (by time answered).
         Parallel sequences, one entry per response; `response_ids` as the ids' 16 bytes,
         `authored` as aware datetimes or microseconds since the epoch (`instants_us`),
-        `answers` each response's, or all of them in one list (`FlatAnswers`)."""
+        `answers` each response's, all of them in one list (`FlatAnswers`), or as columns
+        (`AnswerColumns`)."""
         n = len(response_ids)
         times = [at if isinstance(at, int) else _micros(at) for at in authored]
         self._authored += times
@@ -152,11 +207,15 @@ class ObservationColumns:
         self._total += [None if s.total is None else float(s.total) for s in scores]
         self._band += [s.band for s in scores]
         self._prorated += [s.prorated for s in scores]
-        flat = answers if isinstance(answers, FlatAnswers) else flat_answers(answers)
-        if len(flat.counts) != n:
+        if isinstance(answers, AnswerColumns):
+            part: FlatAnswers | AnswerColumns = answers
+            responses = answers.responses
+        else:
+            part = answers if isinstance(answers, FlatAnswers) else flat_answers(answers)
+            responses = len(part.counts)
+        if responses != n:
             raise ValueError("one answer count per response")
-        self._answer_counts += flat.counts
-        self._answers += flat.answers
+        self._answers.append(part)
         self.instruments.update(
             zip(instrument_ids, instrument_versions, scorer_versions, strict=True)
         )
@@ -220,7 +279,7 @@ class ObservationColumns:
         # Response P's block of final rows is its counts[P] items, then its total. Final row p
         # belongs to response P = parents[p]; before it come P totals, so an item row takes
         # item p - P, and a total row (the last of its block) takes total P.
-        block_end = pc.cumulative_sum(pc.add(pa.array(counts, pa.int64()), _ONE))
+        block_end = pc.cumulative_sum(pc.add(counts.cast(pa.int64()), _ONE))
         rows = int(block_end[-1].as_py())
         positions = _arange(rows)
         parents = pc.list_parent_indices(
@@ -258,12 +317,7 @@ class ObservationColumns:
             "instrument_version": pc.take(pa.array(self._instrument_version, pa.string()), parents),
             "scorer_version": pc.take(pa.array(self._scorer_version, pa.string()), parents),
             "variable": pc.take(
-                pa.concat_arrays(
-                    [
-                        pa.array(variables, pa.string()),
-                        pa.array(["total"] * responses, pa.string()),
-                    ]
-                ),
+                pa.concat_arrays([variables, pa.array(["total"] * responses, pa.string())]),
                 gather,
             ),
             "value": pc.take(
@@ -289,26 +343,39 @@ class ObservationColumns:
 
     def _items(
         self,
-    ) -> tuple[list[int], list[str], pa.Array, list[str] | None, pa.Array] | None:
+    ) -> tuple[pa.Array, pa.Array, pa.Array, list[str] | None, pa.Array] | None:
         """(items per response, variables, values, kinds (None: all "item"), texts) of the
         exported answers."""
-        flat = self._answers
-        values: list[Any] = list(map(_values, flat))
+        parts = self._answers
+        if all(isinstance(part, AnswerColumns) for part in parts):
+            # Numbers only, read as columns: no object per answer.
+            read = cast(list[AnswerColumns], parts)
+            values = pa.concat_arrays([part.values for part in read])
+            return (
+                pa.concat_arrays([part.counts for part in read]),
+                pa.concat_arrays([part.variables for part in read]),
+                values,
+                None,
+                pa.nulls(len(values), pa.string()),
+            )
+        flat = [part.flat() if isinstance(part, AnswerColumns) else part for part in parts]
+        counts = list(chain.from_iterable(part.counts for part in flat))
+        answers = list(chain.from_iterable(part.answers for part in flat))
         try:
-            numbers = pa.array(values, pa.float64())
+            numbers = pa.array(list(map(_values, answers)), pa.float64())
         except (pa.ArrowInvalid, pa.ArrowTypeError):
-            return self._items_with_text()
+            return self._items_with_text(counts, answers)
         return (
-            self._answer_counts,
-            list(map(_link_ids, flat)),
+            pa.array(counts, pa.int64()),
+            pa.array(list(map(_link_ids, answers)), pa.string()),
             numbers,
             None,
-            pa.nulls(len(flat), pa.string()),
+            pa.nulls(len(answers), pa.string()),
         )
 
     def _items_with_text(
-        self,
-    ) -> tuple[list[int], list[str], pa.Array, list[str] | None, pa.Array]:
+        self, answer_counts: list[int], flat: list[Answer]
+    ) -> tuple[pa.Array, pa.Array, pa.Array, list[str] | None, pa.Array]:
         # Some answer is text (a free-text item): dropped unless the export opted in (§E.1).
         keep_text = self._profile.include_free_text
         counts: list[int] = []
@@ -316,8 +383,8 @@ class ObservationColumns:
         values: list[float | None] = []
         kinds: list[str] = []
         texts: list[str | None] = []
-        answers = iter(self._answers)
-        for count in self._answer_counts:
+        answers = iter(flat)
+        for count in answer_counts:
             n = 0
             for answer in islice(answers, count):
                 value = answer.value
@@ -335,8 +402,8 @@ class ObservationColumns:
                 n += 1
             counts.append(n)
         return (
-            counts,
-            variables,
+            pa.array(counts, pa.int64()),
+            pa.array(variables, pa.string()),
             pa.array(values, pa.float64()),
             kinds,
             pa.array(texts, pa.string()),

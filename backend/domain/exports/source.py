@@ -23,7 +23,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import date
 from functools import partial
-from itertools import chain
 from typing import Any, Final, cast
 
 import msgspec
@@ -37,7 +36,7 @@ from backend.db.models.patient import Patient
 from backend.db.models.questionnaire_response import QuestionnaireResponse
 from backend.db.models.treatment import TreatmentCourse, TreatmentSession
 from backend.db.sqlite_driver import is_one_hop, run_in_driver_thread
-from backend.domain.exports.columnar import FlatAnswers, ObservationColumns, instants_us
+from backend.domain.exports.columnar import ObservationColumns, instants_us
 from backend.domain.exports.deid import (
     DeidentificationProfile,
     PatientContext,
@@ -67,6 +66,7 @@ from backend.domain.exports.records import (
     merge_batches,
 )
 from backend.domain.exports.session_observations import SealedObservations, open_observations
+from backend.domain.exports.stored_answers import answer_columns, decode_answers, msgpack_array
 from backend.keyring.service import Keyring, OwnerKeys
 
 PATIENTS: Final = cast(Table, Patient.__table__)  # type: ignore[attr-defined]
@@ -100,13 +100,6 @@ _ROUTE: Final[dict[str, Route]] = {
 }
 
 
-class _StoredAnswer(msgspec.Struct, frozen=True, rename="camel", gc=False):
-    """An answer as `responses.service` stores it (msgpack of `questionnaires.answers.Answer`)."""
-
-    link_id: str
-    value: bool | int | float | str
-
-
 class _StoredScore(msgspec.Struct, frozen=True, gc=False):
     """The fields of `questionnaires.scoring.Score` an export uses; the rest is skipped unread."""
 
@@ -115,29 +108,7 @@ class _StoredScore(msgspec.Struct, frozen=True, gc=False):
     prorated: bool = False
 
 
-_decode_many_answers = msgspec.msgpack.Decoder(list[tuple[_StoredAnswer, ...]]).decode
 _decode_many_scores = msgspec.msgpack.Decoder(list[_StoredScore]).decode
-_DECODE_CHUNK: Final = 128
-"""Responses whose answers are decoded at a time: their tuples are dropped as soon as the
-answers are in one flat list, so they never pile up into the garbage collector's thresholds."""
-
-
-def _decode_answers(plaintexts: list[bytes]) -> FlatAnswers:
-    """The answers of many responses, decoded (each response's document checked as before: an
-    array of answers) and kept in one list (`columnar.FlatAnswers`)."""
-    counts: list[int] = []
-    answers: list[_StoredAnswer] = []
-    for start in range(0, len(plaintexts), _DECODE_CHUNK):
-        nested = _decode_many_answers(_msgpack_array(plaintexts[start : start + _DECODE_CHUNK]))
-        counts += map(len, nested)
-        answers += chain.from_iterable(nested)
-    return FlatAnswers(counts, answers)
-
-
-def _msgpack_array(items: list[bytes]) -> bytes:
-    """Many msgpack documents as one msgpack array (an array32 header, then the documents):
-    one decoder call for a whole group instead of one per field."""
-    return b"\xdd" + len(items).to_bytes(4, "big") + b"".join(items)
 
 
 def consenting(clinic_ids: Sequence[uuid.UUID]) -> Any:
@@ -289,28 +260,40 @@ class PreparedGroup:
             return None, columns.instruments
         ids = page.ids
         authored = instants_us(utc_instants(page.authored))
+        opened: list[tuple[PatientContext, int, int, list[bytes]]] = []
+        answers: list[bytes] = []
         for owner, start, end in _runs(page.patient_ids):
             found = self._exported.get(owner)
             if found is None:
                 continue  # not in the export (suppressed by the gate)
             context, keys = found
-            run_ids = ids[start:end]
-            answers, scores = _open_responses(
+            run_answers, scores = _open_responses(
                 keys,
-                uuid_texts(run_ids),
+                uuid_texts(ids[start:end]),
                 page.answers_ct[start:end],
                 page.scores_ct[start:end],
             )
+            answers += run_answers
+            opened.append((context, start, end, scores))
+        # The page's answers read at once, as columns when they are all numbers in the compact
+        # form (`stored_answers`), else decoded patient by patient.
+        read = answer_columns(answers) if answers else None
+        at = 0
+        for context, start, end, scores in opened:
+            n = end - start
             columns.add_patient(
                 context,
-                response_ids=uuid_bytes_of(run_ids),
+                response_ids=uuid_bytes_of(ids[start:end]),
                 authored=authored[start:end],
                 instrument_ids=page.instrument_ids[start:end],
                 instrument_versions=page.instrument_versions[start:end],
                 scorer_versions=page.scorer_versions[start:end],
-                answers=_decode_answers(answers),
-                scores=_decode_many_scores(_msgpack_array(scores)),
+                answers=decode_answers(answers[at : at + n])
+                if read is None
+                else read.slice(at, at + n),
+                scores=_decode_many_scores(msgpack_array(scores)),
             )
+            at += n
         return columns.batch(schema), columns.instruments
 
 
