@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import chain, islice, pairwise
 from operator import attrgetter
 from typing import Final, NamedTuple, Protocol, cast
@@ -54,8 +54,6 @@ _NEAR_HALF: Final = pa.scalar(1e-6, pa.float64())
 _FALSE: Final = pa.scalar(False, pa.bool_())
 _TOTAL: Final = pa.scalar("total", pa.string())
 _ITEM: Final = pa.scalar("item", pa.string())
-_NO_TEXT: Final = pa.scalar(None, pa.string())
-_NO_FLAG: Final = pa.scalar(None, pa.bool_())
 _link_ids = attrgetter("link_id")
 _values = attrgetter("value")
 
@@ -296,49 +294,54 @@ class ObservationColumns:
         at = pa.array(self._authored, pa.int64())
         since_start = _hours(pc.subtract(at, pa.array(self._course_start, pa.int64())))
         since_session = _hours(pc.subtract(at, pa.array(self._session_start, pa.int64())))
-        day = pc.floor(pc.divide(since_start, _HOURS_PER_DAY)).cast(pa.int32())
-        shifted = pc.add(at, pa.array(self._shift, pa.int64())).cast(_INSTANT)
-        null_str = pa.nulls(responses, pa.string())
-        kind = (
-            pc.if_else(is_total, _TOTAL, _ITEM)
-            if kinds is None
-            else pc.take(
-                pa.concat_arrays(
-                    [pa.array(kinds, pa.string()), pa.array(["total"] * responses, pa.string())]
-                ),
-                gather,
+
+        def per_response(values: pa.Array) -> pa.Array:
+            return pc.take(values, parents)
+
+        def per_row(items: pa.Array, totals: pa.Array) -> pa.Array:
+            return pc.take(pa.concat_arrays([items, totals]), gather)
+
+        def kind() -> pa.Array:
+            if kinds is None:
+                return pc.if_else(is_total, _TOTAL, _ITEM)
+            return per_row(
+                pa.array(kinds, pa.string()), pa.array(["total"] * responses, pa.string())
             )
-        )
-        columns: dict[str, pa.Array] = {
-            "study_id": pc.take(pa.array(self._study_id, pa.string()), parents),
-            "record_id": pc.take(base32_ids(self._record_digest), parents),
+
+        # Built only when the schema has the column (the default profile has neither the text
+        # of free-text answers nor shifted times).
+        columns: dict[str, Callable[[], pa.Array]] = {
+            "study_id": lambda: per_response(pa.array(self._study_id, pa.string())),
+            "record_id": lambda: per_response(base32_ids(self._record_digest)),
             "kind": kind,
-            "instrument_id": pc.take(pa.array(self._instrument_id, pa.string()), parents),
-            "instrument_version": pc.take(pa.array(self._instrument_version, pa.string()), parents),
-            "scorer_version": pc.take(pa.array(self._scorer_version, pa.string()), parents),
-            "variable": pc.take(
-                pa.concat_arrays([variables, pa.array(["total"] * responses, pa.string())]),
-                gather,
+            "instrument_id": lambda: per_response(pa.array(self._instrument_id, pa.string())),
+            "instrument_version": lambda: per_response(
+                pa.array(self._instrument_version, pa.string())
             ),
-            "value": pc.take(
-                pa.concat_arrays([values, pa.array(self._total, pa.float64())]), gather
+            "scorer_version": lambda: per_response(pa.array(self._scorer_version, pa.string())),
+            "variable": lambda: per_row(variables, pa.array(["total"] * responses, pa.string())),
+            "value": lambda: per_row(values, pa.array(self._total, pa.float64())),
+            "value_text": lambda: per_row(texts, pa.nulls(responses, pa.string())),
+            # Band and prorated are the total's: null on the item rows.
+            "band": lambda: per_row(
+                pa.nulls(item_rows, pa.string()), pa.array(self._band, pa.string())
             ),
-            "value_text": pc.take(pa.concat_arrays([texts, null_str]), gather),
-            "band": pc.if_else(
-                is_total, pc.take(pa.array(self._band, pa.string()), parents), _NO_TEXT
+            "prorated": lambda: per_row(
+                pa.nulls(item_rows, pa.bool_()), pa.array(self._prorated, pa.bool_())
             ),
-            "prorated": pc.if_else(
-                is_total, pc.take(pa.array(self._prorated, pa.bool_()), parents), _NO_FLAG
+            "course_index": lambda: per_response(pa.array(self._course_index, pa.int32())),
+            "session_index": lambda: per_response(pa.array(self._session_index, pa.int32())),
+            "hours_since_session": lambda: per_response(since_session),
+            "hours_since_course_start": lambda: per_response(since_start),
+            "day_since_course_start": lambda: per_response(
+                pc.floor(pc.divide(since_start, _HOURS_PER_DAY)).cast(pa.int32())
             ),
-            "course_index": pc.take(pa.array(self._course_index, pa.int32()), parents),
-            "session_index": pc.take(pa.array(self._session_index, pa.int32()), parents),
-            "hours_since_session": pc.take(since_session, parents),
-            "hours_since_course_start": pc.take(since_start, parents),
-            "day_since_course_start": pc.take(day, parents),
-            "shifted_time": pc.take(shifted, parents),
+            "shifted_time": lambda: per_response(
+                pc.add(at, pa.array(self._shift, pa.int64())).cast(_INSTANT)
+            ),
         }
         return pa.RecordBatch.from_arrays(
-            [columns[field.name].cast(field.type) for field in schema], schema=schema
+            [columns[field.name]().cast(field.type) for field in schema], schema=schema
         )
 
     def _items(
