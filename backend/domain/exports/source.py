@@ -27,7 +27,7 @@ from typing import Any, Final, cast
 
 import msgspec
 import pyarrow as pa  # type: ignore[import-untyped]
-from sqlalchemy import Select, String, Table, func, null, select, type_coerce
+from sqlalchemy import Select, String, Table, bindparam, func, null, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -98,6 +98,8 @@ _ROUTE: Final[dict[str, Route]] = {
     "iv_ketamine": "intravenous",
     "esketamine": "intranasal",
 }
+_RAW: Final = String()
+"""Read as the driver returns it (`type_coerce`): no SQLAlchemy conversion per value."""
 
 
 class _StoredScore(msgspec.Struct, frozen=True, gc=False):
@@ -370,6 +372,51 @@ async def read_group(
     return group, (rows[-1].id if len(rows) == limit else None)
 
 
+# The treatment history as the driver returns it (`_RAW`, as the response pages): SQLAlchemy's
+# conversions (a `uuid.UUID` per id, a datetime per timestamp through a type decorator) and its
+# `Row` attributes were most of reading a group's history, which both passes read. Each patient's
+# id is converted once, a session's course id is its course's, the rest as `driver_values` does:
+# the same values (`tests/exports/test_treatment_history.py` compares the two reads).
+_TREATMENT_IDS: Final = bindparam("ids", expanding=True, type_=_co.patient_id.type)
+_COURSES: Final = (
+    select(
+        type_coerce(_co.id, _RAW).label("id"),
+        type_coerce(_co.patient_id, _RAW).label("patient_id"),
+        _co.modality,
+        type_coerce(_co.started_at, _RAW).label("started_at"),
+    )
+    .where(_co.patient_id.in_(_TREATMENT_IDS), _co.started_at.is_not(None))
+    .order_by(_co.patient_id, _co.started_at, _co.id)
+)
+
+
+def _sessions_statement(observations: bool) -> Select[Any]:
+    return (
+        select(
+            type_coerce(_se.id, _RAW).label("id"),
+            type_coerce(_se.course_id, _RAW).label("course_id"),
+            type_coerce(_se.patient_id, _RAW).label("patient_id"),
+            _se.modality,
+            type_coerce(_se.started_at, _RAW).label("started_at"),
+            type_coerce(_se.ended_at, _RAW).label("ended_at"),
+            _se.n2o_concentration_percent,
+            _se.ketamine_mg_per_kg,
+            _se.esketamine_mg,
+            # Ciphertexts only when they are to be opened (the write pass).
+            (_se.observations_ct if observations else null()).label("observations_ct"),
+        )
+        .where(
+            _se.patient_id.in_(_TREATMENT_IDS),
+            _se.started_at.is_not(None),
+            _se.status.in_(("started", "completed")),
+        )
+        .order_by(_se.patient_id, _se.started_at, _se.id)
+    )
+
+
+_SESSIONS: Final = {wanted: _sessions_statement(wanted) for wanted in (False, True)}
+
+
 async def _treatment(
     connection: AsyncConnection, ids: list[uuid.UUID], *, observations: bool
 ) -> tuple[
@@ -382,61 +429,64 @@ async def _treatment(
     sealed: dict[uuid.UUID, list[SealedObservations]] = {}
     if not ids:
         return courses, sessions, sealed
-    known: set[uuid.UUID] = set()
-    course_rows = await connection.execute(
-        select(_co.id, _co.patient_id, _co.modality, _co.started_at)
-        .where(_co.patient_id.in_(ids), _co.started_at.is_not(None))
-        .order_by(_co.patient_id, _co.started_at, _co.id)
-    )
-    for row in course_rows.all():
-        known.add(row.id)
-        courses.setdefault(row.patient_id, []).append(
+    # By driver value (SQLite's hex text, PostgreSQL's UUID): each patient converted once.
+    patients: dict[Any, uuid.UUID] = {}
+
+    def patient_of(value: Any) -> uuid.UUID:
+        found = patients.get(value)
+        if found is None:
+            found = patients[value] = as_uuid(value)
+        return found
+
+    known: dict[Any, uuid.UUID] = {}
+    """The courses read, by their id's driver value: a session of another course is left out."""
+    # Rows unpacked as tuples: a `Row` attribute costs ~0.3 us, a dozen of them per session.
+    for course, patient, modality, started_at in (
+        await connection.execute(_COURSES, {"ids": ids})
+    ).all():
+        course_id = known[course] = as_uuid(course)
+        courses.setdefault(patient_of(patient), []).append(
             TreatmentCourseRecord(
-                course_id=row.id, modality=_MODALITY[row.modality], started_at=row.started_at
+                course_id=course_id,
+                modality=_MODALITY[modality],
+                started_at=utc_instant(started_at),
             )
         )
-    session_rows = await connection.execute(
-        select(
-            _se.id,
-            _se.course_id,
-            _se.patient_id,
-            _se.modality,
-            _se.started_at,
-            _se.ended_at,
-            _se.n2o_concentration_percent,
-            _se.ketamine_mg_per_kg,
-            _se.esketamine_mg,
-            # Ciphertexts only when they are to be opened (the write pass).
-            (_se.observations_ct if observations else null()).label("observations_ct"),
-        )
-        .where(
-            _se.patient_id.in_(ids),
-            _se.started_at.is_not(None),
-            _se.status.in_(("started", "completed")),
-        )
-        .order_by(_se.patient_id, _se.started_at, _se.id)
-    )
-    for srow in session_rows.all():
-        row = cast(Any, srow)
-        if row.course_id not in known:
+    for (
+        session,
+        course,
+        patient,
+        modality,
+        started_at,
+        ended_at,
+        n2o_percent,
+        ketamine_mg_per_kg,
+        esketamine_mg,
+        observations_ct,
+    ) in (await connection.execute(_SESSIONS[observations], {"ids": ids})).all():
+        of_course = known.get(course)
+        if of_course is None:
             continue
-        dose, unit = _dose(row)
-        sessions.setdefault(row.patient_id, []).append(
+        course_id = of_course
+        session_id = as_uuid(session)
+        patient_id = patient_of(patient)
+        dose, unit = _dose(modality, n2o_percent, ketamine_mg_per_kg, esketamine_mg)
+        sessions.setdefault(patient_id, []).append(
             TreatmentSessionRecord(
-                session_id=row.id,
-                course_id=row.course_id,
-                modality=_MODALITY[row.modality],
-                started_at=row.started_at,
-                ended_at=row.ended_at,
+                session_id=session_id,
+                course_id=course_id,
+                modality=_MODALITY[modality],
+                started_at=utc_instant(started_at),
+                ended_at=None if ended_at is None else utc_instant(ended_at),
                 dose=dose,
                 dose_unit=unit,
-                route=_ROUTE[row.modality],
+                route=_ROUTE[modality],
             )
         )
-        if row.observations_ct is not None:
-            sealed.setdefault(row.patient_id, []).append(
+        if observations_ct is not None:
+            sealed.setdefault(patient_id, []).append(
                 SealedObservations(
-                    session_id=row.id, course_id=row.course_id, ciphertext=row.observations_ct
+                    session_id=session_id, course_id=course_id, ciphertext=observations_ct
                 )
             )
     return courses, sessions, sealed
@@ -490,20 +540,21 @@ async def _alerts(
     return found
 
 
-def _dose(row: Any) -> tuple[float | None, str | None]:
-    if row.modality == "n2o" and row.n2o_concentration_percent is not None:
-        return float(row.n2o_concentration_percent), "%"
-    if row.modality == "iv_ketamine" and row.ketamine_mg_per_kg is not None:
-        return float(row.ketamine_mg_per_kg), "mg/kg"
-    if row.modality == "esketamine" and row.esketamine_mg is not None:
-        return float(row.esketamine_mg), "mg"
+def _dose(
+    modality: str, n2o_percent: Any, ketamine_mg_per_kg: Any, esketamine_mg: Any
+) -> tuple[float | None, str | None]:
+    if modality == "n2o" and n2o_percent is not None:
+        return float(n2o_percent), "%"
+    if modality == "iv_ketamine" and ketamine_mg_per_kg is not None:
+        return float(ketamine_mg_per_kg), "mg/kg"
+    if modality == "esketamine" and esketamine_mg is not None:
+        return float(esketamine_mg), "mg"
     return None, None
 
 
 # Response columns read as the driver returns them: SQLAlchemy's per-value conversions (a
 # `uuid.UUID` per id, a datetime per timestamp) cost as much as decrypting the row; the worker
 # thread converts only what it needs (`driver_values.uuid_text`, `utc_instant`).
-_RAW: Final = String()
 _RESPONSE_COLUMNS: Final = (
     type_coerce(_r.id, _RAW).label("id"),
     type_coerce(_r.patient_id, _RAW).label("patient_id"),
