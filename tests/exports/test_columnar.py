@@ -169,9 +169,8 @@ def test_responses_out_of_time_order_are_placed_one_by_one() -> None:
     raise AssertionError("no patient with two responses")
 
 
-def test_parquet_keeps_statistics_where_they_prune(tmp_path: Path) -> None:
-    """Observation row groups carry min/max for the study id and the numbers and times (what
-    readers filter on), not for random record ids or strings every row group holds."""
+def _write_clinic_observations(directory: Path) -> pa.RecordBatch:
+    """The synthetic clinic's observations written through `ExportWriter` into `directory`."""
     profile = DeidentificationProfile()
     timelines = [_as_stored(t, i) for i, t in enumerate(clinic(Identifiers()))]
     decision = gate(timelines, profile)
@@ -198,12 +197,19 @@ def test_parquet_keeps_statistics_where_they_prune(tmp_path: Path) -> None:
         name="stats", profile=profile, k_anonymity=decision.report, software_version="test"
     )
     with ExportWriter(
-        tmp_path / "bundle", description, formats=ExportFormats(parquet=True, csv=False)
+        directory, description, formats=ExportFormats(parquet=True, csv=False)
     ) as writer:
         batch = columns.batch(writer.observations_schema)
         assert batch is not None
         writer.write_observations(batch, columns.instruments)
         writer.finish()
+    return batch
+
+
+def test_parquet_keeps_statistics_where_they_prune(tmp_path: Path) -> None:
+    """Observation row groups carry min/max for the study id and the numbers and times (what
+    readers filter on), not for random record ids or strings every row group holds."""
+    _write_clinic_observations(tmp_path / "bundle")
     metadata = pq.ParquetFile(tmp_path / "bundle" / "parquet" / "observations.parquet").metadata
     group = metadata.row_group(0)
     with_stats = {
@@ -213,3 +219,19 @@ def test_parquet_keeps_statistics_where_they_prune(tmp_path: Path) -> None:
     }
     assert {"study_id", "value", "hours_since_course_start", "session_index"} <= with_stats
     assert not {"record_id", "variable", "kind"} & with_stats
+
+
+def test_parquet_record_ids_are_written_plain_and_read_back_the_same(tmp_path: Path) -> None:
+    """A record id is its response's alone, so its column has no dictionary (which would hold
+    nearly every value); the other strings keep theirs. The values read back are the rows."""
+    batch = _write_clinic_observations(tmp_path / "bundle")
+    path = tmp_path / "bundle" / "parquet" / "observations.parquet"
+    group = pq.ParquetFile(path).metadata.row_group(0)
+    dictionary = {
+        group.column(i).path_in_schema
+        for i in range(group.num_columns)
+        if group.column(i).has_dictionary_page
+    }
+    assert "record_id" not in dictionary
+    assert {"study_id", "kind", "variable", "instrument_id"} <= dictionary
+    assert pq.read_table(path) == pa.Table.from_batches([batch])

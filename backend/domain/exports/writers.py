@@ -93,6 +93,14 @@ def _statistics_columns(schema: pa.Schema) -> list[str]:
     return [f.name for f in schema if f.name == "study_id" or not pa.types.is_string(f.type)]
 
 
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Columns written dictionary-encoded: all but the record id. A record id is the same for a
+    response's rows and for no other, so its dictionary holds nearly every value of the row group
+    and saves nothing; hashing each value into it was ~4% of writing the observations, and plain
+    values compress smaller. The values read back are the same."""
+    return [name for name in schema.names if name != "record_id"]
+
+
 class _TableSink:
     """Buffers one table's rows as Arrow batches and flushes a full row group to Parquet and
     CSV."""
@@ -118,6 +126,7 @@ class _TableSink:
                 directory / "parquet" / f"{table.name}.parquet",
                 self.schema,
                 compression=compression,
+                use_dictionary=_dictionary_columns(self.schema),
                 write_statistics=_statistics_columns(self.schema),
             )
             if formats.parquet
