@@ -3,6 +3,8 @@ document outside the compact numeric form is left to msgspec."""
 
 from __future__ import annotations
 
+import sys
+
 import msgspec
 import pytest
 from hypothesis import given
@@ -117,3 +119,31 @@ def test_damaged_documents_are_left_to_msgspec_which_refuses_them() -> None:
         assert answer_columns([good, damaged]) is None
         with pytest.raises(msgspec.DecodeError):
             decode_answers([good, damaged])
+
+
+class _ImportAttempts:
+    """A meta path finder that records every module an import looks for, and finds none."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        self.names.append(name)
+
+
+def test_reading_a_page_attempts_no_import() -> None:
+    """A Python number passed to a compute function makes pyarrow try to import optional modules
+    (dateutil, pandas) that are not installed, on every call: ~0.1 ms each. The reader passes
+    Arrow scalars only."""
+    page = [
+        _stored([Answer(link_id=f"phq9-{i}", value=(i + n) % 4) for i in range(1, 10)])
+        for n in range(50)
+    ]
+    assert answer_columns(page) is not None  # anything imported once, imported now
+    attempts = _ImportAttempts()
+    sys.meta_path.insert(0, attempts)
+    try:
+        assert answer_columns(page) is not None
+    finally:
+        sys.meta_path.remove(attempts)
+    assert attempts.names == []
