@@ -57,7 +57,12 @@ async def submit(
         # As the HTTP route does: the patient, keys, parameters and course read in one statement.
         now = clock.now()
         ref, prefetched = await service.submitting_patient(
-            session, runtime.keyring, patient.id, clinic_id=patient.clinic_id, now=now
+            session,
+            runtime.keyring,
+            patient.id,
+            clinic_id=patient.clinic_id,
+            now=now,
+            instrument_id=instrument.id,
         )
         result = await service.submit_response(
             session,

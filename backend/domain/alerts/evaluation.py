@@ -43,7 +43,12 @@ from backend.domain.alerts.history import NOT_READ, NotRead, SubmittedResponse, 
 from backend.domain.alerts.parameters import AlertParameters
 from backend.domain.alerts.reminders import push_check_in_reminder
 from backend.domain.alerts.routing import first_responders, notify_staff
-from backend.domain.alerts.sources import CourseParts, CourseRef, recently_active_patients
+from backend.domain.alerts.sources import (
+    CourseParts,
+    CourseRef,
+    PriorResponses,
+    recently_active_patients,
+)
 from backend.keyring.service import Keyring, OwnerKeys
 from backend.lib.ids import uuid7
 from backend.system.metrics import count_alert
@@ -287,13 +292,15 @@ async def plan_evaluation(
     parameters: AlertParameters | None = None,
     course: CourseRef | NotRead | None = NOT_READ,
     parts: CourseParts | NotRead | None = NOT_READ,
+    prior: PriorResponses | None = None,
 ) -> EvaluationPlan:
     """Evaluate every rule for the patient as of ``now``; reads only. `act_on_plan` then stores
     the new triggers and acts on them, in the transaction that must hold them.
 
-    ``routing``, ``keys``, ``parameters``, ``course`` and ``parts``: the patient's row and keys,
-    the clinic's alert parameters, the current course and its parts if the caller (a
-    submission) already read them; read here otherwise. ``submitted``: the response a
+    ``routing``, ``keys``, ``parameters``, ``course``, ``parts`` and ``prior``: the patient's
+    row and keys, the clinic's alert parameters, the current course and its parts, the latest
+    answers around the submission, if the caller (a submission) already read them; read here
+    otherwise. ``submitted``: the response a
     submission is storing, whose triggers are wanted now (`history.patient_timeline`).
     """
     connection = await session.connection()
@@ -316,6 +323,7 @@ async def plan_evaluation(
         submitted=submitted,
         course=course,
         parts=parts,
+        prior=prior,
     )
     # A phone's clock may run up to a few minutes ahead (responses.service.MAX_CLOCK_SKEW); the
     # engine ignores data authored after `now`, and a suicide item must never wait for the clock.

@@ -193,6 +193,7 @@ async def _submission_rows(
     submitted: SubmittedResponse,
     course_since: datetime | None,
     baseline_ids: list[uuid.UUID],
+    prior: sources.PriorResponses | None,
 ) -> list[AnyRow] | None:
     """The stored rows of a submission's scope but the submission itself; None when the whole
     history is needed."""
@@ -203,6 +204,7 @@ async def _submission_rows(
         b12_instrument_id=B12_RISK_INSTRUMENT,
         response_id=submitted.id,
         since=course_since,
+        prior=prior,
     )
     previous = scope.previous
     if previous is not None and (previous.authored_at, previous.id) > (
@@ -237,9 +239,11 @@ async def patient_timeline(
     submitted: SubmittedResponse | None = None,
     course: sources.CourseRef | NotRead | None = NOT_READ,
     parts: sources.CourseParts | NotRead | None = NOT_READ,
+    prior: sources.PriorResponses | None = None,
 ) -> PatientTimeline:
     """``keys``, ``course``, ``parts``: the patient's keys, current course and its parts
-    (`sources.course_parts` as of ``now``) if the caller already read them in this transaction.
+    (`sources.course_parts` as of ``now``) if the caller already read them in this transaction;
+    ``prior``: the latest answers around ``submitted`` (`sources.submission_scope`), likewise.
 
     ``submitted``: evaluating right after that submission. Its triggers, the course's and the
     re-ask pairing around it are exactly those of the whole history (`scope_is_exact`), without
@@ -275,6 +279,7 @@ async def patient_timeline(
             submitted,
             course_since,
             [b.response_id for b in baseline_rows],
+            prior,
         )
 
     async def decrypted_rows(rows: list[AnyRow]) -> list[_Decrypted]:

@@ -49,14 +49,16 @@ _RESPONSE_COLUMNS: Final = (
 )
 
 
-def _latest_other(instrument_parameter: str) -> Subquery:
+def _latest_other(instrument_parameter: str, *, but_response: bool = True) -> Subquery:
+    """The latest response (by authored time, id) to the instrument named by the parameter;
+    ``but_response``: other than the one whose id is the ``response_id`` parameter."""
+    conditions = [_R.patient_id == bindparam("patient_id")]
+    conditions.append(_R.instrument_id == bindparam(instrument_parameter))
+    if but_response:
+        conditions.append(_R.id != bindparam("response_id"))
     return (
         select(*_RESPONSE_COLUMNS)
-        .where(
-            _R.patient_id == bindparam("patient_id"),
-            _R.instrument_id == bindparam(instrument_parameter),
-            _R.id != bindparam("response_id"),
-        )
+        .where(*conditions)
         .order_by(_R.authored_at.desc(), _R.id.desc())
         .limit(1)
         .subquery()
@@ -75,14 +77,39 @@ _SCOPE_PARTS: Final = (
     _part(_LATEST_B12, _latest_other("b12_instrument_id").c),
 )
 _SCOPE: Final = DirectStatement(union_all(*_SCOPE_PARTS))
-_SCOPE_SINCE: Final = DirectStatement(
-    union_all(
-        *_SCOPE_PARTS,
-        _part(_SINCE_PART, _RESPONSE_COLUMNS).where(
-            _R.patient_id == bindparam("patient_id"), _R.authored_at >= bindparam("since")
-        ),
-    )
+_SINCE_CONDITIONS: Final = (
+    _R.patient_id == bindparam("patient_id"),
+    _R.authored_at >= bindparam("since"),
 )
+_SCOPE_SINCE: Final = DirectStatement(
+    union_all(*_SCOPE_PARTS, _part(_SINCE_PART, _RESPONSE_COLUMNS).where(*_SINCE_CONDITIONS))
+)
+_ONLY_SINCE: Final = DirectStatement(select(*_RESPONSE_COLUMNS).where(*_SINCE_CONDITIONS))
+
+
+def prior_response_parts(previous: int, latest_b12: int) -> tuple["Part", "Part"]:
+    """For a `padded_union` read before a submission is stored (`PriorResponses`): the latest
+    response to the instrument named by the ``instrument_id`` parameter (part ``previous``) and
+    to the one named by ``b12_instrument_id`` (part ``latest_b12``), of the patient whose id is
+    the ``patient_id`` parameter. Not stored yet, the submission cannot be either of them."""
+    parts = []
+    for number, parameter in ((previous, "instrument_id"), (latest_b12, "b12_instrument_id")):
+        latest = _latest_other(parameter, but_response=False)
+        columns = {column.name: column for column in latest.c}
+        parts.append(Part(number, columns, (), latest))
+    return parts[0], parts[1]
+
+
+class PriorResponses(NamedTuple):
+    """What `submission_scope` would read as ``previous`` and ``latest_b12``, read by the caller
+    before the submission was stored (`prior_response_parts`)."""
+
+    instrument_id: str
+    """The instrument ``previous`` answered (the submission's)."""
+    previous: AnyRow | None
+    latest_b12: AnyRow | None
+
+
 _RESPONSES_OF: Final = (
     select(*_RESPONSE_COLUMNS)
     .where(_R.patient_id == bindparam("patient_id"))
@@ -128,16 +155,24 @@ async def submission_scope(
     b12_instrument_id: str,
     response_id: uuid.UUID,
     since: datetime | None,
+    prior: PriorResponses | None = None,
 ) -> SubmissionScope:
     """The latest answer (by authored time, id) to the submission's instrument and to the B12
     risk items other than the submission itself, and, when ``since`` is given, every response
-    authored at or after it: one statement."""
-    parameters: dict[str, Any] = {
-        "patient_id": patient_id,
-        "instrument_id": instrument_id,
-        "b12_instrument_id": b12_instrument_id,
-        "response_id": response_id,
-    }
+    authored at or after it: one statement. ``prior``: the first two as the caller already read
+    them (`prior_response_parts`); then only ``since`` is read, if given."""
+    parameters: dict[str, Any] = {"patient_id": patient_id}
+    if prior is not None and prior.instrument_id == instrument_id:
+        since_rows: list[AnyRow] = []
+        if since is not None:
+            parameters["since"] = since
+            since_rows = list(await _ONLY_SINCE.all(connection, parameters))
+        return SubmissionScope(
+            previous=prior.previous, latest_b12=prior.latest_b12, since=since_rows
+        )
+    parameters.update(
+        instrument_id=instrument_id, b12_instrument_id=b12_instrument_id, response_id=response_id
+    )
     statement = _SCOPE
     if since is not None:
         statement = _SCOPE_SINCE

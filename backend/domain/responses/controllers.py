@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
@@ -19,6 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.db.models.clinic import Clinic
 from backend.db.models.patient import Patient
+from backend.deps import provide_runtime, unit_of_work
 from backend.domain.responses import service
 from backend.domain.responses.schemas import (
     IdempotencyKey,
@@ -29,7 +30,7 @@ from backend.domain.responses.schemas import (
 )
 from backend.identity.access import Scope, access
 from backend.identity.audit_trail import audit, audit_event
-from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
+from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal, provide_principal
 from backend.identity.roles import Role
 from backend.lib.errors import Gone, InvalidInput, NotFound
 from backend.state import Runtime
@@ -64,38 +65,48 @@ def _idempotency_key(header: str | None) -> str | None:
 
 
 async def _submit(
-    session: AsyncSession,
-    runtime: Runtime,
-    principal: Principal,
+    request: Request[Any, Any, Any],
     submission: ResponseSubmission,
     idempotency_key: str | None,
     source: str,
 ) -> SubmissionResult:
-    now = runtime.clock.now()
-    patient, prefetched = await service.submitting_patient(
-        session, runtime.keyring, principal.subject_id, clinic_id=principal.clinic_id, now=now
-    )
-    return await service.submit_response(
-        session,
-        runtime.keyring,
-        patient=patient,
-        prefetched=prefetched,
-        submission=submission,
-        idempotency_key=_idempotency_key(idempotency_key),
-        now=now,
-        source=source,
-        whole_unit_of_work=True,  # the route commits right after; nothing else is written
-        # Stored with the response, not for a replay (resource_id: the new response's id).
-        audit=audit_event(
-            runtime,
-            actor=principal,
-            action="response.create",
-            resource_type="questionnaire_response",
-            resource_id=None,
-            clinic_id=patient.clinic_id,
-            purpose="treatment",
-        ),
-    )
+    # The hot path: the runtime, the caller and the unit of work are taken here, one after the
+    # other, not as three dependencies (Litestar resolves a batch of them in an anyio task group,
+    # three tasks per request).
+    runtime = provide_runtime(request.app.state)
+    principal = provide_principal(request)
+    key = _idempotency_key(idempotency_key)
+    async with unit_of_work(runtime) as session:
+        now = runtime.clock.now()
+        patient, prefetched = await service.submitting_patient(
+            session,
+            runtime.keyring,
+            principal.subject_id,
+            clinic_id=principal.clinic_id,
+            now=now,
+            instrument_id=submission.instrument_id,
+        )
+        return await service.submit_response(
+            session,
+            runtime.keyring,
+            patient=patient,
+            prefetched=prefetched,
+            submission=submission,
+            idempotency_key=key,
+            now=now,
+            source=source,
+            whole_unit_of_work=True,  # committed right after; nothing else is written
+            # Stored with the response, not for a replay (resource_id: the new response's id).
+            audit=audit_event(
+                runtime,
+                actor=principal,
+                action="response.create",
+                resource_type="questionnaire_response",
+                resource_id=None,
+                clinic_id=patient.clinic_id,
+                purpose="treatment",
+            ),
+        )
 
 
 _PATIENT_SUBMITS = access(Role.PATIENT, scope=Scope.SELF)
@@ -115,15 +126,13 @@ class ResponseController(Controller):
     )
     async def submit(
         self,
+        request: Request[Any, Any, Any],
         data: JSONBody[ResponseSubmission],
-        runtime: NamedDependency[Runtime],
-        db_session: NamedDependency[AsyncSession],
-        principal: NamedDependency[Principal],
         idempotency_key: Annotated[
             str | None, HeaderParameter(name="Idempotency-Key", required=False)
         ] = None,
     ) -> SubmissionResult:
-        return await _submit(db_session, runtime, principal, data, idempotency_key, "app")
+        return await _submit(request, data, idempotency_key, "app")
 
     @get(
         "/patients/{patient_id:uuid}/responses",
@@ -202,10 +211,8 @@ class FhirQuestionnaireResponseController(Controller):
     )
     async def create(
         self,
+        request: Request[Any, Any, Any],
         data: JSONBody[dict[str, Any]],
-        runtime: NamedDependency[Runtime],
-        db_session: NamedDependency[AsyncSession],
-        principal: NamedDependency[Principal],
         idempotency_key: Annotated[
             str | None, HeaderParameter(name="Idempotency-Key", required=False)
         ] = None,
@@ -229,4 +236,4 @@ class FhirQuestionnaireResponseController(Controller):
             answers=parsed.answers,
             authored=authored_at,
         )
-        return await _submit(db_session, runtime, principal, submission, idempotency_key, "fhir")
+        return await _submit(request, submission, idempotency_key, "fhir")

@@ -22,9 +22,11 @@ from backend.domain.alerts.sources import (
     CourseParts,
     CourseRef,
     Part,
+    PriorResponses,
     collect_course_parts,
     course_part_selects,
     padded_union,
+    prior_response_parts,
 )
 from backend.domain.alerts.store import NEWEST_OVERRIDE_FIRST, OVERRIDES
 from backend.keyring.service import DATA_KEYS
@@ -49,17 +51,34 @@ class SubmissionContext(NamedTuple):
     """The current course's sessions, baselines and unanswered check-ins due by ``now``."""
     key_rows: list[AnyRow]
     """The patient's live data-key rows (`Keyring.keys_from_rows`); none once erased."""
+    prior: PriorResponses
+    """The patient's latest stored answers to the submitted instrument and to the B12 risk
+    items (what the alert rules read around a submission, `alerts.sources.submission_scope`)."""
 
 
 async def submission_context(
-    connection: AsyncConnection, patient_id: uuid.UUID, now: datetime
+    connection: AsyncConnection,
+    patient_id: uuid.UUID,
+    now: datetime,
+    *,
+    instrument_id: str,
+    b12_instrument_id: str,
 ) -> SubmissionContext | None:
     """The patient row, their live data keys, their clinic's alert parameters, their current
-    course and its sessions, baselines and unanswered check-ins (due by ``now``), in one round
-    trip instead of five: each statement costs more CPU here than the database spends on it
-    (README, submissions bench). The patient's part has one row per live key (one, two during a
-    rotation), the patient's columns repeated. None: no such patient."""
-    rows = await _SUBMISSION_CONTEXT.all(connection, {"patient_id": patient_id, "now": now})
+    course and its sessions, baselines and unanswered check-ins (due by ``now``), and their
+    latest answers to ``instrument_id`` and ``b12_instrument_id``, in one round trip instead of
+    six: each statement costs more CPU here than the database spends on it (README, submissions
+    bench). The patient's part has one row per live key (one, two during a rotation), the
+    patient's columns repeated. None: no such patient."""
+    rows = await _SUBMISSION_CONTEXT.all(
+        connection,
+        {
+            "patient_id": patient_id,
+            "now": now,
+            "instrument_id": instrument_id,
+            "b12_instrument_id": b12_instrument_id,
+        },
+    )
     patient_rows = [row for row in rows if row.part == _PATIENT_PART]
     if not patient_rows:
         return None
@@ -78,6 +97,11 @@ async def submission_context(
         course=course,
         parts=None if course is None else collect_course_parts(rows),
         key_rows=[row for row in patient_rows if row.dek_version is not None],
+        prior=PriorResponses(
+            instrument_id=instrument_id,
+            previous=next((row for row in rows if row.part == _PREVIOUS_PART), None),
+            latest_b12=next((row for row in rows if row.part == _LATEST_B12_PART), None),
+        ),
     )
 
 
@@ -92,6 +116,8 @@ _NEWEST_OVERRIDE = (
     .scalar_subquery()
 )
 _PATIENT_PART: Final = 3  # after the course's parts 0-2 (`sources.course_part_selects`)
+_PREVIOUS_PART: Final = 4
+_LATEST_B12_PART: Final = 5
 _SUBMISSION_CONTEXT: Final = DirectStatement(
     padded_union(
         Part(
@@ -117,6 +143,7 @@ _SUBMISSION_CONTEXT: Final = DirectStatement(
             ),
         ),
         *course_part_selects(CURRENT_COURSE_ID),
+        *prior_response_parts(_PREVIOUS_PART, _LATEST_B12_PART),
     )
 )
 

@@ -20,9 +20,9 @@ from backend.db.direct import outside_transaction
 from backend.domain.alerts.candidate import PatientAction
 from backend.domain.alerts.clinic_settings import parameters_from_override
 from backend.domain.alerts.evaluation import act_on_plan, plan_evaluation
-from backend.domain.alerts.history import NOT_READ, SubmittedResponse
+from backend.domain.alerts.history import B12_RISK_INSTRUMENT, NOT_READ, SubmittedResponse
 from backend.domain.alerts.parameters import AlertParameters
-from backend.domain.alerts.sources import CourseParts, CourseRef
+from backend.domain.alerts.sources import CourseParts, CourseRef, PriorResponses
 from backend.domain.check_ins.linking import link_response
 from backend.domain.responses import repository
 from backend.domain.responses.schemas import (
@@ -78,6 +78,8 @@ class Prefetched(NamedTuple):
     parts: CourseParts | None
     """That course's sessions, baselines and unanswered check-ins due by the submission's
     ``now`` (None without a course)."""
+    prior: PriorResponses
+    """The latest stored answers the alert rules read around the submission."""
 
 
 class _Routing(NamedTuple):
@@ -93,15 +95,22 @@ async def submitting_patient(
     *,
     clinic_id: uuid.UUID | None,
     now: datetime,
+    instrument_id: str,
 ) -> tuple[PatientRef, Prefetched]:
-    """The submitting patient and what their submission reads before it writes, in one statement
-    (`repository.submission_context`). NotFound for no such patient in ``clinic_id``, Forbidden
-    when their monitoring is not active (withdrawn or erased)."""
+    """The submitting patient and what their submission (to ``instrument_id``) reads before it
+    writes, in one statement (`repository.submission_context`). NotFound for no such patient in
+    ``clinic_id``, Forbidden when their monitoring is not active (withdrawn or erased)."""
     connection = await session.connection()
     # Before the key rows are read (`Keyring.owner_keys`): a shred in between stays uncached.
     generation = keyring.generation
     with outside_transaction():  # a read: no BEGIN for it (`submit_response`)
-        context = await repository.submission_context(connection, patient_id, now)
+        context = await repository.submission_context(
+            connection,
+            patient_id,
+            now,
+            instrument_id=instrument_id,
+            b12_instrument_id=B12_RISK_INSTRUMENT,
+        )
     if context is None or context.clinic_id != clinic_id:
         raise NotFound("no such patient")
     if context.status != "active":
@@ -120,6 +129,7 @@ async def submitting_patient(
         parameters=parameters_from_override(context.override_document),
         course=context.course,
         parts=context.parts,
+        prior=context.prior,
     )
     return patient, prefetched
 
@@ -310,6 +320,7 @@ async def submit_response(
             submitted=SubmittedResponse(
                 id=response_id, authored=authored_at, score=score, answers=submission.answers
             ),
+            prior=None if prefetched is None else prefetched.prior,
         )
     if whole_unit_of_work and not plan.new:
         # Nothing else to write: on PostgreSQL the response and its audit event are one atomic
