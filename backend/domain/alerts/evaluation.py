@@ -300,8 +300,8 @@ async def plan_evaluation(
     ``routing``, ``keys``, ``parameters``, ``course``, ``parts`` and ``prior``: the patient's
     row and keys, the clinic's alert parameters, the current course and its parts, the latest
     answers around the submission, if the caller (a submission) already read them; read here
-    otherwise. ``submitted``: the response a
-    submission is storing, whose triggers are wanted now (`history.patient_timeline`).
+    otherwise. ``submitted``: the response a submission is storing, whose triggers are wanted
+    now (`history.patient_timeline`).
     """
     connection = await session.connection()
     if routing is None:

@@ -52,8 +52,10 @@ _RESPONSE_COLUMNS: Final = (
 def _latest_other(instrument_parameter: str, *, but_response: bool = True) -> Subquery:
     """The latest response (by authored time, id) to the instrument named by the parameter;
     ``but_response``: other than the one whose id is the ``response_id`` parameter."""
-    conditions = [_R.patient_id == bindparam("patient_id")]
-    conditions.append(_R.instrument_id == bindparam(instrument_parameter))
+    conditions = [
+        _R.patient_id == bindparam("patient_id"),
+        _R.instrument_id == bindparam(instrument_parameter),
+    ]
     if but_response:
         conditions.append(_R.id != bindparam("response_id"))
     return (
