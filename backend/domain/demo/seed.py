@@ -182,6 +182,9 @@ async def _seed_patient(
             email=f"demo.patient{index + 1}@example.org",
             mrn=f"DEMO-{index + 1:04d}",
             care_team_id=care_team_id,
+            # Most demo patients agreed to research use, so `interlude export` has a cohort; a
+            # few declined, so the export visibly leaves them out.
+            research_consent=index % 4 != 3,
         ),
     )
     patient_id = created.patient.id
