@@ -6,6 +6,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlmodel import col
 
 from backend.db.models.patient import Patient
 from tests.conftest import SettingsFactory
@@ -21,7 +22,9 @@ async def _consenting(database_url: str) -> tuple[int, int]:
     try:
         async with engine.connect() as connection:
             yes = await connection.scalar(
-                select(func.count()).where(Patient.research_consent.is_(True))  # type: ignore[attr-defined]
+                select(func.count())
+                .select_from(Patient)
+                .where(col(Patient.research_consent).is_(True))
             )
             total = await connection.scalar(select(func.count()).select_from(Patient))
     finally:
