@@ -51,8 +51,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import msgspec
-import pyarrow as pa  # type: ignore[import-untyped]
-import pyarrow.parquet as pq  # type: ignore[import-untyped]
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from backend.config import Settings, load_settings
 from backend.crypto.blind_index import BlindIndexer

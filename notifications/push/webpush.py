@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Final
 from urllib.parse import urlsplit
 
-import http_ece  # type: ignore[import-untyped]
+import http_ece
 import httpx
 import jwt
 import msgspec

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from backend.domain.alerts.candidate import AlertCandidate
 from backend.domain.alerts.timeline import (
@@ -26,7 +28,7 @@ def response(
     instrument_id: str,
     response_id: str,
     authored: datetime,
-    answers: dict[str, AnswerValue],
+    answers: Mapping[str, AnswerValue],
     *,
     reask_of: str | None = None,
 ) -> ScoredResponse:
@@ -41,7 +43,7 @@ def response(
         instrument,
         response_id=response_id,
         authored=authored,
-        answers=answers,
+        answers=dict(answers),
         reask_of=reask_of,
     )
 
@@ -73,6 +75,7 @@ def sum_scale(
     others = [n for n in range(1, items + 1) if n != safety_item]
     base = {} if safety_item is None else {f"{prefix}-{safety_item}": safety_value}
     rest = total - (safety_value if safety_item is not None else 0)
+    result: ScoredResponse | None = None
     if not prorated:
         values = _spread(rest, len(others), top)
         answers: dict[str, AnswerValue] = {
@@ -81,7 +84,6 @@ def sum_scale(
         }
         result = response(instrument_id, response_id, authored, answers)
     else:
-        result = None
         for missing in (1, 2):
             kept = others[missing:]
             for points in range(len(kept) * top + 1):
@@ -96,7 +98,7 @@ def sum_scale(
                     break
             if result is not None:
                 break
-        assert result is not None, f"no prorated answers give {total}"
+    assert result is not None, f"no prorated answers give {total}"
     assert result.total == total
     return result
 
@@ -132,20 +134,22 @@ def n2o_session(
 
 
 def phq9_course(
-    baseline: int, scores: list[tuple[float, int]] | list[tuple[float, int, bool]], **extra: object
+    baseline: int,
+    scores: Sequence[tuple[float, int] | tuple[float, int, bool] | tuple[float, ...]],
+    **extra: Any,
 ) -> PatientTimeline:
     """The spec's test-vector set-up: PHQ-9 B0 a day before one N2O session at day 0;
     scores as (day, total) or (day, total, prorated); response ids are "d<day>"."""
     responses = [phq9("b0", day(-1), baseline)]
     for entry in scores:
-        d, total = entry[0], entry[1]
+        d, total = entry[0], int(entry[1])
         prorated = bool(entry[2]) if len(entry) > 2 else False
         responses.append(phq9(f"d{d:g}", day(d), total, prorated=prorated))
     return PatientTimeline(
         patient_id="p1",
         sessions=(n2o_session("s1", T0),),
         responses=tuple(responses),
-        **extra,  # type: ignore[arg-type]
+        **extra,
     )
 
 

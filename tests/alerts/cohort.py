@@ -73,6 +73,7 @@ def simulate_patient(rng: random.Random, index: int, *, p_missed: float) -> Simu
             break
     b0 = min(27.0, max(10.0, rng.gauss(20, 4)))
     intercept = rng.gauss(0, 2)
+    tau: float | None
     if trajectory_class == "non_responder":
         gain_fraction, tau = rng.uniform(0.0, 0.2), 3.0
     else:

@@ -1,6 +1,7 @@
 """Helpers for the stored-alert tests: submit through the real service, read the real tables."""
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,7 +47,7 @@ async def submit(
     clock: MovableClock,
     patient: PatientAccount,
     instrument_id: str,
-    answers: dict[str, AnswerValue],
+    answers: Mapping[str, AnswerValue],
     *,
     authored: datetime | None = None,
     commit: bool = True,

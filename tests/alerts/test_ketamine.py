@@ -108,6 +108,7 @@ def test_sedation_and_psychotic_symptoms_are_urgent():
     ],
 )
 def test_dissociation_counts_only_once_it_persists(hours_after_end, expected):
+    assert KETAMINE.end is not None
     at = KETAMINE.end + timedelta(hours=hours_after_end)
     assert evaluate(side_effects(at, **{"se-dissociation": 2})) == expected
 

@@ -73,7 +73,7 @@ async def _reminder_occurrences(world: World, patient_id: uuid.UUID, check_in_id
 async def _sent_check_in(world: World, patient_id: uuid.UUID, step: str) -> Any:
     """Record a session, then let the check-in timers issue the check-in at its due time."""
     await world.record(patient_id)
-    row = {r.step: r for r in await world.rows(patient_id)}[step]  # type: ignore[attr-defined]
+    row = {r.step: r for r in await world.rows(patient_id)}[step]
     world.clock._now = row.due_at
     await CheckInTimers(world.engine, instance="test-1", clock=world.clock).drain()
     return row

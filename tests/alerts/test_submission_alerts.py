@@ -200,16 +200,16 @@ async def test_rebound_is_found_in_stored_responses_and_sessions(
     assert await outbox_for(api, candidate.id) == []
 
     await submit(api, clock, patient, "phq9", phq9(15), authored=start + timedelta(days=10))
-    alerts = {a.kind: a for a in await alerts_of(api, patient.id)}
+    by_kind = {a.kind: a for a in await alerts_of(api, patient.id)}
     # Response (5 <= 10 = half of B0) lost at two scores 3 days apart is LOSS_OF_RESPONSE too.
-    assert {k: a.severity for k, a in alerts.items()} == {
+    assert {k: a.severity for k, a in by_kind.items()} == {
         "REBOUND_CANDIDATE": "info",
         "REBOUND_CONFIRMED": "routine",
         "LOSS_OF_RESPONSE": "routine",
     }
     # The confirming score is reported as REBOUND_CONFIRMED, not as a second candidate.
-    assert alerts["REBOUND_CANDIDATE"].occurrence_count == 1
-    confirmed = alerts["REBOUND_CONFIRMED"]
+    assert by_kind["REBOUND_CANDIDATE"].occurrence_count == 1
+    confirmed = by_kind["REBOUND_CONFIRMED"]
     assert (confirmed.severity, confirmed.rule_id) == ("routine", "rebound@1.0.0")
     assert [m.kind for m in await outbox_for(api, confirmed.id)] == ["alert"]
 

@@ -13,7 +13,7 @@ from backend.domain.alerts.timeline import (
     ScoredResponse,
     scored_response,
 )
-from questionnaires.answers import Answer, Submission
+from questionnaires.answers import Answer, AnswerValue, Submission
 from questionnaires.model import Item
 from questionnaires.registry import get_instrument, score_submission
 from tests.alerts.builders import day, sum_scale
@@ -194,7 +194,7 @@ def test_only_a_patients_text_items_reach_the_rule():
         answers=(Answer(link_id="se-nausea", value=0),),
     )
     score = score_submission(submission)
-    answers = {"se-note": "I want to die", "se-nausea": 0}
+    answers: dict[str, AnswerValue] = {"se-note": "I want to die", "se-nausea": 0}
     view = scored_response(score, with_note, response_id="r1", authored=day(1), answers=answers)
     assert view.free_text == (FreeText("se-note", "I want to die"),)
     assert "die" not in repr(view)

@@ -4,6 +4,7 @@ import asyncio
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select, text
@@ -30,7 +31,7 @@ NOW = T0 + timedelta(minutes=1)
 """When the tests verify: every event is within the sealing grace."""
 
 
-def _event(n: int, *, clinic: uuid.UUID | None = CLINIC, **changes: object) -> AuditEvent:
+def _event(n: int, *, clinic: uuid.UUID | None = CLINIC, **changes: Any) -> AuditEvent:
     fields: dict[str, object] = {
         "actor_id": f"staff-{n % 3}",
         "actor_role": "clinician",
@@ -235,7 +236,7 @@ async def test_concurrent_appends_form_one_valid_chain_per_clinic(
     ],
 )
 async def test_malformed_events_are_refused(
-    sessions: Sessions, changes: dict[str, object], message: str
+    sessions: Sessions, changes: dict[str, Any], message: str
 ) -> None:
     async with sessions() as session:
         with pytest.raises(ValueError, match=message):

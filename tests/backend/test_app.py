@@ -1,6 +1,7 @@
 """The running app: probes, problem details for every failure, request ids, start-up guards."""
 
 import logging
+from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
@@ -44,10 +45,10 @@ _TEST_ROUTES = [_create_reading, _boom, _touch_database]
 
 
 @pytest.fixture
-async def test_client(settings: Settings) -> "AsyncTestClient[Litestar]":
+async def test_client(settings: Settings) -> AsyncIterator["AsyncTestClient[Litestar]"]:
     app = create_app(settings, extra_route_handlers=_TEST_ROUTES)
     async with AsyncTestClient(app=app) as client:
-        yield client  # type: ignore[misc]
+        yield client
 
 
 async def test_healthz_and_readyz_answer_200(client: AsyncTestClient[Litestar]) -> None:

@@ -4,6 +4,7 @@ execution, on the real SQLite and PostgreSQL engines the service uses."""
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from sqlalchemy import (
@@ -147,16 +148,16 @@ async def test_errors_are_sqlalchemys_and_the_transaction_rolls_back(engine: Asy
     # Parameters (answers, ids) are not quoted in the message.
     assert "ciphertext" not in str(caught.value)
     async with engine.connect() as connection:
-        names = (await connection.execute(select(_t.name))).scalars().all()
-    assert names == ["taken"]
+        taken = (await connection.execute(select(_t.name))).scalars().all()
+    assert taken == ["taken"]
 
 
 def test_refuses_what_it_cannot_run() -> None:
     from sqlalchemy.dialects import postgresql, sqlite
 
-    names = bindparam("names", expanding=True)
+    names: Any = bindparam("names", expanding=True)
     expanding = DirectStatement(select(_t.id).where(_t.name.in_(names)))
-    for dialect in (postgresql.asyncpg.dialect(), sqlite.dialect()):  # type: ignore[attr-defined]
+    for dialect in (postgresql.asyncpg.dialect(), sqlite.dialect()):
         with pytest.raises(TypeError, match="expand"):
             expanding._compile(dialect)
 

@@ -56,12 +56,12 @@ async def test_lag_is_the_wait_of_the_oldest_due_open_unsent_check_in(
         world = await World(engine, clock=clock).setup()
         patient = await world.patient()
         await world.record(patient)
-        rows = sorted(await world.rows(patient), key=lambda r: _aware(r.due_at))  # type: ignore[attr-defined]
-        first_due = _aware(rows[0].due_at)  # type: ignore[attr-defined]
+        rows = sorted(await world.rows(patient), key=lambda r: _aware(r.due_at))
+        first_due = _aware(rows[0].due_at)
         # The check-ins due first (several can share an instant), and the next one after them.
-        first = [r.id for r in rows if _aware(r.due_at) == first_due]  # type: ignore[attr-defined]
-        second = next(r for r in rows if _aware(r.due_at) > first_due)  # type: ignore[attr-defined]
-        second_due = _aware(second.due_at)  # type: ignore[attr-defined]
+        first = [r.id for r in rows if _aware(r.due_at) == first_due]
+        second = next(r for r in rows if _aware(r.due_at) > first_due)
+        second_due = _aware(second.due_at)
 
         # Nothing due yet.
         assert _lag((await quiet_client.get("/metrics")).text) == 0.0
@@ -73,26 +73,26 @@ async def test_lag_is_the_wait_of_the_oldest_due_open_unsent_check_in(
         # Claimed but not yet sent still waits; once sent it no longer does.
         async with engine.begin() as connection:
             await connection.execute(
-                update(CHECK_INS).where(CHECK_INS.c.id.in_(first)).values(status="claimed")  # type: ignore[attr-defined]
+                update(CHECK_INS).where(CHECK_INS.c.id.in_(first)).values(status="claimed")
             )
         assert _lag((await quiet_client.get("/metrics")).text) == 75.0
         async with engine.begin() as connection:
             await connection.execute(
-                update(CHECK_INS).where(CHECK_INS.c.id.in_(first)).values(status="sent")  # type: ignore[attr-defined]
+                update(CHECK_INS).where(CHECK_INS.c.id.in_(first)).values(status="sent")
             )
         assert _lag((await quiet_client.get("/metrics")).text) == 0.0
 
         # A window that closed unsent is a missed check-in, not lag.
-        clock.advance(seconds=(_aware(second.closes_at) - clock.now()).total_seconds() + 1)  # type: ignore[attr-defined]
+        clock.advance(seconds=(_aware(second.closes_at) - clock.now()).total_seconds() + 1)
         waiting = [
             r
             for r in rows
-            if r.status in ("pending", "claimed")  # type: ignore[attr-defined]
-            and r.id not in first  # type: ignore[attr-defined]
-            and _aware(r.due_at) <= clock.now() < _aware(r.closes_at)  # type: ignore[attr-defined]
+            if r.status in ("pending", "claimed")
+            and r.id not in first
+            and _aware(r.due_at) <= clock.now() < _aware(r.closes_at)
         ]
         expected = (
-            (clock.now() - min(_aware(r.due_at) for r in waiting)).total_seconds()  # type: ignore[attr-defined]
+            (clock.now() - min(_aware(r.due_at) for r in waiting)).total_seconds()
             if waiting
             else 0.0
         )

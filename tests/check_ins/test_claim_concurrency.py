@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
@@ -28,8 +29,8 @@ PATIENTS = 10_000
 PER_PATIENT = 2
 
 
-def _table(model: object) -> object:
-    return model.__table__  # type: ignore[attr-defined]
+def _table(model: Any) -> Any:
+    return model.__table__
 
 
 async def seed(engine: AsyncEngine, patients: int, per_patient: int, now: object) -> None:
@@ -40,10 +41,10 @@ async def seed(engine: AsyncEngine, patients: int, per_patient: int, now: object
     async with engine.begin() as connection:
         await connection.execute(
             _table(Clinic).insert(),
-            [{"id": clinic, "name": f"c-{clinic}", "created_at": at}],  # type: ignore[attr-defined]
+            [{"id": clinic, "name": f"c-{clinic}", "created_at": at}],
         )
         await connection.execute(
-            _table(StaffMember).insert(),  # type: ignore[attr-defined]
+            _table(StaffMember).insert(),
             [
                 {
                     "id": staff,
@@ -58,7 +59,7 @@ async def seed(engine: AsyncEngine, patients: int, per_patient: int, now: object
             ids = [uuid7() for _ in range(min(2000, patients - first))]
             common = {"clinic_id": clinic}
             await connection.execute(
-                _table(Patient).insert(),  # type: ignore[attr-defined]
+                _table(Patient).insert(),
                 [
                     {
                         "id": p,
@@ -76,7 +77,7 @@ async def seed(engine: AsyncEngine, patients: int, per_patient: int, now: object
                 ],
             )
             await connection.execute(
-                _table(Device).insert(),  # type: ignore[attr-defined]
+                _table(Device).insert(),
                 [
                     {
                         "id": uuid7(),
@@ -95,7 +96,7 @@ async def seed(engine: AsyncEngine, patients: int, per_patient: int, now: object
             courses = {p: uuid7() for p in ids}
             sessions = {p: uuid7() for p in ids}
             await connection.execute(
-                _table(TreatmentCourse).insert(),  # type: ignore[attr-defined]
+                _table(TreatmentCourse).insert(),
                 [
                     {
                         "id": courses[p],
@@ -112,7 +113,7 @@ async def seed(engine: AsyncEngine, patients: int, per_patient: int, now: object
                 ],
             )
             await connection.execute(
-                _table(TreatmentSession).insert(),  # type: ignore[attr-defined]
+                _table(TreatmentSession).insert(),
                 [
                     {
                         "id": sessions[p],
@@ -133,7 +134,7 @@ async def seed(engine: AsyncEngine, patients: int, per_patient: int, now: object
                 ],
             )
             await connection.execute(
-                _table(CheckIn).insert(),  # type: ignore[attr-defined]
+                _table(CheckIn).insert(),
                 [
                     check_in_row(p, clinic, courses[p], sessions[p], n, now)
                     for p in ids
@@ -207,9 +208,7 @@ async def _pending(engine: AsyncEngine) -> int:
         left = await connection.scalar(
             select(func.count())
             .select_from(table)
-            .where(  # type: ignore[arg-type]
-                table.c.status.in_(("pending", "claimed"))  # type: ignore[attr-defined]
-            )
+            .where(table.c.status.in_(("pending", "claimed")))
         )
     return int(left or 0)
 
@@ -256,9 +255,7 @@ async def test_two_loops_hand_every_check_in_over_exactly_once(
         sent = await connection.scalar(
             select(func.count())
             .select_from(_table(CheckIn))
-            .where(  # type: ignore[attr-defined]
-                _table(CheckIn).c.status == "sent"  # type: ignore[attr-defined]
-            )
+            .where(_table(CheckIn).c.status == "sent")
         )
     assert (outbox, distinct, sent) == (total, total, total)
     assert a.stats.handed_over > 0
@@ -285,7 +282,7 @@ async def _statuses(engine: AsyncEngine) -> dict[str, int]:
     table = _table(CheckIn)
     async with engine.connect() as connection:
         rows = await connection.execute(
-            select(table.c.status, func.count()).group_by(table.c.status)  # type: ignore[attr-defined]
+            select(table.c.status, func.count()).group_by(table.c.status)
         )
     return {str(status): int(count) for status, count in rows.all()}
 

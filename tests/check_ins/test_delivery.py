@@ -58,9 +58,9 @@ async def test_due_check_ins_reach_the_outbox_once_per_device(world: World) -> N
     # running the timers twice at each.
     planned = await world.rows(patient)
     instants = sorted(
-        {r.due_at for r in planned}  # type: ignore[attr-defined]
-        | {r.closes_at for r in planned}  # type: ignore[attr-defined]
-        | {datetime.fromisoformat(t) for r in planned for t in r.reminders_at}  # type: ignore[attr-defined]
+        {r.due_at for r in planned}
+        | {r.closes_at for r in planned}
+        | {datetime.fromisoformat(t) for r in planned for t in r.reminders_at}
     )
     for instant in instants:
         for at in (instant, instant + timedelta(minutes=1)):
@@ -68,24 +68,24 @@ async def test_due_check_ins_reach_the_outbox_once_per_device(world: World) -> N
             await timers.drain()
             await timers.drain()
     rows = await world.rows(patient)
-    sent = [r for r in rows if r.sent_at is not None]  # type: ignore[attr-defined]
+    sent = [r for r in rows if r.sent_at is not None]
     assert sent, "nothing was sent"
     due = Counter(
         check_in for kind, check_in, _ in await _messages(world) if kind == MessageKind.CHECK_IN_DUE
     )
-    assert due == Counter({str(r.id): 2 for r in sent})  # type: ignore[attr-defined]
+    assert due == Counter({str(r.id): 2 for r in sent})
     # Nobody answered: every issued check-in closed as missed, and merged ones were never sent.
-    assert {r.status for r in rows} <= {"missed", "merged"}  # type: ignore[attr-defined]
-    assert all(r.sent_at is None for r in rows if r.status == "merged")  # type: ignore[attr-defined]
-    assert all(r.sent_at >= r.due_at for r in sent)  # type: ignore[attr-defined]
-    assert all(r.sent_at < r.closes_at for r in sent)  # type: ignore[attr-defined]
+    assert {r.status for r in rows} <= {"missed", "merged"}
+    assert all(r.sent_at is None for r in rows if r.status == "merged")
+    assert all(r.sent_at >= r.due_at for r in sent)
+    assert all(r.sent_at < r.closes_at for r in sent)
 
 
 async def test_reminders_go_out_while_unanswered_and_stop_when_answered(world: World) -> None:
     patient = await world.patient()
     await world.record(patient)
     timers = _timers(world)
-    rows = {r.step: r for r in await world.rows(patient)}  # type: ignore[attr-defined]
+    rows = {r.step: r for r in await world.rows(patient)}
     day3, day7 = rows["day-3"], rows["day-7"]
     assert day3.reminders_at
     assert day7.reminders_at
@@ -116,13 +116,13 @@ async def test_reminders_go_out_while_unanswered_and_stop_when_answered(world: W
 async def test_after_downtime_open_windows_are_sent_and_closed_ones_missed(world: World) -> None:
     patient = await world.patient()
     await world.record(patient)
-    rows = {r.step: r for r in await world.rows(patient)}  # type: ignore[attr-defined]
+    rows = {r.step: r for r in await world.rows(patient)}
     two_h, day1 = rows["2h"], rows["24h"]
     # Down from before the session until +24 h's window is open but +2 h's has closed.
     world.clock._now = day1.due_at + timedelta(hours=1)
     assert two_h.closes_at < world.now < day1.closes_at
     stats = await _timers(world).drain()
-    after = {r.step: r for r in await world.rows(patient)}  # type: ignore[attr-defined]
+    after = {r.step: r for r in await world.rows(patient)}
     assert after["2h"].status == "missed"
     assert after["2h"].sent_at is None
     assert after["24h"].status == "sent"
@@ -137,10 +137,10 @@ async def test_after_downtime_open_windows_are_sent_and_closed_ones_missed(world
 async def test_a_patient_without_devices_still_gets_the_check_in_issued(world: World) -> None:
     patient = await world.patient(devices=())
     await world.record(patient)
-    rows = {r.step: r for r in await world.rows(patient)}  # type: ignore[attr-defined]
+    rows = {r.step: r for r in await world.rows(patient)}
     world.clock._now = rows["2h"].due_at
     await _timers(world).drain()
-    after = {r.step: r for r in await world.rows(patient)}  # type: ignore[attr-defined]
+    after = {r.step: r for r in await world.rows(patient)}
     assert after["2h"].status == "sent"
     assert after["2h"].devices_notified == 0
     assert await world.outbox_count() == 0
@@ -149,7 +149,7 @@ async def test_a_patient_without_devices_still_gets_the_check_in_issued(world: W
 async def test_an_expired_lease_is_claimed_again_without_a_second_message(world: World) -> None:
     patient = await world.patient()
     await world.record(patient)
-    rows = {r.step: r for r in await world.rows(patient)}  # type: ignore[attr-defined]
+    rows = {r.step: r for r in await world.rows(patient)}
     world.clock._now = rows["2h"].due_at
     # An instance claimed it and died before handing it over (its transaction never committed
     # in our design, but a row left claimed by any path must not be lost).
@@ -170,7 +170,7 @@ async def test_an_expired_lease_is_claimed_again_without_a_second_message(world:
 async def test_the_device_resolver_decrypts_the_push_token(world: World) -> None:
     patient = await world.patient(devices=("android",))
     await world.record(patient)
-    rows = {r.step: r for r in await world.rows(patient)}  # type: ignore[attr-defined]
+    rows = {r.step: r for r in await world.rows(patient)}
     world.clock._now = rows["2h"].due_at
     await _timers(world).drain()
     (_, _, device_id), *_ = await _messages(world)
@@ -211,12 +211,12 @@ async def test_nothing_more_is_pushed_once_monitoring_stopped(world: World) -> N
     patient = await world.patient()
     await world.record(patient)
     timers = _timers(world)
-    rows = sorted(await world.rows(patient), key=lambda r: r.due_at)  # type: ignore[attr-defined]
-    first = next(r for r in rows if r.status == "pending")  # type: ignore[attr-defined]
-    world.clock._now = first.due_at  # type: ignore[attr-defined]
+    rows = sorted(await world.rows(patient), key=lambda r: r.due_at)
+    first = next(r for r in rows if r.status == "pending")
+    world.clock._now = first.due_at
     await timers.drain()
-    sent = next(r for r in await world.rows(patient) if r.id == first.id)  # type: ignore[attr-defined]
-    assert sent.status == "sent"  # type: ignore[attr-defined]
+    sent = next(r for r in await world.rows(patient) if r.id == first.id)
+    assert sent.status == "sent"
     before = len(await _messages(world))
 
     async with world.engine.begin() as connection:
@@ -225,14 +225,13 @@ async def test_nothing_more_is_pushed_once_monitoring_stopped(world: World) -> N
         )
     # Past every due time and reminder, before the windows close.
     instants = sorted(
-        {r.due_at for r in rows}  # type: ignore[attr-defined]
-        | {datetime.fromisoformat(t) for r in rows for t in r.reminders_at}  # type: ignore[attr-defined]
+        {r.due_at for r in rows} | {datetime.fromisoformat(t) for r in rows for t in r.reminders_at}
     )
     for instant in instants:
-        world.clock._now = instant  # type: ignore[attr-defined]
+        world.clock._now = instant
         await timers.drain()
     assert len(await _messages(world)) == before
-    after = {r.id: r.status for r in await world.rows(patient)}  # type: ignore[attr-defined]
+    after = {r.id: r.status for r in await world.rows(patient)}
     assert after[first.id] == "cancelled"
     assert "missed" not in after.values()
     assert {"sent", "claimed"}.isdisjoint(after.values())

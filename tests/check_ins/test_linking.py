@@ -37,10 +37,10 @@ async def world(engine: AsyncEngine) -> World:
 async def _ladder(world: World) -> tuple[uuid.UUID, dict[str, object]]:
     patient = await world.patient()
     await world.record(patient)
-    return patient, {r.step: r for r in await world.rows(patient)}  # type: ignore[attr-defined]
+    return patient, {r.step: r for r in await world.rows(patient)}
 
 
-async def _link(world: World, patient: uuid.UUID, check_in: object, instrument: str, **kw: object):  # type: ignore[no-untyped-def]
+async def _link(world: World, patient: uuid.UUID, check_in: object, instrument: str, **kw: object):
     async with world.sessions() as s, s.begin():
         return await link_response(
             s,
@@ -65,10 +65,10 @@ async def test_a_check_in_is_answered_when_every_instrument_is(world: World) -> 
     second = await _link(world, patient, day1, "side-effects")
     assert second.completed is True
     row = next(r for r in await world.rows(patient) if r.id == day1.id)  # type: ignore[attr-defined]
-    assert row.status == "answered"  # type: ignore[attr-defined]
-    assert row.answered_at == world.now  # type: ignore[attr-defined]
+    assert row.status == "answered"
+    assert row.answered_at == world.now
     # No reminder after it was answered.
-    assert row.next_reminder_at is None  # type: ignore[attr-defined]
+    assert row.next_reminder_at is None
 
 
 async def test_refusals_are_clear_client_errors(world: World) -> None:
@@ -138,8 +138,8 @@ async def test_submit_response_links_and_sets_late(world: World) -> None:
         )
     assert result.late is True
     row = next(r for r in await world.rows(patient) if r.id == day3.id)  # type: ignore[attr-defined]
-    assert row.status == "answered"  # type: ignore[attr-defined]
-    assert row.answered_response_id == result.response_id  # type: ignore[attr-defined]
+    assert row.status == "answered"
+    assert row.answered_response_id == result.response_id
     # Authored after the close: refused, nothing stored.
     world.clock._now = ladder["day-7"].closes_at + timedelta(minutes=1)  # type: ignore[attr-defined]
     late = ResponseSubmission(
@@ -166,7 +166,7 @@ async def test_a_check_in_answered_in_part_before_it_was_sent_is_neither_pushed_
     link = await _link(world, patient, day1, "madrs-s")
     assert link.completed is False
     row = next(r for r in await world.rows(patient) if r.id == day1.id)  # type: ignore[attr-defined]
-    assert (row.status, row.sent_at, row.answered_instruments) == ("sent", world.now, ["madrs-s"])  # type: ignore[attr-defined]
+    assert (row.status, row.sent_at, row.answered_instruments) == ("sent", world.now, ["madrs-s"])
 
     # Moving the session moves its unsent check-ins, not the one the patient is answering.
     async with world.sessions() as s, s.begin():
@@ -177,7 +177,7 @@ async def test_a_check_in_answered_in_part_before_it_was_sent_is_neither_pushed_
             data=SessionReschedule(planned_start=START + timedelta(days=2)),
             now=world.now,
         )
-    rows = {r.id: r for r in await world.rows(patient)}  # type: ignore[attr-defined]
+    rows = {r.id: r for r in await world.rows(patient)}
     assert rows[day1.id].due_at == day1.due_at  # type: ignore[attr-defined]
     assert rows[ladder["day-3"].id].due_at != ladder["day-3"].due_at  # type: ignore[attr-defined]
 
@@ -185,7 +185,7 @@ async def test_a_check_in_answered_in_part_before_it_was_sent_is_neither_pushed_
     world.clock._now = day1.due_at  # type: ignore[attr-defined]
     await CheckInTimers(world.engine, instance="t", clock=world.clock).drain()
     row = next(r for r in await world.rows(patient) if r.id == day1.id)  # type: ignore[attr-defined]
-    assert (row.status, row.devices_notified) == ("sent", 0)  # type: ignore[attr-defined]
-    assert row.next_reminder_at is not None  # type: ignore[attr-defined]
+    assert (row.status, row.devices_notified) == ("sent", 0)
+    assert row.next_reminder_at is not None
     done = await _link(world, patient, day1, "side-effects")
     assert done.completed is True

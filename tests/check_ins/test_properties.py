@@ -21,7 +21,7 @@ from backend.domain.check_ins.plans import (
     PatientSchedulingContext,
     PlannedSession,
 )
-from backend.domain.check_ins.protocols import default_protocol
+from backend.domain.check_ins.protocols import Modality, default_protocol
 from backend.domain.check_ins.quiet_hours import QuietHours, is_quiet
 from backend.domain.check_ins.replanning import apply_decision, replan
 
@@ -53,7 +53,8 @@ instants = st.integers(0, 4 * 365 * 24 * 60).map(
 
 @st.composite
 def sessions(draw: st.DrawFn, id: str = "s1", after: datetime | None = None) -> PlannedSession:
-    modality = draw(st.sampled_from(["n2o", "iv_ketamine", "esketamine"]))
+    modalities: list[Modality] = ["n2o", "iv_ketamine", "esketamine"]
+    modality = draw(st.sampled_from(modalities))
     if after is None:
         starts = draw(instants)
     else:

@@ -72,8 +72,8 @@ async def _steps(api: AsyncTestClient[Litestar], session_id: str) -> set[str]:  
     async with runtime_of(api).require_sessionmaker()() as s:
         rows = await s.exec(
             select(CheckIn.step).where(  # type: ignore[call-overload]
-                CheckIn.session_id == uuid.UUID(session_id),  # type: ignore[arg-type]
-                CheckIn.status != "cancelled",  # type: ignore[arg-type]
+                CheckIn.session_id == uuid.UUID(session_id),
+                CheckIn.status != "cancelled",
             )
         )
         return {str(r[0]) for r in rows.all()}

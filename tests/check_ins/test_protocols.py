@@ -201,7 +201,8 @@ def test_loading_refuses_a_missing_or_duplicate_default(
         def joinpath(self, name: str) -> Any:
             return tmp_path / name
 
-    monkeypatch.setattr(protocols.resources, "files", lambda _package: Package())
+    # The module's own name for importlib.resources (not re-exported).
+    monkeypatch.setattr(protocols.resources, "files", lambda _package: Package())  # type: ignore[attr-defined]
     protocols.shipped_protocols.cache_clear()
     try:
         with pytest.raises(ProtocolError, match="no default protocol"):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from backend.domain.check_ins.planning import plan_check_ins
+from backend.domain.check_ins.plans import CheckInPlan
 from backend.domain.check_ins.protocols import default_protocol
 from backend.domain.check_ins.quiet_hours import (
     QuietHours,
@@ -22,13 +24,13 @@ DEFAULT = QuietHours()
 
 
 def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+    return datetime(*args, tzinfo=UTC)  # type: ignore[arg-type,misc]
 
 
-def two_hour_check_in(ends_at: datetime, **kwargs: object) -> object:
+def two_hour_check_in(ends_at: datetime, **kwargs: Any) -> CheckInPlan:
     plans = by_step(
         plan_check_ins(session(ends_at=ends_at), default_protocol("n2o"), patient(**kwargs))
-    )  # type: ignore[arg-type]
+    )
     return plans["2h"]
 
 
@@ -64,34 +66,34 @@ def test_a_check_in_due_in_quiet_hours_fires_when_they_end() -> None:
 def test_when_quiet_hours_outlast_the_window_it_fires_at_the_latest_minute_before_them() -> None:
     # Session ends 19:00: +2 h is 21:00 (quiet); window [20:30, 23:00) closes before 08:00.
     plan = two_hour_check_in(local(PARIS, 2025, 6, 3, 19))
-    assert plan.due_at == local(PARIS, 2025, 6, 3, 20, 59)  # type: ignore[attr-defined]
-    assert not plan.during_quiet_hours  # type: ignore[attr-defined]
+    assert plan.due_at == local(PARIS, 2025, 6, 3, 20, 59)
+    assert not plan.during_quiet_hours
 
 
 def test_a_window_entirely_in_quiet_hours_keeps_its_time_and_is_flagged_for_silent_delivery() -> (
     None
 ):
     plan = two_hour_check_in(local(PARIS, 2025, 6, 3, 19, 30))  # window [21:00, 23:30)
-    assert plan.due_at == local(PARIS, 2025, 6, 3, 21, 30)  # type: ignore[attr-defined]
-    assert plan.during_quiet_hours  # type: ignore[attr-defined]
-    assert plan.reminders_at == ()  # type: ignore[attr-defined]
+    assert plan.due_at == local(PARIS, 2025, 6, 3, 21, 30)
+    assert plan.during_quiet_hours
+    assert plan.reminders_at == ()
 
 
 def test_quiet_hours_are_per_patient() -> None:
     ends = local(PARIS, 2025, 6, 3, 19, 30)  # +2 h at 21:30
     late_sleeper = two_hour_check_in(ends, quiet=(time(23), time(7)))
-    assert late_sleeper.due_at == local(PARIS, 2025, 6, 3, 21, 30)  # type: ignore[attr-defined]
-    assert not late_sleeper.during_quiet_hours  # type: ignore[attr-defined]
+    assert late_sleeper.due_at == local(PARIS, 2025, 6, 3, 21, 30)
+    assert not late_sleeper.during_quiet_hours
     none = two_hour_check_in(ends, quiet=(time(0), time(0)))
-    assert not none.during_quiet_hours  # type: ignore[attr-defined]
+    assert not none.during_quiet_hours
 
 
 def test_quiet_hours_follow_the_patients_zone() -> None:
     # 19:30 UTC is 21:30 in Paris (quiet) but 15:30 in New York (not).
     ends = utc(2025, 6, 3, 17, 30)
-    assert two_hour_check_in(ends).during_quiet_hours  # type: ignore[attr-defined]
+    assert two_hour_check_in(ends).during_quiet_hours
     in_new_york = two_hour_check_in(ends, zone="America/New_York")
-    assert in_new_york.due_at == utc(2025, 6, 3, 19, 30)  # type: ignore[attr-defined]
+    assert in_new_york.due_at == utc(2025, 6, 3, 19, 30)
 
 
 # Europe/Paris: 30 March 2025 02:00 CET -> 03:00 CEST; 26 October 2025 03:00 CEST -> 02:00 CET.

@@ -1,6 +1,7 @@
 """Field ciphertexts (engineering-notes §D.7) and per-patient data keys wrapped by a KEK (§D.2)."""
 
 import struct
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -37,7 +38,10 @@ from backend.crypto.format import HEADER_BYTES, OVERHEAD_BYTES
 DEK = bytes.fromhex("00112233445566778899aabbccddeeff" * 2)
 OTHER_DEK = bytes.fromhex("ffeeddccbbaa99887766554433221100" * 2)
 PLAINTEXT = b'{"phq9": [3, 2, 3, 1, 2, 3, 2, 1, 1], "note": "slept badly"}'
-WHERE = {
+
+
+# Any values: the tests pass these as keyword arguments and also change one at a time.
+WHERE: dict[str, Any] = {
     "table": "responses",
     "column": "answers",
     "row_id": "0190d6c2-8c53-7cc0-9d4e-3b1a5f2e9a10",
@@ -85,7 +89,12 @@ ids = st.text(min_size=1, max_size=80)
 def test_any_plaintext_and_ids_round_trip(
     plaintext: bytes, dek_version: int, table: str, column: str, row_id: str, patient_id: str
 ) -> None:
-    where = {"table": table, "column": column, "row_id": row_id, "patient_id": patient_id}
+    where: dict[str, Any] = {
+        "table": table,
+        "column": column,
+        "row_id": row_id,
+        "patient_id": patient_id,
+    }
     blob = encrypt_field(plaintext, dek=DEK, dek_version=dek_version, **where)
     assert len(blob) == len(plaintext) + OVERHEAD_BYTES
     assert parse_field(blob)[0].dek_version == dek_version
@@ -587,7 +596,7 @@ def test_unwrapped_key_of_the_wrong_length_is_refused() -> None:
 
 def test_seal_and_open_with_a_prebuilt_cipher_match_the_plain_functions() -> None:
     dek = generate_dek()
-    binding = {"table": "t", "column": "c", "row_id": "r", "patient_id": "p"}
+    binding: dict[str, Any] = {"table": "t", "column": "c", "row_id": "r", "patient_id": "p"}
     sealed = seal_field(AESGCM(dek), b"value", dek_version=3, **binding)
     assert decrypt_field(sealed, dek=dek, **binding) == b"value"
     versions: list[int] = []

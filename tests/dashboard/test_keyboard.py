@@ -49,7 +49,7 @@ async def focused(page: Any) -> dict[str, Any]:
 
 
 def _visible_focus(state: dict[str, Any]) -> bool:
-    return state["outline"] != "none" and state["outlineWidth"] >= 2
+    return bool(state["outline"] != "none" and state["outlineWidth"] >= 2)
 
 
 async def tab_to(page: Any, selector: str) -> int:

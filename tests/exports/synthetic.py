@@ -18,6 +18,7 @@ from backend.domain.exports.records import (
     Modality,
     PatientRecord,
     PatientTimeline,
+    Route,
     ScoredResponseRecord,
     SessionObservationRecord,
     SideEffectRecord,
@@ -31,7 +32,7 @@ GIVEN = "Perpetua"
 FAMILY = "Wigglesworth"
 CLINIC_ID = uuid.UUID("5b1f0c0e-8d7a-4c1e-9a0b-0c0ffee00001")
 EPOCH = dt.datetime(2025, 3, 3, 9, 17, 23, tzinfo=dt.UTC)
-_MODALITY: dict[Modality, tuple[str, float, str]] = {
+_MODALITY: dict[Modality, tuple[Route, float, str]] = {
     "n2o": ("inhalation", 50.0, "%"),
     "ketamine_iv": ("intravenous", 0.5, "mg/kg"),
     "esketamine_in": ("intranasal", 56.0, "mg"),

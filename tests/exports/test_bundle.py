@@ -11,6 +11,7 @@ import secrets
 import struct
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -28,7 +29,7 @@ from backend.domain.exports.writers import MANIFEST, ExportFormats
 from tests.exports.pipeline import run_export
 from tests.exports.synthetic import Identifiers, clinic
 
-FHIR_MODELS = {
+FHIR_MODELS: dict[str, Any] = {
     "Patient": Patient,
     "QuestionnaireResponse": QuestionnaireResponse,
     "Observation": Observation,
@@ -66,23 +67,23 @@ def _date_forms(day: dt.date) -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def synthetic_clinic() -> tuple[Identifiers, list]:
+def synthetic_clinic() -> tuple[Identifiers, list[Any]]:
     identifiers = Identifiers()
     return identifiers, clinic(identifiers)
 
 
 @pytest.fixture(scope="module")
-def identifiers(synthetic_clinic: tuple[Identifiers, list]) -> Identifiers:
+def identifiers(synthetic_clinic: tuple[Identifiers, list[Any]]) -> Identifiers:
     return synthetic_clinic[0]
 
 
 @pytest.fixture(scope="module")
-def timelines(synthetic_clinic: tuple[Identifiers, list]) -> list:
+def timelines(synthetic_clinic: tuple[Identifiers, list[Any]]) -> list[Any]:
     return synthetic_clinic[1]
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory, timelines: list) -> Path:
+def bundle(tmp_path_factory: pytest.TempPathFactory, timelines: list[Any]) -> Path:
     # Uncompressed, so that a byte search of the Parquet files sees every stored value.
     directory = tmp_path_factory.mktemp("export") / "bundle"
     run_export(timelines, directory, key=secrets.token_bytes(32), compression="none")
@@ -111,8 +112,8 @@ def test_no_identifying_value_appears_in_any_byte_of_any_file(
         # A record number's prefix and digits: a pseudonym ending in "mrn" before "-total" (a
         # total Observation's id) or "-c1" (a session's) is not one.
         assert re.search(rb"mrn-\d", lowered) is None, (name, "record number")
-        for value in identifiers.uuids:
-            for form in (str(value).encode(), value.hex.encode(), value.bytes):
+        for internal in identifiers.uuids:
+            for form in (str(internal).encode(), internal.hex.encode(), internal.bytes):
                 assert form not in data, (name, "internal id")
         for at in identifiers.instants:
             for form in _instant_forms(at):
@@ -231,7 +232,7 @@ def test_codebook_describes_every_column_of_every_file(bundle: Path) -> None:
 
 def test_manifest_lists_every_file_with_its_sha256(bundle: Path) -> None:
     lines = (bundle / MANIFEST).read_text().splitlines()
-    listed = dict(reversed(line.split("  ", 1)) for line in lines)
+    listed = {name: digest for digest, name in (line.split("  ", 1) for line in lines)}
     files = {n for n in _all_bytes(bundle) if n != MANIFEST}
     assert set(listed) == files
     for name, digest in listed.items():
@@ -244,7 +245,7 @@ def test_readme_states_profile_and_k(bundle: Path) -> None:
     assert "k achieved: 10" in readme
 
 
-def test_each_format_is_optional(tmp_path: Path, timelines: list) -> None:
+def test_each_format_is_optional(tmp_path: Path, timelines: list[Any]) -> None:
     run_export(
         timelines,
         tmp_path / "csv-only",
@@ -258,13 +259,13 @@ def test_each_format_is_optional(tmp_path: Path, timelines: list) -> None:
         ExportFormats(parquet=False, csv=False, fhir_ndjson=False)
 
 
-def test_the_default_compressed_parquet_opens_too(tmp_path: Path, timelines: list) -> None:
+def test_the_default_compressed_parquet_opens_too(tmp_path: Path, timelines: list[Any]) -> None:
     run_export(timelines, tmp_path / "z", key=secrets.token_bytes(32))
     metadata = pq.ParquetFile(tmp_path / "z" / "parquet" / "observations.parquet").metadata
     assert metadata.row_group(0).column(0).compression == "ZSTD"
 
 
-def test_a_non_empty_directory_is_refused(tmp_path: Path, timelines: list) -> None:
+def test_a_non_empty_directory_is_refused(tmp_path: Path, timelines: list[Any]) -> None:
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "old").write_text("")
     with pytest.raises(FileExistsError):
@@ -272,7 +273,7 @@ def test_a_non_empty_directory_is_refused(tmp_path: Path, timelines: list) -> No
 
 
 def test_a_limited_data_set_shifts_each_patients_times_by_one_constant_offset(
-    tmp_path: Path, timelines: list
+    tmp_path: Path, timelines: list[Any]
 ) -> None:
     key = secrets.token_bytes(32)
     profile = DeidentificationProfile(date_shift=True)
@@ -312,7 +313,7 @@ def test_a_limited_data_set_shifts_each_patients_times_by_one_constant_offset(
         Flag.model_validate_json(line)
     # A timed session observation carries its shifted time; an untimed one has none to shift.
     timed = {"85354-9": True, "moaas": False}
-    found = Counter()
+    found: Counter[str] = Counter()
     for line in (tmp_path / "lds" / "fhir" / "Observation.ndjson").read_text().splitlines():
         resource = json.loads(line)
         code = resource["code"]["coding"][0]["code"]
@@ -332,8 +333,8 @@ def test_a_limited_data_set_shifts_each_patients_times_by_one_constant_offset(
             if r["study_id"] == study_id and r["variable"] == "bp_systolic"
         )
         real = sorted(m.measured_at for m in timeline.session_observations if m.measured_at)
-        moved = {a - b for a, b in zip(readings, real, strict=True)}
-        assert moved == {
+        reading_offsets = {a - b for a, b in zip(readings, real, strict=True)}
+        assert reading_offsets == {
             sorted(shifted[study_id])[0] - min(s.started_at for s in timeline.sessions)
         }
     package = json.loads((tmp_path / "lds" / "datapackage.json").read_text())
@@ -341,7 +342,9 @@ def test_a_limited_data_set_shifts_each_patients_times_by_one_constant_offset(
     assert "There are no calendar dates" not in readme
 
 
-def test_free_text_with_shifted_dates_is_marked_both_ways(tmp_path: Path, timelines: list) -> None:
+def test_free_text_with_shifted_dates_is_marked_both_ways(
+    tmp_path: Path, timelines: list[Any]
+) -> None:
     profile = DeidentificationProfile(date_shift=True, include_free_text=True)
     run_export(timelines, tmp_path / "both", key=secrets.token_bytes(32), profile=profile)
     readme = (tmp_path / "both" / "README.md").read_text()

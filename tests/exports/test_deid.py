@@ -8,6 +8,7 @@ import hmac
 import secrets
 import uuid
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pyarrow.parquet as pq
@@ -43,7 +44,10 @@ PROFILE = DeidentificationProfile()
 
 
 def _study_ids(directory: Path) -> list[str]:
-    return pq.read_table(directory / "parquet" / "patients.parquet").column("study_id").to_pylist()
+    ids: list[str] = (
+        pq.read_table(directory / "parquet" / "patients.parquet").column("study_id").to_pylist()
+    )
+    return ids
 
 
 def test_stable_ids_give_the_same_pseudonyms_in_two_exports(tmp_path: Path) -> None:
@@ -164,17 +168,17 @@ def test_no_research_consent_means_no_quasi_identifiers_and_no_rows() -> None:
     batch = deidentify(
         refusing, profile=PROFILE, decision=decision, pseudonymiser=Pseudonymiser(b"k" * 32)
     )
-    assert batch.patients == batch.sessions == batch.observations == batch.alerts == ()
+    assert (batch.patients, batch.sessions, batch.observations, batch.alerts) == ((), (), (), ())
 
 
-def _one_patient(**changes: object) -> tuple:
+def _one_patient(**changes: object) -> tuple[Any, ...]:
     timelines = clinic(Identifiers())
     decision = gate(timelines, PROFILE)
     target = timelines[1]
     return target, decision, target.__class__(**{**_fields(target), **changes})
 
 
-def _fields(timeline: object) -> dict[str, object]:
+def _fields(timeline: object) -> dict[str, Any]:
     return {name: getattr(timeline, name) for name in timeline.__struct_fields__}  # type: ignore[attr-defined]
 
 

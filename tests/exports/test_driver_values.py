@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 from backend.domain.exports.driver_values import (
     as_uuid,
@@ -50,5 +51,6 @@ def test_columns_convert_as_each_value_does() -> None:
         dt.datetime(2026, 1, 5, 13, tzinfo=dt.timezone(dt.timedelta(hours=2))),
         dt.datetime(2026, 1, 5, 11),
     ]
-    for column in (stored, aware, ["2026-01-05T11:00:00+00:00"]):
+    columns: tuple[list[Any], ...] = (stored, aware, ["2026-01-05T11:00:00+00:00"])
+    for column in columns:
         assert utc_instants(column).to_pylist() == [utc_instant(v) for v in column]

@@ -4,6 +4,7 @@ download once; what the bundle holds and, above all, what it does not."""
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -29,13 +30,19 @@ from tests.exports.world import (
 )
 from tests.identity.conftest import MovableClock
 
-FHIR_MODELS = {
+FHIR_MODELS: dict[str, Any] = {
     "Patient": Patient,
     "Observation": Observation,
     "QuestionnaireResponse": QuestionnaireResponse,
     "MedicationAdministration": MedicationAdministration,
     "Flag": Flag,
 }
+
+
+def _sql(query: str) -> list[tuple[Any, ...]]:
+    relation = duckdb.sql(query)
+    assert relation is not None
+    return relation.fetchall()
 
 
 def _study_ids(bundle: Path) -> set[str]:
@@ -85,8 +92,8 @@ async def test_export_bundle_carries_no_identifying_value_in_any_byte(
         lowered = content.lower()
         for value in texts:
             assert value.lower().encode() not in lowered, (path.name, value)
-        for value in binaries:
-            assert value not in content, (path.name, value.hex())
+        for blob in binaries:
+            assert blob not in content, (path.name, blob.hex())
     for value in texts:  # Parquet pages are compressed: look at the decoded values too
         assert value not in cells, value
     # Without a date shift no column holds a calendar time at all.
@@ -158,13 +165,13 @@ async def test_parquet_opens_in_duckdb_and_polars_and_ndjson_validates(
     )
     observations = bundle / "parquet" / "observations.parquet"
     patients = bundle / "parquet" / "patients.parquet"
-    described = duckdb.sql(f"DESCRIBE SELECT * FROM '{observations}'").fetchall()
+    described = _sql(f"DESCRIBE SELECT * FROM '{observations}'")
     types = {row[0]: row[1] for row in described}
     assert types["study_id"] == "VARCHAR"
     assert types["value"] == "DOUBLE"
     assert types["course_index"] == "INTEGER"
     assert types["prorated"] == "BOOLEAN"
-    count = duckdb.sql(f"SELECT count(*) FROM '{observations}' WHERE kind = 'total'").fetchall()[0]
+    count = _sql(f"SELECT count(*) FROM '{observations}' WHERE kind = 'total'")[0]
     assert count == (len(world.consenting) * RESPONSES_PER_PATIENT,)
     frame = pl.read_parquet(patients)
     assert frame.schema["study_id"] == pl.String

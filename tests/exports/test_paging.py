@@ -19,9 +19,11 @@ async def test_pages_and_groups_of_any_size_give_the_same_files(
 ) -> None:
     world = await build_world(api, clock)
     runtime = runtime_of(api)
+    clinic_id = world.staff["researcher_a"].clinic_id
+    assert clinic_id is not None
     spec = ExportSpec(
         name="paging",
-        clinic_ids=(world.staff["researcher_a"].clinic_id,),
+        clinic_ids=(clinic_id,),
         formats=ExportFormats(parquet=True, csv=True),
     )
     key = os.urandom(32)

@@ -37,17 +37,17 @@ async def _typed_history(
     sessions: dict[uuid.UUID, list[TreatmentSessionRecord]] = {}
     sealed: dict[uuid.UUID, list[SealedObservations]] = {}
     known: set[uuid.UUID] = set()
-    for row in await connection.execute(
+    for course in await connection.execute(
         select(_co.id, _co.patient_id, _co.modality, _co.started_at)
         .where(_co.patient_id.in_(ids), _co.started_at.is_not(None))
         .order_by(_co.patient_id, _co.started_at, _co.id)
     ):
-        known.add(row.id)
-        courses.setdefault(row.patient_id, []).append(
+        known.add(course.id)
+        courses.setdefault(course.patient_id, []).append(
             TreatmentCourseRecord(
-                course_id=row.id,
-                modality=source._MODALITY[row.modality],
-                started_at=row.started_at,
+                course_id=course.id,
+                modality=source._MODALITY[course.modality],
+                started_at=course.started_at,
             )
         )
     for found in await connection.execute(

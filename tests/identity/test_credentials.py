@@ -168,7 +168,7 @@ def test_other_key_and_alg_none_are_refused() -> None:
     with pytest.raises(InvalidToken):
         read_access_token(b"x" * 32, _token(), audiences=STAFF, now=NOW)
     claims = jwt.decode(_token(), options={"verify_signature": False})
-    unsigned = jwt.encode(claims, key=None, algorithm="none")
+    unsigned = jwt.encode(claims, key=None, algorithm="none")  # type: ignore[arg-type]  # alg none
     with pytest.raises(InvalidToken):
         read_access_token(KEY, unsigned, audiences=STAFF, now=NOW)
 

@@ -44,16 +44,12 @@ async def world(engine: AsyncEngine) -> World:
 async def _first_check_in_sent(world: World, patient: uuid.UUID) -> Any:
     """Record a session, move to the first check-in's due time and hand it to the outbox."""
     await world.record(patient)
-    rows = [r for r in await world.rows(patient) if r.status == "pending"]  # type: ignore[attr-defined]
-    first = min(rows, key=lambda r: r.due_at)  # type: ignore[attr-defined]
-    world.clock._now = max(world.now, first.due_at)  # type: ignore[attr-defined]
+    rows = [r for r in await world.rows(patient) if r.status == "pending"]
+    first = min(rows, key=lambda r: r.due_at)
+    world.clock._now = max(world.now, first.due_at)
     await CheckInTimers(world.engine, instance="check-ins", clock=world.clock).drain()
     async with world.engine.connect() as connection:
-        return (
-            await connection.execute(
-                select(CHECK_INS).where(CHECK_INS.c.id == first.id)  # type: ignore[attr-defined]
-            )
-        ).one()
+        return (await connection.execute(select(CHECK_INS).where(CHECK_INS.c.id == first.id))).one()
 
 
 async def _keys(world: World, check_in_id: uuid.UUID) -> Counter[str]:
@@ -154,6 +150,7 @@ async def test_a_receipt_stops_the_fallback(world: World) -> None:
         message_id = await connection.scalar(
             select(OUTBOX.c.id).where(OUTBOX.c.check_in_id == str(check_in.id))
         )
+    assert isinstance(message_id, uuid.UUID)
     async with world.engine.begin() as connection:
         await receipts.record(
             connection,

@@ -15,6 +15,7 @@ import msgspec
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col
 
 from backend.db.engine import create_engine
 from backend.db.models.device import Device
@@ -101,7 +102,7 @@ async def _dispatcher(
 async def _device_of(world: World, patient_id: uuid.UUID) -> uuid.UUID:
     async with world.engine.connect() as connection:
         device_id = await connection.scalar(
-            select(Device.id).where(Device.patient_id == patient_id)  # type: ignore[arg-type]
+            select(col(Device.id)).where(col(Device.patient_id) == patient_id)
         )
     assert isinstance(device_id, uuid.UUID)
     return device_id

@@ -3,6 +3,8 @@ choose channels and quiet hours; a clinician chooses their channel and goes off 
 admin sets a colleague's; bad input and other people's settings are problems that change
 nothing."""
 
+from typing import Any
+
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -61,6 +63,7 @@ async def test_patient_and_clinician_choose_channels_and_quiet_hours(
     assert seen["channels"] == ["sms"]
     assert seen["quiet_hours_start"] == "22:30"  # untouched when not given
 
+    bad: dict[str, Any]
     for bad in (
         {"channels": []},
         {"channels": ["push", "push"]},

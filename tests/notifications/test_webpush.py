@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import http_ece  # type: ignore[import-untyped]
+import http_ece
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization

@@ -1,11 +1,13 @@
 """Small builders so golden tests read as the published rules they check."""
 
+from collections.abc import Mapping, Sequence
+
 from questionnaires.answers import Answer, AnswerValue, Submission
 from questionnaires.registry import get_instrument, score_submission
 from questionnaires.scoring import Score
 
 
-def submission(instrument_id: str, values: dict[str, AnswerValue]) -> Submission:
+def submission(instrument_id: str, values: Mapping[str, AnswerValue]) -> Submission:
     instrument = get_instrument(instrument_id)
     return Submission(
         instrument_id=instrument.id,
@@ -14,10 +16,10 @@ def submission(instrument_id: str, values: dict[str, AnswerValue]) -> Submission
     )
 
 
-def numbered(prefix: str, values: list[AnswerValue | None]) -> dict[str, AnswerValue]:
+def numbered(prefix: str, values: Sequence[AnswerValue | None]) -> dict[str, AnswerValue]:
     """Items `<prefix>-1`, `<prefix>-2`, ... in order; None leaves that item unanswered."""
     return {f"{prefix}-{n}": v for n, v in enumerate(values, 1) if v is not None}
 
 
-def score_of(instrument_id: str, values: dict[str, AnswerValue]) -> Score:
+def score_of(instrument_id: str, values: Mapping[str, AnswerValue]) -> Score:
     return score_submission(submission(instrument_id, values))

@@ -6,6 +6,7 @@ import msgspec
 import pytest
 
 from questionnaires import registry
+from questionnaires.answers import Submission
 from questionnaires.errors import (
     AnswerValidationError,
     InstrumentDefinitionError,
@@ -72,7 +73,7 @@ def test_scoring_an_unknown_instrument_or_version_is_an_answer_problem() -> None
         registry.score_submission(
             msgspec.convert(
                 {"instrumentId": "bdi", "instrumentVersion": "1.0.0", "answers": []},
-                registry.Submission,
+                Submission,
             )
         )
 

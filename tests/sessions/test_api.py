@@ -7,6 +7,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from backend.db.models.audit_event import AuditLogEntry
 from tests.identity.conftest import (  # noqa: F401  (fixtures used by name)
@@ -86,9 +87,7 @@ async def test_a_clinician_plans_a_session_and_the_patient_sees_the_check_ins(
         audited = await s.scalar(
             select(func.count())
             .select_from(AuditLogEntry)
-            .where(
-                AuditLogEntry.resource_type.in_(("session", "check_ins"))  # type: ignore[attr-defined]
-            )
+            .where(col(AuditLogEntry.resource_type).in_(("session", "check_ins")))
         )
     assert audited is not None
     assert audited >= 5

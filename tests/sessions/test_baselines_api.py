@@ -12,6 +12,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from backend.db.models.audit_event import AuditLogEntry
 from backend.db.models.questionnaire_response import QuestionnaireResponse
@@ -143,9 +144,7 @@ async def test_baselines_derived_recorded_linked_and_removed(
             select(func.count())
             .select_from(AuditLogEntry)
             .where(
-                AuditLogEntry.action.in_(  # type: ignore[attr-defined]
-                    ("course_baseline.record", "course_baseline.delete")
-                )
+                col(AuditLogEntry.action).in_(("course_baseline.record", "course_baseline.delete"))
             )
         )
     assert audited == 3

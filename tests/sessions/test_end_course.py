@@ -44,8 +44,8 @@ async def test_ending_a_course_cancels_later_sessions_and_plans_the_follow_up(
     course_id = await _course_of(world, patient, held)
     world.clock.advance(days=3)
     await _complete(world, patient, held)
-    before = {r.idempotency_key: r for r in await world.rows(patient)}  # type: ignore[attr-defined]
-    assert not any(r.step.startswith("mnsi-after-course") for r in before.values())  # type: ignore[attr-defined]
+    before = {r.idempotency_key: r for r in await world.rows(patient)}
+    assert not any(r.step.startswith("mnsi-after-course") for r in before.values())
 
     ended = await _end(world, patient, course_id)
     assert ended.course.status == "ended"
@@ -54,12 +54,12 @@ async def test_ending_a_course_cancels_later_sessions_and_plans_the_follow_up(
     assert ended.cancelled_session_ids == (later,)
 
     rows = await world.rows(patient)
-    later_rows = [r for r in rows if r.session_id == later]  # type: ignore[attr-defined]
+    later_rows = [r for r in rows if r.session_id == later]
     assert later_rows
-    assert {r.status for r in later_rows} == {"cancelled"}  # type: ignore[attr-defined]
-    follow_up = [r for r in rows if r.step.startswith("mnsi-after-course")]  # type: ignore[attr-defined]
+    assert {r.status for r in later_rows} == {"cancelled"}
+    follow_up = [r for r in rows if r.step.startswith("mnsi-after-course")]
     assert follow_up
-    assert all(r.session_id == held and r.status == "pending" for r in follow_up)  # type: ignore[attr-defined]
+    assert all(r.session_id == held and r.status == "pending" for r in follow_up)
 
     again = await _end(world, patient, course_id)
     assert again.cancelled_session_ids == ()
@@ -111,11 +111,11 @@ async def test_a_course_ended_long_after_its_last_session_plans_only_open_follow
     await _end(world, patient, course_id)
 
     rows = await world.rows(patient)
-    steps = {r.step for r in rows if r.step.startswith("follow-up")}  # type: ignore[attr-defined]
+    steps = {r.step for r in rows if r.step.startswith("follow-up")}
     # Days 1, 3 and 7 closed before the course was ended: never planned, never "missed".
     assert not steps & {"follow-up-day-1", "follow-up-day-3", "follow-up-day-7"}
     assert {"follow-up-day-14", "follow-up-day-21", "follow-up-day-28"} <= steps
-    assert all(r.planned_closes_at > world.now for r in rows if r.step in steps)  # type: ignore[attr-defined]
+    assert all(r.planned_closes_at > world.now for r in rows if r.step in steps)
 
 
 async def test_a_session_entered_after_it_was_held_plans_no_closed_check_ins(
@@ -124,7 +124,7 @@ async def test_a_session_entered_after_it_was_held_plans_no_closed_check_ins(
     patient = await world.patient()
     world.clock.advance(days=4)  # START was two days ago
     session_id = await world.record(patient)
-    steps = {r.step for r in await world.rows(patient)}  # type: ignore[attr-defined]
+    steps = {r.step for r in await world.rows(patient)}
     assert not steps & {"baseline", "pre-session", "2h", "24h"}
     assert {"day-7", "day-14"} <= steps
     assert session_id
@@ -170,7 +170,7 @@ async def test_a_session_after_the_declared_last_one_was_held_starts_a_new_cours
         await service.cancel_session(s, patient_id=patient, session_id=extended, now=world.now)
     world.clock.advance(days=3)
     await _complete(world, patient, last)
-    follow_up = {r.id for r in await world.rows(patient) if r.step.startswith("mnsi-after")}  # type: ignore[attr-defined]
+    follow_up = {r.id for r in await world.rows(patient) if r.step.startswith("mnsi-after")}
     assert follow_up
 
     returning = await world.record(patient, START + timedelta(days=60))
@@ -182,6 +182,6 @@ async def test_a_session_after_the_declared_last_one_was_held_starts_a_new_cours
     rows = await world.rows(patient)
     # The new course asks its own baseline; the old course's follow-up stands (an MNSI-Q due
     # with the new baseline is merged into it, not cancelled).
-    assert any(r.session_id == returning and r.step == "baseline" for r in rows)  # type: ignore[attr-defined]
-    kept = {r.id for r in rows if r.id in follow_up and r.status in ("pending", "merged")}  # type: ignore[attr-defined]
+    assert any(r.session_id == returning and r.step == "baseline" for r in rows)
+    kept = {r.id for r in rows if r.id in follow_up and r.status in ("pending", "merged")}
     assert kept == follow_up

@@ -115,7 +115,7 @@ async def test_a_clinician_records_side_effects_and_they_are_stored_encrypted(
     assert [r["systolic"] for r in observations["blood_pressure"]] == [128, 151]
 
     # A later write replaces the observations as a whole (PUT).
-    later = {
+    later: dict[str, Any] = {
         "sedation_moaas": 5,
         "side_effects": [
             {"code": "headache", "severity": 3, "onset_at": _at(start + timedelta(hours=3))}

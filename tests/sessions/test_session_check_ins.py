@@ -26,13 +26,13 @@ async def test_a_recorded_session_writes_its_ladder(world: World) -> None:
     patient = await world.patient()
     session_id = await world.record(patient)
     rows = await world.rows(patient)
-    steps = {r.step for r in rows}  # type: ignore[attr-defined]
+    steps = {r.step for r in rows}
     assert {"baseline", "pre-session", "2h", "24h", "day-3", "day-7"} <= steps
-    assert all(r.session_id == session_id for r in rows)  # type: ignore[attr-defined]
+    assert all(r.session_id == session_id for r in rows)
     # Baseline and pre-session overlap and share instruments: one asks for both.
-    assert {r.status for r in rows} == {"pending", "merged"}  # type: ignore[attr-defined]
-    assert all((r.status == "merged") == (r.merged_into is not None) for r in rows)  # type: ignore[attr-defined]
-    keys = [r.idempotency_key for r in rows]  # type: ignore[attr-defined]
+    assert {r.status for r in rows} == {"pending", "merged"}
+    assert all((r.status == "merged") == (r.merged_into is not None) for r in rows)
+    keys = [r.idempotency_key for r in rows]
     assert len(keys) == len(set(keys))
     assert all(k.startswith(f"{session_id}:") for k in keys)
 
@@ -64,7 +64,7 @@ async def test_rescheduling_twice_equals_rescheduling_once(world: World) -> None
     once = _state(await world.rows(patient))
     await move()
     assert _state(await world.rows(patient)) == once
-    two_h = next(r for r in await world.rows(patient) if r.step == "2h")  # type: ignore[attr-defined]
+    two_h = next(r for r in await world.rows(patient) if r.step == "2h")
     assert two_h.nominal_due_at == later + timedelta(hours=3)  # 1 h session, +2 h after its end
 
 
@@ -72,20 +72,20 @@ async def test_cancel_removes_only_unsent_check_ins(world: World) -> None:
     patient = await world.patient()
     session_id = await world.record(patient)
     rows = await world.rows(patient)
-    baseline = next(r for r in rows if r.step == "baseline")  # type: ignore[attr-defined]
+    baseline = next(r for r in rows if r.step == "baseline")
     async with world.engine.begin() as connection:
         await connection.execute(
             update(CHECK_INS).where(CHECK_INS.c.id == baseline.id).values(status="sent")
         )
     async with world.sessions() as s, s.begin():
         await service.cancel_session(s, patient_id=patient, session_id=session_id, now=world.now)
-    after = {r.idempotency_key: r.status for r in await world.rows(patient)}  # type: ignore[attr-defined]
+    after = {r.idempotency_key: r.status for r in await world.rows(patient)}
     assert after.pop(baseline.idempotency_key) == "sent"
     assert set(after.values()) == {"cancelled"}
     # Cancelling again changes nothing.
     async with world.sessions() as s, s.begin():
         await service.cancel_session(s, patient_id=patient, session_id=session_id, now=world.now)
-    assert {r.idempotency_key: r.status for r in await world.rows(patient)} == {  # type: ignore[attr-defined]
+    assert {r.idempotency_key: r.status for r in await world.rows(patient)} == {
         baseline.idempotency_key: "sent",
         **after,
     }
@@ -96,7 +96,7 @@ async def test_a_second_session_replans_the_first_and_never_reissues(world: Worl
     first = await world.record(patient)
     rows = await world.rows(patient)
     # The first session's +2 h and +24 h went out.
-    issued = {r.idempotency_key for r in rows if r.step in ("2h", "24h")}  # type: ignore[attr-defined]
+    issued = {r.idempotency_key for r in rows if r.step in ("2h", "24h")}
     async with world.engine.begin() as connection:
         await connection.execute(
             update(CHECK_INS)
@@ -105,13 +105,13 @@ async def test_a_second_session_replans_the_first_and_never_reissues(world: Worl
         )
     second = await world.record(patient, START + timedelta(days=8))
     rows = await world.rows(patient)
-    by_key = {r.idempotency_key: r for r in rows}  # type: ignore[attr-defined]
+    by_key = {r.idempotency_key: r for r in rows}
     assert all(by_key[k].status == "answered" for k in issued)
     # Day 14 of the first session is superseded by the second session's pre-session check-in.
     assert by_key[f"{first}:day-14"].status == "cancelled"
     assert f"{second}:pre-session" in by_key
     assert f"{second}:baseline" not in by_key  # the baseline belongs to the first session only
-    assert all(r.status not in ISSUED or r.idempotency_key in issued for r in rows)  # type: ignore[attr-defined]
+    assert all(r.status not in ISSUED or r.idempotency_key in issued for r in rows)
 
 
 async def test_completing_a_session_retimes_its_ladder_from_the_actual_end(world: World) -> None:
@@ -135,7 +135,7 @@ async def test_completing_a_session_retimes_its_ladder_from_the_actual_end(world
             ),
             now=world.now,
         )
-    two_h = next(r for r in await world.rows(patient) if r.step == "2h")  # type: ignore[attr-defined]
+    two_h = next(r for r in await world.rows(patient) if r.step == "2h")
     assert two_h.nominal_due_at == ended + timedelta(hours=2)
     async with world.sessions() as s:
         views = await service.session_views(

@@ -3,6 +3,7 @@
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -131,7 +132,7 @@ class World:
             )
             return row.id
 
-    async def rows(self, patient_id: uuid.UUID) -> list[object]:
+    async def rows(self, patient_id: uuid.UUID) -> list[Any]:
         async with self.engine.connect() as connection:
             return list(await repository.rows_for_patient(connection, patient_id))
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import pyarrow as pa  # type: ignore[import-untyped]  # no stubs; pyproject mypy override needed
+import pyarrow as pa
 
 from backend.domain.exports.deid import DeidentificationProfile
 from backend.domain.exports.kanon import SUPPRESSED, KAnonymityReport

@@ -25,8 +25,8 @@ from itertools import chain, islice, pairwise
 from operator import attrgetter
 from typing import Final, NamedTuple, Protocol, cast
 
-import pyarrow as pa  # type: ignore[import-untyped]
-import pyarrow.compute as pc  # type: ignore[import-untyped]
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from backend.domain.exports.deid import (
     HOURS_DECIMALS,

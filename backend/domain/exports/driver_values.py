@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Final
 
-import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow as pa
 
 _INSTANT: Final = pa.timestamp("us", tz="UTC")
 

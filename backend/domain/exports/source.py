@@ -26,7 +26,7 @@ from functools import partial
 from typing import Any, Final, cast
 
 import msgspec
-import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow as pa
 from sqlalchemy import Select, String, Table, bindparam, func, null, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession

@@ -29,8 +29,8 @@ from itertools import chain
 from typing import Final
 
 import msgspec
-import pyarrow as pa  # type: ignore[import-untyped]
-import pyarrow.compute as pc  # type: ignore[import-untyped]
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from backend.domain.exports.columnar import AnswerColumns, FlatAnswers
 

@@ -24,9 +24,9 @@ from types import TracebackType
 from typing import IO, Any, Literal, Self
 
 import msgspec
-import pyarrow as pa  # type: ignore[import-untyped]  # no stubs; pyproject mypy override needed
-import pyarrow.csv as pa_csv  # type: ignore[import-untyped]
-import pyarrow.parquet as pq  # type: ignore[import-untyped]
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 
 from backend.domain.exports import fhir
 from backend.domain.exports.codebook import (
