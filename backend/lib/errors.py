@@ -59,6 +59,14 @@ class Forbidden(DomainError):
     title = "Not allowed"
 
 
+class PreconditionFailed(DomainError):
+    """An ``If-Match`` that no longer names the current version: the caller read a stale copy."""
+
+    status_code = 412
+    problem_type = "precondition-failed"
+    title = "The resource changed since it was read"
+
+
 class Gone(DomainError):
     status_code = 410
     problem_type = "gone"

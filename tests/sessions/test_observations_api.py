@@ -2,17 +2,25 @@
 MOAA/S and the acute side effects a clinician saw, stored encrypted; bad input is a problem
 document and changes nothing."""
 
+import asyncio
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.db.models.treatment import TreatmentSession
-from backend.domain.sessions.schemas import SIDE_EFFECT_CODES
+from backend.domain.sessions import service as sessions_service
+from backend.domain.sessions.schemas import SIDE_EFFECT_CODES, ObservationsInput
+from backend.lib.errors import PreconditionFailed
 from questionnaires.registry import get_instrument
 from tests.identity.conftest import (  # noqa: F401  (fixtures used by name)
     MovableClock,
@@ -148,6 +156,116 @@ async def test_a_clinician_records_side_effects_and_they_are_stored_encrypted(
     assert stored
     for plain in (b"nausea", b"dissociation", NOTE.encode(), b"Albemarle", b"side_effects"):
         assert plain not in stored
+
+
+async def test_if_match_refuses_a_stale_copy_and_changes_nothing(
+    api: AsyncTestClient[Litestar],  # noqa: F811
+    people: World,
+    clock: MovableClock,
+) -> None:
+    """Two clinicians read the session; the first writes; the second's write of what it read
+    is refused (412) instead of silently replacing the first one's entry."""
+    nurse, doctor = people.staff["clinician_a"], people.staff["admin_a"]
+    base = f"/api/v1/patients/{people.patients['patient_a'].id}"
+    start = clock.now() - timedelta(hours=4)
+    session = await _held_session(api, nurse, base, start)
+    url = f"{base}/sessions/{session['id']}/observations"
+    read = session["version"]
+    assert read
+
+    first = {"observations": _observations(start)}
+    written = await api.put(url, headers={**nurse.headers, "If-Match": f'"{read}"'}, json=first)
+    assert written.status_code == 200, written.text
+    version = written.json()["version"]
+    assert version != read
+    assert written.headers["etag"] == f'"{version}"'
+    listed = await api.get(f"{base}/sessions", headers=nurse.headers)
+    (shown,) = [s for s in listed.json()["sessions"] if s["id"] == session["id"]]
+    assert shown["version"] == version  # the same version when read back
+    before = await _stored(api, session["id"])
+
+    stale = {"observations": {"sedation_moaas": 5}}
+    for header in (f'"{read}"', f'W/"{version}"', f'"{read}", "other"'):
+        refused = await api.put(url, headers={**doctor.headers, "If-Match": header}, json=stale)
+        assert refused.status_code == 412, (header, refused.text)
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert refused.json()["type"].endswith("precondition-failed")
+    malformed = await api.put(url, headers={**doctor.headers, "If-Match": "abc"}, json=stale)
+    assert malformed.status_code == 422, malformed.text
+    assert await _stored(api, session["id"]) == before
+
+    # The current version (among others, or "*") is accepted; so is no If-Match at all.
+    conditions: list[str | None] = [f'"other", "{version}"', "*", None]
+    for condition in conditions:
+        headers = dict(doctor.headers)
+        if condition is not None:
+            headers["If-Match"] = condition
+        accepted = await api.put(url, headers=headers, json=first)
+        assert accepted.status_code == 200, (condition, accepted.text)
+        version = accepted.json()["version"]
+
+
+async def _until_blocked(engine: AsyncEngine) -> None:
+    """Until another transaction waits for a lock (PostgreSQL), bounded; on SQLite the second
+    writer waits for the only connection, which no query can see: a short pause instead."""
+    if engine.dialect.name != "postgresql":
+        await asyncio.sleep(0.2)
+        return
+    for _ in range(100):
+        async with engine.connect() as connection:
+            waiting = await connection.scalar(
+                text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            )
+        if waiting:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the second write never waited for the first")
+
+
+async def test_a_write_racing_another_of_the_same_version_is_refused(
+    api: AsyncTestClient[Litestar],  # noqa: F811
+    people: World,
+    clock: MovableClock,
+) -> None:
+    """Two transactions check the same If-Match: the second waits while the first holds the
+    session (PostgreSQL: the row lock taken with the read; SQLite: one writer at a time), then
+    sees the new version and is refused, so neither write is lost."""
+    clinician = people.staff["clinician_a"]
+    patient_id = people.patients["patient_a"].id
+    start = clock.now() - timedelta(hours=4)
+    created = await _held_session(api, clinician, f"/api/v1/patients/{patient_id}", start)
+    runtime = runtime_of(api)
+    maker = runtime.require_sessionmaker()
+    version = frozenset({created["version"]})
+
+    async def write(session: AsyncSession, moaas: int) -> None:
+        await sessions_service.record_observations(
+            session,
+            runtime.keyring,
+            patient_id=uuid.UUID(str(patient_id)),
+            session_id=uuid.UUID(created["id"]),
+            data=msgspec.convert({"observations": {"sedation_moaas": moaas}}, ObservationsInput),
+            now=clock.now(),
+            if_match=version,
+        )
+
+    async with maker() as first:
+        await write(first, 4)
+        second = asyncio.create_task(_write_alone(maker, write))
+        await _until_blocked(runtime.require_engine())
+        assert not second.done()
+        await first.commit()
+    with pytest.raises(PreconditionFailed):
+        await asyncio.wait_for(second, timeout=30)
+    listed = await api.get(f"/api/v1/patients/{patient_id}/sessions", headers=clinician.headers)
+    (shown,) = [s for s in listed.json()["sessions"] if s["id"] == created["id"]]
+    assert shown["observations"]["sedation_moaas"] == 4
+
+
+async def _write_alone(maker: Any, write: Callable[[AsyncSession, int], Awaitable[None]]) -> None:
+    async with maker() as session:
+        await write(session, 2)
+        await session.commit()
 
 
 BAD_SIDE_EFFECTS: list[tuple[dict[str, Any], int]] = [

@@ -8,7 +8,7 @@ from datetime import time
 from typing import Annotated
 from uuid import UUID
 
-from litestar import Controller, delete, get, post, put
+from litestar import Controller, Response, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -75,6 +75,22 @@ async def _audit(
 async def _view(db_session: AsyncSession, runtime: Runtime, row: object) -> SessionView:
     (view,) = await service.session_views(db_session, runtime.keyring, [row])  # type: ignore[list-item]
     return view
+
+
+def _if_match(header: str | None) -> frozenset[str] | None:
+    """The versions an ``If-Match`` header names (RFC 9110 §13.1.1); None for no header or
+    ``*``. Only strong tags can match, so a weak one (``W/"..."``) names nothing."""
+    if header is None or header.strip() == "*":
+        return None
+    versions = set()
+    for tag in header.split(","):
+        tag = tag.strip()
+        if len(tag) < 2 or not (tag.startswith('"') and tag.endswith('"')):
+            if tag.startswith("W/"):
+                continue
+            raise InvalidInput('If-Match must be "*" or quoted entity tags, e.g. "3f2a..."')
+        versions.add(tag[1:-1])
+    return frozenset(versions)
 
 
 def _idempotency_key(header: str | None) -> str | None:
@@ -250,6 +266,10 @@ class TreatmentSessionController(Controller):
         opt=access(*CLINICAL, scope=Scope.PATIENT),
         summary="Record observations (blood pressure, CADSS-6, sedation, acute side effects, "
         "discharge, REMS, notes); the observations given replace those stored",
+        description="Send the session's `version` (or this route's last `ETag`) as `If-Match`: "
+        "if another clinician changed the session since, nothing is written and the answer is "
+        "412, so an entry is never replaced by a stale copy. Without `If-Match` the write is "
+        "unconditional.",
     )
     async def observations(
         self,
@@ -259,7 +279,8 @@ class TreatmentSessionController(Controller):
         principal: NamedDependency[Principal],
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
-    ) -> SessionView:
+        if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
+    ) -> Response[SessionView]:
         row = await service.record_observations(
             db_session,
             runtime.keyring,
@@ -267,12 +288,13 @@ class TreatmentSessionController(Controller):
             session_id=session_id,
             data=data,
             now=runtime.clock.now(),
+            if_match=_if_match(if_match),
         )
         view = await _view(db_session, runtime, row)
         await _audit(
             db_session, runtime, principal, "session.observations", "session", row.id, patient_id
         )
-        return view
+        return Response(view, headers={"ETag": f'"{view.version}"'})
 
     @get(
         "/courses",

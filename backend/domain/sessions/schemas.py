@@ -133,6 +133,9 @@ class SessionView(msgspec.Struct, frozen=True, kw_only=True):
     rems_monitoring_completed: bool | None
     observations: Observations | None
     notes: str | None
+    version: str
+    """Changes whenever the session does; send it back as ``If-Match`` (also the ``ETag`` of
+    the observations route's answer) so that a stale copy is refused instead of written."""
 
 
 class CheckInView(msgspec.Struct, frozen=True, kw_only=True):

@@ -10,8 +10,9 @@ sent, answered) or closed (missed) are never touched, so nothing is re-issued, a
 same change writes nothing (the decision depends only on the final state).
 """
 
+import hashlib
 import uuid
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import msgspec
 from sqlmodel import col, select
@@ -34,7 +35,7 @@ from backend.domain.sessions.schemas import (
     SessionView,
 )
 from backend.keyring.service import Keyring, OwnerKeys
-from backend.lib.errors import Conflict, InvalidInput, NotFound
+from backend.lib.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from backend.lib.ids import uuid7
 
 SESSIONS_TABLE = "treatment_sessions"
@@ -278,9 +279,21 @@ async def record_session(
 
 
 async def get_session(
-    session: AsyncSession, patient_id: uuid.UUID, session_id: uuid.UUID
+    session: AsyncSession,
+    patient_id: uuid.UUID,
+    session_id: uuid.UUID,
+    *,
+    for_update: bool = False,
 ) -> TreatmentSession:
-    row = await session.get(TreatmentSession, session_id)
+    # for_update: PostgreSQL locks the row until the transaction ends (SQLite's BEGIN IMMEDIATE
+    # already serialises writers), so a version checked under it cannot change before the write.
+    row = await session.get(
+        TreatmentSession,
+        session_id,
+        with_for_update=for_update or None,
+        # The locked read's values, not a copy this session may already hold.
+        populate_existing=for_update,
+    )
     if row is None or row.patient_id != patient_id:
         raise NotFound("no such session")
     return row
@@ -379,6 +392,33 @@ async def complete_session(
     return row
 
 
+def session_version(row: TreatmentSession) -> str:
+    """An opaque version of what a clinician sees of the session, for ``If-Match``.
+
+    A hash of the stored state, not of the clock alone: every write of observations or notes
+    seals them with a fresh nonce, so two writes in the same microsecond still differ."""
+
+    def instant(value: datetime | None) -> str:
+        return "" if value is None else value.astimezone(UTC).isoformat()
+
+    digest = hashlib.sha256()
+    for part in (
+        row.status.encode(),
+        instant(row.planned_start_at).encode(),
+        instant(row.planned_end_at).encode(),
+        instant(row.started_at).encode(),
+        instant(row.ended_at).encode(),
+        instant(row.discharged_at).encode(),
+        repr(row.rems_monitoring_completed).encode(),
+        row.observations_ct or b"",
+        row.notes_ct or b"",
+        instant(row.updated_at).encode(),
+    ):
+        digest.update(len(part).to_bytes(4, "big"))
+        digest.update(part)
+    return digest.hexdigest()[:32]
+
+
 async def record_observations(
     session: AsyncSession,
     keyring: Keyring,
@@ -387,9 +427,18 @@ async def record_observations(
     session_id: uuid.UUID,
     data: ObservationsInput,
     now: datetime,
+    if_match: frozenset[str] | None = None,
 ) -> TreatmentSession:
-    """Observations entered during or after the session (given fields replace stored ones)."""
-    row = await get_session(session, patient_id, session_id)
+    """Observations entered during or after the session (given fields replace stored ones).
+
+    ``if_match``: the versions the caller accepts (`session_version`); when the session changed
+    since, nothing is written and PreconditionFailed (412) tells the caller to read it again,
+    so one clinician's entry is never silently replaced by another's stale copy."""
+    row = await get_session(session, patient_id, session_id, for_update=True)
+    if if_match is not None and session_version(row) not in if_match:
+        raise PreconditionFailed(
+            "the session changed since it was read; read it again and re-apply the change"
+        )
     if row.status == "cancelled":
         raise Conflict("a cancelled session has no observations")
     await _write_observations(session, keyring, row, data, now=now)
@@ -520,6 +569,7 @@ async def session_views(
                 rems_monitoring_completed=row.rems_monitoring_completed,
                 observations=observations,
                 notes=notes,
+                version=session_version(row),
             )
         )
     return views
