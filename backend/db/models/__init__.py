@@ -28,6 +28,7 @@ from backend.db.models.questionnaire_response import QuestionnaireResponse
 from backend.db.models.refresh_token import RefreshToken
 from backend.db.models.service_instance import ServiceInstance
 from backend.db.models.staff import StaffMember
+from backend.db.models.timer_pass import TimerPass
 from backend.db.models.treatment import (
     CheckIn,
     ClinicProtocolOverride,
@@ -64,6 +65,7 @@ __all__ = [
     "RefreshToken",
     "ServiceInstance",
     "StaffMember",
+    "TimerPass",
     "TreatmentCourse",
     "TreatmentSession",
 ]
