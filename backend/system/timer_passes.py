@@ -8,7 +8,7 @@ Core statements only.
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -39,9 +39,8 @@ async def claim_pass(
         )
         if claimed.rowcount == 1:
             return True
-        if await connection.scalar(select(_t.c.name).where(_t.c.name == name)) is not None:
-            return False
-        # The pass's first run anywhere: the row is made already claimed.
+        # Not due, or the pass's first run anywhere: then the row is made already claimed (a row
+        # that exists, not due or just claimed by a racing instance, inserts nothing).
         insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
         created = await connection.execute(
             insert(_t)

@@ -10,8 +10,9 @@ class TimerPass(SQLModel, table=True):
 
     Some passes look at every patient (alert evaluation): each replica running them would do the
     same work once per replica. The first instance whose timer fires after ``due_at`` moves it on
-    by one interval in a conditional update and runs the pass; the others see no row changed and
-    skip it. A pass is idempotent, so one lost to a crash is simply the next one.
+    (by most of an interval, `timer_passes.EARLY_FRACTION`) in a conditional update and runs the
+    pass; the others see no row changed and skip it. A pass is idempotent, so one lost to a crash
+    is simply the next one.
     """
 
     __tablename__ = "timer_passes"
@@ -19,5 +20,6 @@ class TimerPass(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=64)
     due_at: datetime = Field(sa_type=UTCDateTime)
     holder: str = Field(max_length=128)
-    """The instance (``service_instances.id`` or a CLI's name) that claimed the last pass."""
+    """The instance (``service_instances.id``, else its configured name) that claimed the last
+    pass."""
     claimed_at: datetime = Field(sa_type=UTCDateTime)
