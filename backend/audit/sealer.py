@@ -20,11 +20,11 @@ from datetime import datetime
 from typing import Final
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from backend.audit.chain import GENESIS_HASH, event_hash
 from backend.audit.service import AUDIT_CHAIN_HEADS, AUDIT_EVENTS, chained_event
+from backend.db.upsert import dialect_insert
 from backend.lib.clock import Clock
 
 __all__ = ["SEAL_BATCH", "AuditSealer", "seal_pending"]
@@ -111,7 +111,7 @@ async def _lock_head(
     if row is None:
         # First seal of this chain (or the head is locked: SKIP LOCKED hides it). Create it if
         # missing; if another sealer is creating it, this waits for that short transaction only.
-        insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+        insert = dialect_insert(connection)
         await connection.execute(
             insert(AUDIT_CHAIN_HEADS)
             .values(chain=chain, seq=0, hash=GENESIS_HASH, updated_at=now)

@@ -10,7 +10,6 @@ from typing import Any, cast
 from uuid import UUID
 
 from sqlalchemy import Table, case, delete, literal, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -26,6 +25,7 @@ from backend.db.models import (
     StaffMember,
 )
 from backend.db.types import UTCDateTime
+from backend.db.upsert import dialect_insert
 from backend.identity.lockout import LockoutPolicy
 
 _COUNTERS = cast(Table, LoginFailureCounter.__table__)  # type: ignore[attr-defined]
@@ -278,7 +278,7 @@ async def record_login_failure(
     A counter quiet for longer than ``policy.forget_after`` restarts at one.
     """
     connection = await session.connection()
-    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    insert = dialect_insert(connection)
     stale = _COUNTERS.c.last_failure_at < now - policy.forget_after
     statement = (
         insert(_COUNTERS)

@@ -9,10 +9,10 @@ Core statements only.
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.db.models import TimerPass
+from backend.db.upsert import dialect_insert
 
 _t = TimerPass.__table__  # type: ignore[attr-defined]
 
@@ -41,7 +41,7 @@ async def claim_pass(
             return True
         # Not due, or the pass's first run anywhere: then the row is made already claimed (a row
         # that exists, not due or just claimed by a racing instance, inserts nothing).
-        insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+        insert = dialect_insert(connection)
         created = await connection.execute(
             insert(_t)
             .values(name=name, due_at=due, holder=holder[:128], claimed_at=now)

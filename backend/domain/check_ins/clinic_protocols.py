@@ -16,10 +16,10 @@ from datetime import datetime
 
 import msgspec
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backend.db.models.treatment import ClinicProtocolOverride, ClinicProtocolVersion
+from backend.db.upsert import dialect_insert
 from backend.domain.check_ins.protocols import (
     Modality,
     Protocol,
@@ -170,7 +170,7 @@ async def save_override(
             f"version {protocol.version} of {protocol.id} was saved before with other content; "
             "give the changed protocol a new version"
         )
-    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    insert = dialect_insert(connection)
     values = {"document": canonical.encode(), "updated_by": staff_id, "updated_at": now}
     await connection.execute(
         insert(TABLE)

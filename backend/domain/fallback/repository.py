@@ -6,18 +6,14 @@ from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
 from sqlalchemy import Row, Table, and_, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backend.db.models.notification import CheckInFallback, StaffTask
+from backend.db.upsert import dialect_insert
 
 TABLE: Final = cast(Table, CheckInFallback.__table__)  # type: ignore[attr-defined]
 TASKS: Final = cast(Table, StaffTask.__table__)  # type: ignore[attr-defined]
 _c = TABLE.c
-
-
-def _insert(connection: AsyncConnection) -> Any:
-    return postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
 
 
 async def watch(
@@ -31,7 +27,7 @@ async def watch(
 ) -> None:
     """Start watching a check-in's notifications (once: its later messages change nothing)."""
     await connection.execute(
-        _insert(connection)(TABLE)
+        dialect_insert(connection)(TABLE)
         .values(
             check_in_id=check_in_id,
             clinic_id=clinic_id,
@@ -142,7 +138,7 @@ async def add_task(
 ) -> uuid.UUID:
     """The task for this check-in and kind (created once; its id either way)."""
     await connection.execute(
-        _insert(connection)(TASKS)
+        dialect_insert(connection)(TASKS)
         .values(
             id=task_id,
             clinic_id=clinic_id,

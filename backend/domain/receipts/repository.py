@@ -8,10 +8,10 @@ from typing import Any, Final, cast
 
 import msgspec
 from sqlalchemy import Table, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backend.db.models.notification import NotificationReceipt
+from backend.db.upsert import dialect_insert
 
 TABLE: Final = cast(Table, NotificationReceipt.__table__)  # type: ignore[attr-defined]
 _c = TABLE.c
@@ -38,7 +38,7 @@ async def record(
     now: datetime,
 ) -> None:
     """Insert each event unless already reported (the first report's time is kept)."""
-    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    insert = dialect_insert(connection)
     for event in events:
         await connection.execute(
             insert(TABLE)

@@ -23,11 +23,11 @@ from typing import Final
 
 import msgspec
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.db.models.questionnaire_response import QuestionnaireResponse
 from backend.db.models.treatment import CourseBaseline, TreatmentCourse
+from backend.db.upsert import dialect_insert
 from backend.domain.alerts.clinic_settings import parameters_for_clinic
 from backend.domain.alerts.evaluation import evaluate_patient
 from backend.domain.alerts.parameters import AlertParameters
@@ -199,7 +199,7 @@ async def record_baseline(
         "recorded_by": staff_id,
     }
     connection = await session.connection()
-    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    insert = dialect_insert(connection)
     await connection.execute(
         insert(BASELINES)
         .values(course_id=course.id, instrument_id=instrument_id, **values)
