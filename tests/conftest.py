@@ -18,10 +18,12 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.app import create_app
 from backend.config import Settings, load_settings
 from backend.db import migrate
+from backend.db.engine import create_engine
 from bench.common import asyncpg_dsn
 
 POSTGRES_URL = os.environ.get(
@@ -156,6 +158,14 @@ class SettingsFactory:
 @pytest.fixture
 def settings(database_url: str, make_settings: SettingsFactory) -> Settings:
     return make_settings(database_url)
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """An engine of the test's own event loop on the test's database."""
+    engine = create_engine(settings)
+    yield engine
+    await engine.dispose()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ in the transaction that records it, once per device, with ids only, and never tw
 check-in timers' own first reminder."""
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,20 +10,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.db.engine import create_engine
 from backend.domain.alerts import store
 from backend.domain.alerts.evaluation import evaluate_patient
 from backend.domain.check_ins.delivery import CheckInTimers
 from notifications.templates import MessageKind
-from tests.conftest import SettingsFactory
 from tests.sessions.world import OUTBOX, World
-
-
-@pytest.fixture
-async def engine(database_url: str, make_settings: SettingsFactory) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(make_settings(database_url))
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 after it is due; racing claims give exactly one winner; the alert evaluation pass uses it."""
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,11 +10,9 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.db.engine import create_engine
 from backend.db.models import TimerPass
 from backend.domain.alerts.jobs import EVALUATION_TIMER, run_evaluation_pass
 from backend.system.timer_passes import EARLY_FRACTION, claim_pass
-from tests.conftest import SettingsFactory
 from tests.identity.conftest import (  # noqa: F401  (fixtures used by name)
     MovableClock,
     api,
@@ -27,13 +24,6 @@ from tests.identity.conftest import clock as clock
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
 _t = TimerPass.__table__  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-async def engine(database_url: str, make_settings: SettingsFactory) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(make_settings(database_url))
-    yield engine
-    await engine.dispose()
 
 
 async def _row(engine: AsyncEngine, name: str) -> tuple[str, datetime]:

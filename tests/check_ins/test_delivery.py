@@ -3,14 +3,12 @@ reminders while unanswered, missed when the window closes, and catch-up after do
 
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.db.engine import create_engine
 from backend.db.models.device import Device
 from backend.db.models.patient import Patient
 from backend.db.models.treatment import CheckIn
@@ -18,19 +16,11 @@ from backend.domain.check_ins.delivery import CheckInTimers
 from backend.domain.check_ins.recipients import DeviceResolver
 from backend.domain.outbox.recipients import RecipientUnavailable
 from notifications.templates import MessageKind
-from tests.conftest import SettingsFactory
 from tests.sessions.world import OUTBOX, START, World
 
 CHECK_INS = CheckIn.__table__  # type: ignore[attr-defined]
 PATIENTS = Patient.__table__  # type: ignore[attr-defined]
 DEVICES = Device.__table__  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-async def engine(database_url: str, make_settings: SettingsFactory) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(make_settings(database_url))
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

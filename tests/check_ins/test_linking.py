@@ -2,13 +2,11 @@
 late when received after the window though authored inside it; answered once."""
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.db.engine import create_engine
 from backend.domain.check_ins.delivery import CheckInTimers
 from backend.domain.check_ins.linking import CheckInExpired, link_response
 from backend.domain.responses.schemas import ResponseSubmission
@@ -18,15 +16,7 @@ from backend.domain.sessions.schemas import SessionReschedule
 from backend.lib.errors import Conflict, InvalidInput, NotFound
 from questionnaires.answers import Answer
 from questionnaires.registry import get_instrument
-from tests.conftest import SettingsFactory
 from tests.sessions.world import START, World
-
-
-@pytest.fixture
-async def engine(database_url: str, make_settings: SettingsFactory) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(make_settings(database_url))
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

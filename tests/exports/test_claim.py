@@ -2,7 +2,6 @@
 under the PostgreSQL plan that made the single-statement claim take many."""
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,13 +15,6 @@ from tests.conftest import SettingsFactory
 NOW = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=2)
 QUEUED = 200
-
-
-@pytest.fixture
-async def engine(database_url: str, make_settings: SettingsFactory) -> AsyncIterator[AsyncEngine]:
-    made = create_engine(make_settings(database_url))
-    yield made
-    await made.dispose()
 
 
 async def _seed(engine: AsyncEngine, count: int) -> list[uuid.UUID]:

@@ -6,7 +6,6 @@ on a fresh timer (a restarted instance) or on two instances at once (PostgreSQL)
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,13 +26,6 @@ from tests.conftest import SettingsFactory
 from tests.sessions.world import OUTBOX, World
 
 CHECK_INS = CheckIn.__table__  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-async def engine(database_url: str, make_settings: SettingsFactory) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(make_settings(database_url))
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

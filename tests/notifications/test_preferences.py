@@ -17,7 +17,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
-from backend.db.engine import create_engine
 from backend.db.models.device import Device
 from backend.db.models.patient import Patient
 from backend.domain.check_ins.delivery import CHANNEL_BY_PLATFORM
@@ -35,7 +34,6 @@ from notifications.console import ConsoleConfig
 from notifications.registry import NotificationsConfig, NotifierRegistry
 from notifications.templates import MessageKind
 from notifications.webhook import WebhookConfig, WebhookEndpoint, verify_webhook
-from tests.conftest import SettingsFactory
 from tests.notifications.servers import FakeServer, Recorded, Reply, serving
 from tests.sessions.world import World
 
@@ -45,13 +43,6 @@ SECRET = "pager-secret"
 @pytest.fixture
 async def world(engine: AsyncEngine) -> World:
     return await World(engine).setup()
-
-
-@pytest.fixture
-async def engine(database_url: str, make_settings: SettingsFactory) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(make_settings(database_url))
-    yield engine
-    await engine.dispose()
 
 
 class Pager:

@@ -29,13 +29,6 @@ from tests.support import ManualClock
 SECRET = "receiver-shared-secret"
 
 
-@pytest.fixture
-async def engine(database_url: str, make_settings: SettingsFactory) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(make_settings(database_url))
-    yield engine
-    await engine.dispose()
-
-
 class Receiver:
     """A clinic system's webhook receiver: verifies signatures, counts idempotency keys."""
 
