@@ -2,10 +2,8 @@
 MOAA/S and the acute side effects a clinician saw, stored encrypted; bad input is a problem
 document and changes nothing."""
 
-import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,8 +11,6 @@ import msgspec
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.db.models.treatment import TreatmentSession
@@ -32,6 +28,7 @@ from tests.identity.conftest import (  # noqa: F401  (fixtures used by name)
     runtime_of,
 )
 from tests.identity.conftest import clock as clock
+from tests.races import race
 
 NOTE = "Quentin Albemarle-Fitz felt sick in the lift"
 
@@ -205,23 +202,6 @@ async def test_if_match_refuses_a_stale_copy_and_changes_nothing(
         version = accepted.json()["version"]
 
 
-async def _until_blocked(engine: AsyncEngine) -> None:
-    """Until another transaction waits for a lock (PostgreSQL), bounded; on SQLite the second
-    writer waits for the only connection, which no query can see: a short pause instead."""
-    if engine.dialect.name != "postgresql":
-        await asyncio.sleep(0.2)
-        return
-    for _ in range(100):
-        async with engine.connect() as connection:
-            waiting = await connection.scalar(
-                text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-            )
-        if waiting:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the second write never waited for the first")
-
-
 async def test_a_write_racing_another_of_the_same_version_is_refused(
     api: AsyncTestClient[Litestar],  # noqa: F811
     people: World,
@@ -249,23 +229,16 @@ async def test_a_write_racing_another_of_the_same_version_is_refused(
             if_match=version,
         )
 
-    async with maker() as first:
-        await write(first, 4)
-        second = asyncio.create_task(_write_alone(maker, write))
-        await _until_blocked(runtime.require_engine())
-        assert not second.done()
-        await first.commit()
     with pytest.raises(PreconditionFailed):
-        await asyncio.wait_for(second, timeout=30)
+        await race(
+            maker,
+            runtime.require_engine(),
+            lambda session: write(session, 4),
+            lambda session: write(session, 2),
+        )
     listed = await api.get(f"/api/v1/patients/{patient_id}/sessions", headers=clinician.headers)
     (shown,) = [s for s in listed.json()["sessions"] if s["id"] == created["id"]]
     assert shown["observations"]["sedation_moaas"] == 4
-
-
-async def _write_alone(maker: Any, write: Callable[[AsyncSession, int], Awaitable[None]]) -> None:
-    async with maker() as session:
-        await write(session, 2)
-        await session.commit()
 
 
 BAD_SIDE_EFFECTS: list[tuple[dict[str, Any], int]] = [

@@ -25,6 +25,7 @@ from backend.domain.alerts.parameters import (
 from backend.identity.principal import Principal
 from backend.lib.errors import Conflict, FieldProblem, InvalidInput
 from backend.lib.ids import uuid7
+from backend.lib.preconditions import lock_clinic, require_current
 
 
 class ParameterVersion(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
@@ -75,9 +76,15 @@ async def save_parameter_override(
     document: dict[str, Any],
     *,
     now: datetime,
+    if_match: frozenset[str] | None = None,
 ) -> ParameterVersion:
     """Store a new override version for the clinic; InvalidInput if it does not build, Conflict if
-    the version was used before."""
+    the version was used before, PreconditionFailed if ``if_match`` (entity tags of what a GET
+    showed) no longer names the parameters in force."""
+    await lock_clinic(session, clinic_id)
+    if if_match is not None:
+        current = await current_parameters(session, clinic_id)
+        require_current(if_match, current, "the alert parameters")
     try:
         parameters = build_parameters(_base_document(), (document,))
     except ParameterError as error:
@@ -128,9 +135,14 @@ async def replace_on_call(
     staff_ids: list[uuid.UUID],
     *,
     now: datetime,
+    if_match: frozenset[str] | None = None,
 ) -> OnCallList:
     """The clinic's on-call list, in escalation order: active clinicians or admins of the clinic,
-    each once."""
+    each once. PreconditionFailed if ``if_match`` no longer names the list in force."""
+    # Always under the clinic's lock: two unconditional replacements must not interleave either.
+    await lock_clinic(session, clinic_id)
+    if if_match is not None:
+        require_current(if_match, await on_call(session, clinic_id), "the on-call list")
     if len(set(staff_ids)) != len(staff_ids):
         raise InvalidInput("a staff member appears twice in the on-call list")
     connection = await session.connection()

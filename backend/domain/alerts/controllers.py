@@ -9,9 +9,9 @@ import uuid
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, get, post, put
+from litestar import Controller, Response, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -31,6 +31,7 @@ from backend.identity.access import Scope, access
 from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
 from backend.identity.roles import Role
 from backend.lib.errors import NotFound
+from backend.lib.preconditions import IF_MATCH_DESCRIPTION, etag_headers, if_match_versions
 from backend.state import Runtime
 
 _CLINICAL = access(Role.CLINICIAN, Role.CLINIC_ADMIN, scope=Scope.CLINIC)
@@ -164,20 +165,33 @@ class AlertSettingsController(Controller):
     @get("/alert-on-call", opt=_CLINICAL, summary="The clinic's on-call list, in order")
     async def get_on_call(
         self, db_session: NamedDependency[AsyncSession], principal: NamedDependency[Principal]
-    ) -> OnCallList:
-        return await clinic_settings.on_call(db_session, _clinic_of(principal))
+    ) -> Response[OnCallList]:
+        current = await clinic_settings.on_call(db_session, _clinic_of(principal))
+        return Response(current, headers=etag_headers(current))
 
-    @put("/alert-on-call", opt=_ADMIN, summary="Replace the clinic's on-call list")
+    @put(
+        "/alert-on-call",
+        opt=_ADMIN,
+        summary="Replace the clinic's on-call list",
+        description=IF_MATCH_DESCRIPTION,
+    )
     async def put_on_call(
         self,
         data: JSONBody[OnCallUpdate],
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
         principal: NamedDependency[Principal],
-    ) -> OnCallList:
-        return await clinic_settings.replace_on_call(
-            db_session, principal, _clinic_of(principal), data.staff_ids, now=runtime.clock.now()
+        if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
+    ) -> Response[OnCallList]:
+        saved = await clinic_settings.replace_on_call(
+            db_session,
+            principal,
+            _clinic_of(principal),
+            data.staff_ids,
+            now=runtime.clock.now(),
+            if_match=if_match_versions(if_match),
         )
+        return Response(saved, headers=etag_headers(saved))
 
     @get(
         "/alert-parameters",
@@ -186,13 +200,15 @@ class AlertSettingsController(Controller):
     )
     async def get_parameters(
         self, db_session: NamedDependency[AsyncSession], principal: NamedDependency[Principal]
-    ) -> ParameterVersion:
-        return await clinic_settings.current_parameters(db_session, _clinic_of(principal))
+    ) -> Response[ParameterVersion]:
+        current = await clinic_settings.current_parameters(db_session, _clinic_of(principal))
+        return Response(current, headers=etag_headers(current))
 
     @put(
         "/alert-parameters",
         opt=_ADMIN,
         summary="Save a new version of the clinic's alert parameter override",
+        description=IF_MATCH_DESCRIPTION,
     )
     async def put_parameters(
         self,
@@ -200,7 +216,14 @@ class AlertSettingsController(Controller):
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
         principal: NamedDependency[Principal],
-    ) -> ParameterVersion:
-        return await clinic_settings.save_parameter_override(
-            db_session, principal, _clinic_of(principal), data, now=runtime.clock.now()
+        if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
+    ) -> Response[ParameterVersion]:
+        saved = await clinic_settings.save_parameter_override(
+            db_session,
+            principal,
+            _clinic_of(principal),
+            data,
+            now=runtime.clock.now(),
+            if_match=if_match_versions(if_match),
         )
+        return Response(saved, headers=etag_headers(saved))

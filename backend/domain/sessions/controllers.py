@@ -45,6 +45,7 @@ from backend.identity.patients import check_time_zone
 from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
 from backend.identity.roles import Role
 from backend.lib.errors import Conflict, InvalidInput, NotFound
+from backend.lib.preconditions import if_match_versions
 from backend.state import Runtime
 
 CLINICAL = (Role.CLINICIAN, Role.CLINIC_ADMIN)
@@ -75,22 +76,6 @@ async def _audit(
 async def _view(db_session: AsyncSession, runtime: Runtime, row: object) -> SessionView:
     (view,) = await service.session_views(db_session, runtime.keyring, [row])  # type: ignore[list-item]
     return view
-
-
-def _if_match(header: str | None) -> frozenset[str] | None:
-    """The versions an ``If-Match`` header names (RFC 9110 §13.1.1); None for no header or
-    ``*``. Only strong tags can match, so a weak one (``W/"..."``) names nothing."""
-    if header is None or header.strip() == "*":
-        return None
-    versions = set()
-    for tag in header.split(","):
-        tag = tag.strip()
-        if len(tag) < 2 or not (tag.startswith('"') and tag.endswith('"')):
-            if tag.startswith("W/"):
-                continue
-            raise InvalidInput('If-Match must be "*" or quoted entity tags, e.g. "3f2a..."')
-        versions.add(tag[1:-1])
-    return frozenset(versions)
 
 
 def _idempotency_key(header: str | None) -> str | None:
@@ -288,7 +273,7 @@ class TreatmentSessionController(Controller):
             session_id=session_id,
             data=data,
             now=runtime.clock.now(),
-            if_match=_if_match(if_match),
+            if_match=if_match_versions(if_match),
         )
         view = await _view(db_session, runtime, row)
         await _audit(
