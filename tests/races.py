@@ -18,7 +18,10 @@ async def until_blocked(engine: AsyncEngine) -> None:
     for _ in range(100):
         async with engine.connect() as connection:
             waiting = await connection.scalar(
-                text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
             )
         if waiting:
             return

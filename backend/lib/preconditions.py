@@ -7,9 +7,10 @@ representation) and accepts it back as ``If-Match``: when the object changed sin
 nothing is written and the answer is 412 (`PreconditionFailed`), so the caller reads it again.
 Without ``If-Match`` (or with ``*``) the write stays unconditional, so existing clients work.
 
-The check and the write must be atomic: the route reads the current state under
-`lock_clinic` (PostgreSQL: the clinic row ``FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE``
-already serialises writers) before it compares.
+The check and the write must be atomic: the service reads the current state under a row lock
+(`lock_clinic` for clinic-wide objects, `lock_row` for one owned by a patient or a staff member;
+PostgreSQL: ``FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE`` already serialises writers) before it
+compares, and writes in the same transaction.
 """
 
 import hashlib
@@ -29,6 +30,7 @@ __all__ = [
     "etag_headers",
     "if_match_versions",
     "lock_clinic",
+    "lock_row",
     "require_current",
 ]
 
@@ -78,11 +80,14 @@ def require_current(if_match: frozenset[str] | None, representation: Any, what: 
         )
 
 
-async def lock_clinic(session: AsyncSession, clinic_id: uuid.UUID) -> None:
-    """Hold the clinic's row until the transaction ends (PostgreSQL), so the clinic-level
-    object read next cannot change before this transaction writes it. On SQLite the statement
+async def lock_row(session: AsyncSession, table: Table, row_id: uuid.UUID) -> None:
+    """Hold one row (by its ``id``) until the transaction ends (PostgreSQL), so the object it
+    owns, read next, cannot change before this transaction writes it. On SQLite the statement
     is a plain read: its transactions begin IMMEDIATE, one writer at a time."""
     connection = await session.connection()
-    await connection.execute(
-        select(_CLINICS.c.id).where(_CLINICS.c.id == clinic_id).with_for_update()
-    )
+    await connection.execute(select(table.c.id).where(table.c.id == row_id).with_for_update())
+
+
+async def lock_clinic(session: AsyncSession, clinic_id: uuid.UUID) -> None:
+    """`lock_row` on the clinic: for clinic-wide objects (on-call list, parameters...)."""
+    await lock_row(session, _CLINICS, clinic_id)
