@@ -36,6 +36,7 @@ from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
 from backend.identity.roles import Role
 from backend.identity.schemas import NewCareTeam, NewStaffMember
 from backend.lib.errors import DomainError, InvalidInput, NotFound
+from backend.lib.preconditions import entity_tag
 from backend.state import Runtime
 
 _ADMIN: Final = access(Role.CLINIC_ADMIN, scope=Scope.CLINIC)
@@ -71,6 +72,7 @@ class SettingsForm(msgspec.Struct, kw_only=True):
 
 class ParametersForm(msgspec.Struct, kw_only=True):
     document: str = ""
+    version: str = ""  # entity tag of the parameters the form was drawn from (If-Match)
 
 
 class ProtocolForm(msgspec.Struct, kw_only=True):
@@ -110,6 +112,14 @@ def on_call_choice(values: list[str]) -> list[uuid.UUID]:
         for n, value in enumerate(values, start=1)
         if value.strip()
     ]
+
+
+def drawn_from(version: object) -> frozenset[str] | None:
+    """The form's hidden ``version`` as the service's ``if_match``; a form without one (a page
+    saved before versions existed) writes unconditionally, as an API call without If-Match."""
+    if not isinstance(version, str) or not version:
+        return None
+    return frozenset({version})
 
 
 def parameter_document(text: str) -> dict[str, Any]:
@@ -208,6 +218,7 @@ async def _overview(
     teams = await staff_service.list_care_teams(db_session, principal)
     settings = await alert_settings(db_session, clinic_id)
     current = await clinic_settings.current_parameters(db_session, clinic_id)
+    on_call_now = await clinic_settings.on_call(db_session, clinic_id)
     history = await queries.parameter_override_history(connection, clinic_id)
     clinic = await repositories.get_clinic(db_session, clinic_id)
     if clinic is None:
@@ -236,6 +247,10 @@ async def _overview(
         on_call_slots=max(slots, len(settings.on_call)),
         history=history,
         parameters_draft=parameters_draft or _draft_override(current.override),
+        # What each form was drawn from: a save from a page another admin has since outdated is
+        # refused (as the API's If-Match), not written over their change.
+        on_call_version=entity_tag(on_call_now),
+        parameters_version=entity_tag(current),
         protocols=protocols,
         roles=NEW_STAFF_ROLES,
         outcome=outcome,
@@ -293,7 +308,12 @@ class DashboardAdminController(Controller):
             # No place filled in at all is an empty list (clear the on-call list), not a 500.
             chosen = on_call_choice([str(v) for v in form.getall("staff_id", [])])
             await clinic_settings.replace_on_call(
-                db_session, principal, principal.clinic_id, chosen, now=runtime.clock.now()
+                db_session,
+                principal,
+                principal.clinic_id,
+                chosen,
+                now=runtime.clock.now(),
+                if_match=drawn_from(form.get("version")),
             )
         except DomainError as error:
             return await self._refused(error, "oncall", principal, runtime, db_session)
@@ -315,6 +335,7 @@ class DashboardAdminController(Controller):
                 principal.clinic_id,
                 parameter_document(data.document),
                 now=runtime.clock.now(),
+                if_match=drawn_from(data.version),
             )
         except DomainError as error:
             # Keep what was typed, so a typo costs one fix, not the whole edit.

@@ -235,3 +235,67 @@ async def test_a_clinician_replaces_their_authenticator(live: LiveService, brows
     )
     assert after != before
     assert await _audited(live, "totp.confirmed", clinician_id) == 1
+
+
+async def _first_on_call(live: LiveService) -> object:
+    return await scalar(
+        live,
+        select(ON_CALL.c.staff_id)
+        .where(ON_CALL.c.clinic_id == live.demo.clinic_id)
+        .order_by(ON_CALL.c.position),
+    )
+
+
+async def test_a_save_from_a_page_another_save_outdated_is_refused(
+    live: LiveService, browser: Any
+) -> None:
+    """Two tabs show the same on-call list and parameters; the first saves; the second's save of
+    what it showed is refused with the reason (as the API's If-Match: 412) instead of silently
+    replacing the first one's change, and its page then shows the list in force."""
+    admin_id = await _staff_id(live, "clinic_admin")
+    clinician_id = await _staff_id(live, "clinician")
+    async with opened_page(browser, DESKTOP) as first:
+        await log_in(first, live, Role.CLINIC_ADMIN, next_path="/dashboard/admin")
+        second = await first.context.new_page()
+        await second.goto(live.base_url + "/dashboard/admin/")
+
+        await first.select_option("#on-call-1", str(clinician_id))
+        await first.click("text=Save on-call list")
+        await first.wait_for_url(live.base_url + "/dashboard/admin#oncall")
+        assert await _first_on_call(live) == clinician_id
+
+        await second.select_option("#on-call-1", str(admin_id))
+        async with second.expect_response(lambda r: r.url.endswith("/admin/on-call")) as info:
+            await second.click("text=Save on-call list")
+        assert (await info.value).status == 412
+        assert "changed since it was read" in await second.locator("#outcome-oncall").inner_text()
+        assert await _first_on_call(live) == clinician_id
+        # The refused page shows the list in force; a save from it goes through.
+        assert await second.input_value("#on-call-1") == str(clinician_id)
+        await second.select_option("#on-call-1", str(admin_id))
+        await second.click("text=Save on-call list")
+        await second.wait_for_url(live.base_url + "/dashboard/admin#oncall")
+        assert await _first_on_call(live) == admin_id
+        assert await _audited(live, "alert_on_call.update", admin_id) == 2
+
+        # The same for the alert parameters; the refused draft is kept for re-applying.
+        await first.goto(live.base_url + "/dashboard/admin/")
+        await second.goto(live.base_url + "/dashboard/admin/")
+        await first.fill("#parameters-document", '{"parameterSet": "demo", "version": "8"}')
+        await first.click("text=Save as a new version")
+        await first.wait_for_url(live.base_url + "/dashboard/admin#parameters")
+        stale = '{"parameterSet": "demo", "version": "9", "slaMinutes": {"urgent": 20}}'
+        await second.fill("#parameters-document", stale)
+        async with second.expect_response(lambda r: "/admin/alert-parameters" in r.url) as info:
+            await second.click("text=Save as a new version")
+        assert (await info.value).status == 412
+        outcome = await second.locator("#outcome-parameters").inner_text()
+        assert "changed since it was read" in outcome
+        assert await second.input_value("#parameters-document") == stale
+        assert await second.locator("#parameter-version").inner_text() == (
+            "interlude-default@1.0.0+demo@8"
+        )
+        assert await scalar(live, select(func.count()).select_from(OVERRIDES)) == 1
+        await second.click("text=Save as a new version")
+        await second.wait_for_url(live.base_url + "/dashboard/admin#parameters")
+        assert await scalar(live, select(func.count()).select_from(OVERRIDES)) == 2
