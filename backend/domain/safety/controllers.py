@@ -4,9 +4,9 @@ is recorded. Everything is audited in the service layer."""
 
 from typing import Annotated
 
-from litestar import Controller, delete, get, post, put
+from litestar import Controller, Response, delete, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import JSONBody, PathParameter
+from litestar.params import HeaderParameter, JSONBody, PathParameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -20,6 +20,7 @@ from backend.domain.safety.resources import (
 from backend.identity.access import Scope, access
 from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
 from backend.identity.roles import Role
+from backend.lib.preconditions import IF_MATCH_DESCRIPTION, etag_headers, if_match_versions
 from backend.state import Runtime
 
 _CLINICAL = access(Role.CLINICIAN, Role.CLINIC_ADMIN, scope=Scope.CLINIC)
@@ -52,11 +53,17 @@ class CrisisResourcesController(Controller):
         locale: Locale,
         db_session: NamedDependency[AsyncSession],
         principal: NamedDependency[Principal],
-    ) -> CrisisContent:
+    ) -> Response[CrisisContent]:
         assert principal.clinic_id is not None
-        return await resources.effective_for(db_session, principal.clinic_id, locale)
+        current = await resources.effective_for(db_session, principal.clinic_id, locale)
+        return Response(current, headers=etag_headers(current))
 
-    @put("/{locale:str}", opt=_ADMIN, summary="Set the clinic's crisis resources for a locale")
+    @put(
+        "/{locale:str}",
+        opt=_ADMIN,
+        summary="Set the clinic's crisis resources for a locale",
+        description=IF_MATCH_DESCRIPTION,
+    )
     async def put_entry(
         self,
         locale: Locale,
@@ -64,11 +71,19 @@ class CrisisResourcesController(Controller):
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
         principal: NamedDependency[Principal],
-    ) -> CrisisContent:
+        if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
+    ) -> Response[CrisisContent]:
         assert principal.clinic_id is not None
-        return await resources.save_entry(
-            db_session, principal, principal.clinic_id, locale, data, now=runtime.clock.now()
+        saved = await resources.save_entry(
+            db_session,
+            principal,
+            principal.clinic_id,
+            locale,
+            data,
+            now=runtime.clock.now(),
+            if_match=if_match_versions(if_match),
         )
+        return Response(saved, headers=etag_headers(saved))
 
     @delete(
         "/{locale:str}",

@@ -28,6 +28,7 @@ from backend.domain.safety.crisis import (
 from backend.identity.principal import Principal
 from backend.lib.errors import InvalidInput, NotFound
 from backend.lib.ids import uuid7
+from backend.lib.preconditions import lock_clinic, require_current
 
 TABLE: Final = cast(Table, ClinicCrisisResources.__table__)  # type: ignore[attr-defined]
 _c = TABLE.c
@@ -170,9 +171,17 @@ async def save_entry(
     data: CrisisResourcesInput,
     *,
     now: datetime,
+    if_match: frozenset[str] | None = None,
 ) -> CrisisContent:
-    """Create or replace the clinic's entry for ``locale`` (its version counts up)."""
+    """Create or replace the clinic's entry for ``locale`` (its version counts up).
+    PreconditionFailed if ``if_match`` (entity tags of what a GET of the locale showed) no longer
+    names what a patient with this locale sees."""
     key = normalise_locale(locale)
+    # Always under the clinic's lock: two first saves of a locale must not both insert either.
+    await lock_clinic(session, clinic_id)
+    if if_match is not None:
+        current = await effective_for(session, clinic_id, key)
+        require_current(if_match, current, "the crisis resources of this locale")
     headline = data.headline.strip()
     listed = [{"label": r.label.strip(), "phone": r.phone.strip()} for r in data.resources]
     if not headline or any(not r["label"] or not r["phone"] for r in listed):
