@@ -454,9 +454,8 @@ class DashboardAdminController(Controller):
         assert principal.clinic_id is not None
         try:
             chosen = modality_of(modality)
-            connection = await db_session.connection()
             protocol = await clinic_protocols.save_override(
-                connection,
+                db_session,
                 clinic_id=principal.clinic_id,
                 modality=chosen,
                 document=protocol_document(data.document),

@@ -17,6 +17,7 @@ from datetime import datetime
 import msgspec
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.db.models.treatment import ClinicProtocolOverride, ClinicProtocolVersion
 from backend.db.upsert import dialect_insert
@@ -28,8 +29,10 @@ from backend.domain.check_ins.protocols import (
     decode_override,
     default_protocol,
 )
+from backend.domain.check_ins.schemas import ClinicProtocolView, ProtocolRef
 from backend.lib.errors import Conflict, FieldProblem, InvalidInput
 from backend.lib.ids import uuid7
+from backend.lib.preconditions import lock_clinic, require_current
 
 TABLE = ClinicProtocolOverride.__table__  # type: ignore[attr-defined]
 VERSIONS = ClinicProtocolVersion.__table__  # type: ignore[attr-defined]
@@ -71,6 +74,25 @@ async def clinic_protocol(
     if stored is None:
         return base
     return apply_override(base, decode_override(stored.document, f"clinic {clinic_id}"))
+
+
+async def protocol_view(
+    connection: AsyncConnection, clinic_id: uuid.UUID, modality: Modality
+) -> ClinicProtocolView:
+    """What a GET of the modality's protocol shows (its ETag hashes this)."""
+    stored = await stored_override(connection, clinic_id, modality)
+    protocol = await clinic_protocol(connection, clinic_id, modality)
+    shipped = default_protocol(modality)
+    return ClinicProtocolView(
+        modality=modality,
+        source="default" if stored is None else "override",
+        effective=ProtocolRef(id=protocol.id, version=protocol.version),
+        shipped_default=ProtocolRef(id=shipped.id, version=shipped.version),
+        override=None if stored is None else msgspec.json.decode(stored.document),
+        override_saved_at=None if stored is None else stored.updated_at,
+        override_saved_by=None if stored is None else stored.updated_by,
+        protocol=msgspec.to_builtins(protocol),
+    )
 
 
 async def course_protocol(
@@ -131,17 +153,26 @@ def checked_override(modality: Modality, document: bytes) -> Protocol:
 
 
 async def save_override(
-    connection: AsyncConnection,
+    session: AsyncSession,
     *,
     clinic_id: uuid.UUID,
     modality: Modality,
     document: bytes,
     staff_id: uuid.UUID | None,
     now: datetime,
+    if_match: frozenset[str] | None = None,
 ) -> Protocol:
     """Check and store a clinic's override (new courses follow it); returns the protocol it
     produces. Saving the same document again puts that version back in force; another document
-    under a version already saved is a Conflict (a version names one document forever)."""
+    under a version already saved is a Conflict (a version names one document forever).
+    PreconditionFailed if ``if_match`` (entity tags of what a GET showed) no longer names the
+    modality's protocol view."""
+    # Always under the clinic's lock: two unconditional saves must not interleave either.
+    await lock_clinic(session, clinic_id)
+    connection = await session.connection()
+    if if_match is not None:
+        current = await protocol_view(connection, clinic_id, modality)
+        require_current(if_match, current, "the check-in protocol")
     protocol = checked_override(modality, document)
     canonical = msgspec.json.encode(msgspec.json.decode(document)).decode()
     earlier = await connection.scalar(

@@ -6,23 +6,23 @@ started with, so its planned check-ins do not move (`clinic_protocols`).
 """
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, delete, get, put
+from litestar import Controller, Response, delete, get, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
-from sqlalchemy.ext.asyncio import AsyncConnection
+from litestar.params import FromPath, HeaderParameter, JSONBody
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.domain.check_ins import clinic_protocols
-from backend.domain.check_ins.protocols import MODALITIES, Modality, default_protocol
-from backend.domain.check_ins.schemas import ClinicProtocols, ClinicProtocolView, ProtocolRef
+from backend.domain.check_ins.protocols import MODALITIES, Modality
+from backend.domain.check_ins.schemas import ClinicProtocols, ClinicProtocolView
 from backend.identity.access import Scope, access
 from backend.identity.audit_trail import audit
 from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
 from backend.identity.roles import Role
 from backend.lib.errors import NotFound
+from backend.lib.preconditions import IF_MATCH_DESCRIPTION, etag_headers, if_match_versions
 from backend.state import Runtime
 
 _READERS = access(Role.CLINICIAN, Role.CLINIC_ADMIN, scope=Scope.CLINIC)
@@ -42,24 +42,6 @@ def _modality(value: str) -> Modality:
     raise NotFound(f"no check-in protocol for modality {value!r}; known: {', '.join(MODALITIES)}")
 
 
-async def _view(
-    connection: AsyncConnection, clinic_id: uuid.UUID, modality: Modality
-) -> ClinicProtocolView:
-    stored = await clinic_protocols.stored_override(connection, clinic_id, modality)
-    protocol = await clinic_protocols.clinic_protocol(connection, clinic_id, modality)
-    shipped = default_protocol(modality)
-    return ClinicProtocolView(
-        modality=modality,
-        source="default" if stored is None else "override",
-        effective=ProtocolRef(id=protocol.id, version=protocol.version),
-        shipped_default=ProtocolRef(id=shipped.id, version=shipped.version),
-        override=None if stored is None else msgspec.json.decode(stored.document),
-        override_saved_at=None if stored is None else stored.updated_at,
-        override_saved_by=None if stored is None else stored.updated_by,
-        protocol=msgspec.to_builtins(protocol),
-    )
-
-
 class ClinicProtocolController(Controller):
     path = "/api/v1/clinic/check-in-protocols"
     tags = ["check-in protocols"]  # noqa: RUF012
@@ -72,7 +54,9 @@ class ClinicProtocolController(Controller):
         connection = await db_session.connection()
         clinic_id = _clinic_of(principal)
         return ClinicProtocols(
-            protocols=[await _view(connection, clinic_id, m) for m in MODALITIES]
+            protocols=[
+                await clinic_protocols.protocol_view(connection, clinic_id, m) for m in MODALITIES
+            ]
         )
 
     @get("/{modality:str}", opt=_READERS, summary="The check-in protocol of one modality")
@@ -81,14 +65,18 @@ class ClinicProtocolController(Controller):
         modality: FromPath[str],
         principal: NamedDependency[Principal],
         db_session: NamedDependency[AsyncSession],
-    ) -> ClinicProtocolView:
+    ) -> Response[ClinicProtocolView]:
         connection = await db_session.connection()
-        return await _view(connection, _clinic_of(principal), _modality(modality))
+        current = await clinic_protocols.protocol_view(
+            connection, _clinic_of(principal), _modality(modality)
+        )
+        return Response(current, headers=etag_headers(current))
 
     @put(
         "/{modality:str}",
         opt=_ADMIN,
         summary="Save the clinic's override of a modality's protocol (for courses started after)",
+        description=IF_MATCH_DESCRIPTION,
     )
     async def put_override(
         self,
@@ -97,17 +85,18 @@ class ClinicProtocolController(Controller):
         principal: NamedDependency[Principal],
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
-    ) -> ClinicProtocolView:
+        if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
+    ) -> Response[ClinicProtocolView]:
         chosen = _modality(modality)
         clinic_id = _clinic_of(principal)
-        connection = await db_session.connection()
         protocol = await clinic_protocols.save_override(
-            connection,
+            db_session,
             clinic_id=clinic_id,
             modality=chosen,
             document=msgspec.json.encode(data),
             staff_id=principal.subject_id,
             now=runtime.clock.now(),
+            if_match=if_match_versions(if_match),
         )
         await audit(
             db_session,
@@ -119,7 +108,9 @@ class ClinicProtocolController(Controller):
             purpose="operations",
             actor=principal,
         )
-        return await _view(connection, clinic_id, chosen)
+        connection = await db_session.connection()
+        saved = await clinic_protocols.protocol_view(connection, clinic_id, chosen)
+        return Response(saved, headers=etag_headers(saved))
 
     @delete(
         "/{modality:str}",
@@ -148,4 +139,4 @@ class ClinicProtocolController(Controller):
                 purpose="operations",
                 actor=principal,
             )
-        return await _view(connection, clinic_id, chosen)
+        return await clinic_protocols.protocol_view(connection, clinic_id, chosen)
