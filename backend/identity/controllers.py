@@ -3,9 +3,9 @@
 from typing import Annotated, Any, NoReturn
 from uuid import UUID
 
-from litestar import Controller, Request, delete, get, post, put
+from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import FromPath, HeaderParameter, JSONBody, Parameter
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.identity import login, patients, sessions, staff
@@ -41,6 +41,7 @@ from backend.identity.schemas import (
     TotpEnrolment,
 )
 from backend.lib.errors import NotFound
+from backend.lib.preconditions import IF_MATCH_DESCRIPTION, etag_headers, if_match_versions
 from backend.state import Runtime
 
 ALL_STAFF = (Role.CLINICIAN, Role.CLINIC_ADMIN, Role.RESEARCHER, Role.OPERATOR)
@@ -169,29 +170,38 @@ class ClinicAdminController(Controller):
     @get("/", opt=access(Role.CLINIC_ADMIN, scope=Scope.CLINIC), summary="The caller's clinic")
     async def get_clinic(
         self, principal: NamedDependency[Principal], db_session: NamedDependency[AsyncSession]
-    ) -> ClinicView:
+    ) -> Response[ClinicView]:
         from backend.identity import repositories
 
         assert principal.clinic_id is not None
         clinic = await repositories.get_clinic(db_session, principal.clinic_id)
         if clinic is None:
             raise NotFound("no such clinic")
-        return staff.clinic_view(clinic)
+        current = staff.clinic_view(clinic)
+        # The settings have no GET of their own: this is the representation PUT /settings answers.
+        return Response(current, headers=etag_headers(current))
 
-    @put("/settings", opt=access(Role.CLINIC_ADMIN, scope=Scope.CLINIC))
+    @put(
+        "/settings",
+        opt=access(Role.CLINIC_ADMIN, scope=Scope.CLINIC),
+        description=IF_MATCH_DESCRIPTION,
+    )
     async def update_settings(
         self,
         data: JSONBody[ClinicSettings],
         principal: NamedDependency[Principal],
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
-    ) -> ClinicView:
-        return await staff.update_clinic_settings(
+        if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
+    ) -> Response[ClinicView]:
+        saved = await staff.update_clinic_settings(
             db_session,
             runtime,
             principal,
             totp_required_for_all_staff=data.totp_required_for_all_staff,
+            if_match=if_match_versions(if_match),
         )
+        return Response(saved, headers=etag_headers(saved))
 
     @post("/staff", opt=access(Role.CLINIC_ADMIN, scope=Scope.CLINIC), status_code=201)
     async def create_staff(

@@ -12,6 +12,7 @@ from backend.identity.principal import Principal
 from backend.identity.roles import Role
 from backend.identity.schemas import CareTeamView, ClinicView
 from backend.lib.errors import Conflict, InvalidInput, NotFound
+from backend.lib.preconditions import lock_clinic, require_current
 from backend.state import Runtime
 
 
@@ -57,11 +58,19 @@ async def update_clinic_settings(
     principal: Principal,
     *,
     totp_required_for_all_staff: bool,
+    if_match: frozenset[str] | None = None,
 ) -> ClinicView:
+    """PreconditionFailed if ``if_match`` (entity tags of what a GET of the clinic showed) no
+    longer names the clinic as it is."""
     assert principal.clinic_id is not None
-    clinic = await repositories.get_clinic(session, principal.clinic_id)
+    # Always under the clinic's lock: two unconditional changes must not interleave either.
+    await lock_clinic(session, principal.clinic_id)
+    # Read after the lock, bypassing the identity map: a copy loaded before may be stale.
+    clinic = await session.get(Clinic, principal.clinic_id, populate_existing=True)
     if clinic is None:
         raise NotFound("no such clinic")
+    if if_match is not None:
+        require_current(if_match, clinic_view(clinic), "the clinic's settings")
     clinic.totp_required_for_all_staff = totp_required_for_all_staff
     session.add(clinic)
     await audit(
