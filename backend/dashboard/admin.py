@@ -77,6 +77,7 @@ class ParametersForm(msgspec.Struct, kw_only=True):
 
 class ProtocolForm(msgspec.Struct, kw_only=True):
     document: str = ""
+    version: str = ""  # entity tag of the protocol view the form was drawn from (If-Match)
 
 
 class ProtocolPanel(msgspec.Struct, frozen=True, kw_only=True):
@@ -87,6 +88,8 @@ class ProtocolPanel(msgspec.Struct, frozen=True, kw_only=True):
     shipped: str
     overridden: bool
     draft: str
+    version: str
+    """Entity tag of what the API's GET of this modality shows: the forms' If-Match."""
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -175,6 +178,9 @@ async def _protocol_panels(
                 overridden=stored is not None,
                 draft=drafts.get(modality)
                 or msgspec.json.format(msgspec.json.encode(document).decode(), indent=2),
+                version=entity_tag(
+                    await clinic_protocols.protocol_view(connection, clinic_id, modality)
+                ),
             )
         )
     return panels
@@ -461,6 +467,7 @@ class DashboardAdminController(Controller):
                 document=protocol_document(data.document),
                 staff_id=principal.subject_id,
                 now=runtime.clock.now(),
+                if_match=drawn_from(data.version),
             )
         except DomainError as error:
             return await self._refused(
@@ -488,16 +495,23 @@ class DashboardAdminController(Controller):
     async def remove_protocol(
         self,
         modality: FromPath[str],
+        data: URLEncodedBody[ProtocolForm],
         principal: NamedDependency[Principal],
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
     ) -> Response[Any]:
         assert principal.clinic_id is not None
         chosen = modality_of(modality)
-        connection = await db_session.connection()
-        if await clinic_protocols.remove_override(
-            connection, clinic_id=principal.clinic_id, modality=chosen
-        ):
+        try:
+            removed = await clinic_protocols.remove_override(
+                db_session,
+                clinic_id=principal.clinic_id,
+                modality=chosen,
+                if_match=drawn_from(data.version),
+            )
+        except DomainError as error:
+            return await self._refused(error, "protocols", principal, runtime, db_session)
+        if removed:
             await audit(
                 db_session,
                 runtime,

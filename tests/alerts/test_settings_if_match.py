@@ -16,6 +16,7 @@ from backend.identity.principal import Principal
 from backend.identity.roles import Role
 from backend.lib.errors import PreconditionFailed
 from tests.identity.conftest import MovableClock, StaffAccount, World, runtime_of
+from tests.if_match import ConditionalPut, check_conditional_put
 from tests.races import race
 
 ON_CALL = "/api/v1/clinic/alert-on-call"
@@ -44,51 +45,28 @@ def _bodies(world: World) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
 async def test_a_stale_if_match_is_refused_and_changes_nothing(
     api: AsyncTestClient[Litestar], world: World, clock: MovableClock, route: str
 ) -> None:
-    admin, reader = world.staff["admin_a"], world.staff["clinician_a"]
-    first, second = _bodies(world)[route]
-
-    read = await api.get(route, headers=reader.headers)
-    assert read.status_code == 200, read.text
-    tag = read.headers["etag"]
-    assert tag.startswith('"')
-    assert tag.endswith('"')
-    assert len(tag) == 34
-    # The same state gives the same tag, to every reader.
-    assert (await api.get(route, headers=admin.headers)).headers["etag"] == tag
-
-    saved = await api.put(route, headers={**admin.headers, "If-Match": tag}, json=first)
-    assert saved.status_code == 200, saved.text
-    new_tag = saved.headers["etag"]
-    assert new_tag != tag
-    after = await api.get(route, headers=reader.headers)
-    assert after.headers["etag"] == new_tag  # what the PUT answered is what a GET shows
-    clock.advance(seconds=1)
-
-    for stale in (tag, f"W/{new_tag}", f'{tag}, "other"'):
-        refused = await api.put(route, headers={**admin.headers, "If-Match": stale}, json=second)
-        assert refused.status_code == 412, (stale, refused.text)
-        assert refused.headers["content-type"].startswith("application/problem+json")
-        assert refused.json()["type"].endswith("precondition-failed")
-    malformed = await api.put(route, headers={**admin.headers, "If-Match": "abc"}, json=second)
-    assert malformed.status_code == 422, malformed.text
-    unchanged = await api.get(route, headers=reader.headers)
-    assert unchanged.json() == after.json()
-    assert unchanged.headers["etag"] == new_tag
-
-    # The current tag (among others) is accepted; "*" and no If-Match write unconditionally.
-    accepted = await api.put(
-        route, headers={**admin.headers, "If-Match": f'"other", {new_tag}'}, json=second
+    clinician, admin = world.staff["clinician_a"], world.staff["admin_a"]
+    bodies: tuple[Any, Any, Any, Any] = (
+        (
+            {"staffIds": [str(clinician.id)]},
+            {"staffIds": [str(admin.id)]},
+            {"staffIds": [str(clinician.id), str(admin.id)]},
+            {"staffIds": []},
+        )
+        if route == ON_CALL
+        else (_override("2", 30), _override("3", 45), _override("4", 60), _override("5", 90))
     )
-    assert accepted.status_code == 200, accepted.text
-    assert (await api.get(route, headers=reader.headers)).json() == accepted.json()
-    clock.advance(seconds=1)
-    again = _override("4", 60) if route == PARAMETERS else first
-    star = await api.put(route, headers={**admin.headers, "If-Match": "*"}, json=again)
-    assert star.status_code == 200, star.text
-    clock.advance(seconds=1)
-    again = _override("5", 90) if route == PARAMETERS else second
-    plain = await api.put(route, headers=admin.headers, json=again)
-    assert plain.status_code == 200, plain.text
+    await check_conditional_put(
+        api,
+        clock,
+        ConditionalPut(
+            get_url=route,
+            put_url=route,
+            reader=clinician.headers,
+            admin=admin.headers,
+            bodies=bodies,
+        ),
+    )
 
 
 async def test_the_other_clinic_s_tag_does_not_change(

@@ -119,3 +119,27 @@ async def test_two_writes_of_the_same_version_do_not_both_succeed(
     shown = (await api.get(URL, headers=admin.headers)).json()
     assert shown["override"] == first
     assert shown["override_saved_by"] == str(admin.id)
+
+
+async def test_a_removal_with_a_stale_if_match_removes_nothing(
+    api: AsyncTestClient[Litestar],  # noqa: F811
+    people: World,
+    clock: MovableClock,
+) -> None:
+    admin = people.staff["admin_a"].headers
+    first = await api.put(URL, headers=admin, json=_override("1.0.0", "+48 h"))
+    assert first.status_code == 200, first.text
+    clock.advance(seconds=1)
+    second = await api.put(URL, headers=admin, json=_override("1.0.1", "Two days"))
+    assert second.status_code == 200, second.text
+
+    refused = await api.delete(URL, headers={**admin, "If-Match": first.headers["etag"]})
+    assert refused.status_code == 412, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert (await api.get(URL, headers=admin)).json()["source"] == "override"
+
+    removed = await api.delete(URL, headers={**admin, "If-Match": second.headers["etag"]})
+    assert removed.status_code == 200, removed.text
+    shown = await api.get(URL, headers=admin)
+    assert shown.json()["source"] == "default"
+    assert removed.headers["etag"] == shown.headers["etag"]

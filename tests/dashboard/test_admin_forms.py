@@ -299,3 +299,33 @@ async def test_a_save_from_a_page_another_save_outdated_is_refused(
         await second.click("text=Save as a new version")
         await second.wait_for_url(live.base_url + "/dashboard/admin#parameters")
         assert await scalar(live, select(func.count()).select_from(OVERRIDES)) == 2
+
+        # And for a check-in protocol: a save, then a removal, from a page another save outdated.
+        await first.goto(live.base_url + "/dashboard/admin/")
+        await second.goto(live.base_url + "/dashboard/admin/")
+        await first.click("#protocol-n2o summary")
+        await first.fill("#protocol-document-n2o", N2O_OVERRIDE)
+        await first.click("#protocol-n2o >> text=Save override")
+        await first.wait_for_url(live.base_url + "/dashboard/admin#protocols")
+        await second.click("#protocol-n2o summary")
+        stale_protocol = N2O_OVERRIDE.replace('"2.0.0"', '"2.0.1"')
+        await second.fill("#protocol-document-n2o", stale_protocol)
+        async with second.expect_response(lambda r: r.url.endswith("/protocols/n2o")) as info:
+            await second.click("#protocol-n2o >> text=Save override")
+        assert (await info.value).status == 412
+        assert "changed since it was read" in (
+            await second.locator("#outcome-protocols").inner_text()
+        )
+        assert "clinic-n2o v2.0.0" in await second.locator("#protocol-n2o summary").inner_text()
+        # Both refreshed; the first saves again, so the second's removal is of an outdated page.
+        await first.goto(live.base_url + "/dashboard/admin/")
+        await second.goto(live.base_url + "/dashboard/admin/")
+        await first.click("#protocol-n2o summary")
+        await first.fill("#protocol-document-n2o", stale_protocol)
+        await first.click("#protocol-n2o >> text=Save override")
+        await first.wait_for_url(live.base_url + "/dashboard/admin#protocols")
+        await second.click("#protocol-n2o summary")
+        async with second.expect_response(lambda r: r.url.endswith("/n2o/remove")) as info:
+            await second.click("text=Go back to the shipped default")
+        assert (await info.value).status == 412
+        assert "clinic-n2o v2.0.1" in await second.locator("#protocol-n2o summary").inner_text()

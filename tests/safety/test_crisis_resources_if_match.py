@@ -125,3 +125,55 @@ async def test_two_writes_of_the_same_version_do_not_both_succeed(
     shown = (await api.get(URL, headers=admin.headers)).json()
     assert (shown["source"], shown["headline"]) == ("clinic", "First")
     assert shown["resources"] == first["resources"]
+
+
+async def test_a_delete_with_a_stale_if_match_removes_nothing(
+    api: AsyncTestClient[Litestar],  # noqa: F811
+    world: World,
+    clock: MovableClock,
+) -> None:
+    admin = world.staff["admin_a"]
+    saved = await api.put(URL, headers=admin.headers, json=_body("Before"))
+    assert saved.status_code == 200, saved.text
+    read_tag = saved.headers["etag"]
+    clock.advance(seconds=1)
+    changed = await api.put(URL, headers=admin.headers, json=_body("After", phone="112"))
+    assert changed.status_code == 200, changed.text
+
+    refused = await api.delete(URL, headers={**admin.headers, "If-Match": read_tag})
+    assert refused.status_code == 412, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert (await api.get(URL, headers=admin.headers)).json()["headline"] == "After"
+
+    removed = await api.delete(URL, headers={**admin.headers, "If-Match": changed.headers["etag"]})
+    assert removed.status_code == 204, removed.text
+    assert (await api.get(URL, headers=admin.headers)).json()["source"] != "clinic"
+
+
+async def test_a_save_racing_a_delete_is_not_lost(
+    api: AsyncTestClient[Litestar],  # noqa: F811
+    world: World,
+    clock: MovableClock,
+) -> None:
+    """A delete holds the clinic; the save beside it waits, then stores its entry afresh (it
+    used to update the row the delete had just removed, change nothing and answer 200)."""
+    admin = world.staff["admin_a"]
+    principal = _admin(admin)
+    clinic_id = principal.clinic_id
+    assert clinic_id is not None
+    assert (await api.put(URL, headers=admin.headers, json=_body("Before"))).status_code == 200
+    data = CrisisResourcesInput(
+        headline="Saved beside the delete",
+        resources=(resources.ResourceInput(label="Emergency services", phone="999"),),
+    )
+
+    async def remove(session: AsyncSession) -> None:
+        await resources.delete_entry(session, principal, clinic_id, "en-GB", now=clock.now())
+
+    async def save(session: AsyncSession) -> None:
+        await resources.save_entry(session, principal, clinic_id, "en-GB", data, now=clock.now())
+
+    runtime = runtime_of(api)
+    await race(runtime.require_sessionmaker(), runtime.require_engine(), remove, save)
+    shown = (await api.get(URL, headers=admin.headers)).json()
+    assert (shown["source"], shown["headline"]) == ("clinic", "Saved beside the delete")

@@ -212,10 +212,21 @@ async def save_override(
 
 
 async def remove_override(
-    connection: AsyncConnection, *, clinic_id: uuid.UUID, modality: Modality
+    session: AsyncSession,
+    *,
+    clinic_id: uuid.UUID,
+    modality: Modality,
+    if_match: frozenset[str] | None = None,
 ) -> bool:
     """New courses follow the shipped default again; courses under way keep their protocol.
-    Returns whether there was an override."""
+    Returns whether there was an override. PreconditionFailed if ``if_match`` no longer names
+    what a GET of the modality's protocol shows."""
+    # Under the clinic's lock, as saves are, so a save and a removal apply one after the other.
+    await lock_clinic(session, clinic_id)
+    connection = await session.connection()
+    if if_match is not None:
+        current = await protocol_view(connection, clinic_id, modality)
+        require_current(if_match, current, "the check-in protocol")
     result = await connection.execute(
         delete(TABLE)
         .where(_c.clinic_id == clinic_id, _c.modality == modality)

@@ -117,6 +117,8 @@ class ClinicProtocolController(Controller):
         opt=_ADMIN,
         status_code=200,
         summary="Remove the clinic's override: new courses follow the shipped default again",
+        description="With `If-Match` (the GET's `ETag`), nothing is removed when someone changed "
+        "the protocol since it was read (412).",
     )
     async def delete_override(
         self,
@@ -124,11 +126,13 @@ class ClinicProtocolController(Controller):
         principal: NamedDependency[Principal],
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
-    ) -> ClinicProtocolView:
+        if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
+    ) -> Response[ClinicProtocolView]:
         chosen = _modality(modality)
         clinic_id = _clinic_of(principal)
-        connection = await db_session.connection()
-        if await clinic_protocols.remove_override(connection, clinic_id=clinic_id, modality=chosen):
+        if await clinic_protocols.remove_override(
+            db_session, clinic_id=clinic_id, modality=chosen, if_match=if_match_versions(if_match)
+        ):
             await audit(
                 db_session,
                 runtime,
@@ -139,4 +143,6 @@ class ClinicProtocolController(Controller):
                 purpose="operations",
                 actor=principal,
             )
-        return await clinic_protocols.protocol_view(connection, clinic_id, chosen)
+        connection = await db_session.connection()
+        shown = await clinic_protocols.protocol_view(connection, clinic_id, chosen)
+        return Response(shown, headers=etag_headers(shown))

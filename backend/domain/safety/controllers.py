@@ -89,6 +89,8 @@ class CrisisResourcesController(Controller):
         "/{locale:str}",
         opt=_ADMIN,
         summary="Remove the clinic's entry for a locale (its patients see the next fallback)",
+        description="With `If-Match` (the GET's `ETag`), nothing is removed when someone changed "
+        "the entry since it was read (412).",
     )
     async def delete_entry(
         self,
@@ -96,10 +98,16 @@ class CrisisResourcesController(Controller):
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
         principal: NamedDependency[Principal],
+        if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
     ) -> None:
         assert principal.clinic_id is not None
         await resources.delete_entry(
-            db_session, principal, principal.clinic_id, locale, now=runtime.clock.now()
+            db_session,
+            principal,
+            principal.clinic_id,
+            locale,
+            now=runtime.clock.now(),
+            if_match=if_match_versions(if_match),
         )
 
 

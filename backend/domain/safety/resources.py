@@ -223,10 +223,23 @@ async def save_entry(
 
 
 async def delete_entry(
-    session: AsyncSession, principal: Principal, clinic_id: uuid.UUID, locale: str, *, now: datetime
+    session: AsyncSession,
+    principal: Principal,
+    clinic_id: uuid.UUID,
+    locale: str,
+    *,
+    now: datetime,
+    if_match: frozenset[str] | None = None,
 ) -> None:
-    """Remove the clinic's entry: its patients with that locale see the next fallback."""
+    """Remove the clinic's entry: its patients with that locale see the next fallback.
+    PreconditionFailed if ``if_match`` no longer names what a GET of the locale shows."""
     key = normalise_locale(locale)
+    # Under the clinic's lock, as saves are: a save running beside the delete must not answer
+    # 200 for an update that found no row.
+    await lock_clinic(session, clinic_id)
+    if if_match is not None:
+        current = await effective_for(session, clinic_id, key)
+        require_current(if_match, current, "the crisis resources of this locale")
     connection = await session.connection()
     entry_id = await connection.scalar(
         select(_c.id).where(_c.clinic_id == clinic_id, _c.locale == key)
