@@ -5,6 +5,9 @@
   the sessions service, so a change moves every unsent check-in in the same transaction.
 - A clinician's own channel and on-call state (``/api/v1/staff/me/notification-preferences``),
   and a clinic admin setting them for someone in the clinic.
+
+Two people can edit the same preferences, so GETs answer with an ``ETag`` and PUTs accept it
+back as ``If-Match`` (a stale copy is refused with 412: `backend.lib.preconditions`).
 """
 
 from datetime import time
@@ -12,27 +15,24 @@ from typing import Annotated
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, get, put
+from litestar import Controller, Response, get, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, HeaderParameter, JSONBody
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.db.models.staff import StaffMember
 from backend.domain.check_ins.quiet_hours import QuietHours
-from backend.domain.preferences import repository
-from backend.domain.preferences.rules import (
-    PatientChannel,
-    PatientPreferences,
-    StaffChannel,
-    StaffPreferences,
-)
+from backend.domain.preferences import service
+from backend.domain.preferences.rules import PatientChannel, StaffChannel, StaffPreferences
+from backend.domain.preferences.service import PatientPreferencesView, StaffPreferencesView
 from backend.domain.sessions import service as sessions
 from backend.identity.access import Scope, access
 from backend.identity.audit_trail import audit
 from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
 from backend.identity.roles import Role
 from backend.lib.errors import FieldProblem, InvalidInput, NotFound
+from backend.lib.preconditions import IF_MATCH_DESCRIPTION, etag_headers, if_match_versions
 from backend.state import Runtime
 
 LocalTime = Annotated[str, msgspec.Meta(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
@@ -50,42 +50,10 @@ class PatientPreferencesInput(
     quiet_hours_end: LocalTime | None = None
 
 
-class PatientPreferencesView(msgspec.Struct, frozen=True, kw_only=True):
-    channels: list[str]
-    sms_opted_in: bool
-    has_phone_number: bool
-    quiet_hours_start: str
-    quiet_hours_end: str
-    time_zone: str
-
-
 class StaffPreferencesInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     channel: StaffChannel = "email"
     webhook_endpoint: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
     on_call: bool = True
-
-
-class StaffPreferencesView(msgspec.Struct, frozen=True, kw_only=True):
-    staff_id: UUID
-    channel: str
-    webhook_endpoint: str | None
-    on_call: bool
-
-
-async def _patient_view(db_session: AsyncSession, patient_id: UUID) -> PatientPreferencesView:
-    patient = await sessions.get_patient(db_session, patient_id)
-    connection = await db_session.connection()
-    preferences = (await repository.patients(connection, [patient_id])).get(
-        patient_id, PatientPreferences()
-    )
-    return PatientPreferencesView(
-        channels=list(preferences.channels),
-        sms_opted_in=preferences.sms_opted_in,
-        has_phone_number=patient.phone_ciphertext is not None,
-        quiet_hours_start=preferences.quiet_hours.start.strftime("%H:%M"),
-        quiet_hours_end=preferences.quiet_hours.end.strftime("%H:%M"),
-        time_zone=patient.time_zone,
-    )
 
 
 async def _audit_patient(
@@ -120,15 +88,16 @@ class PatientPreferencesController(Controller):
         principal: NamedDependency[Principal],
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
-    ) -> PatientPreferencesView:
-        view = await _patient_view(db_session, patient_id)
+    ) -> Response[PatientPreferencesView]:
+        view = await service.patient_preferences(db_session, patient_id)
         await _audit_patient(db_session, runtime, principal, "read", patient_id)
-        return view
+        return Response(view, headers=etag_headers(view))
 
     @put(
         "",
         opt=access(Role.PATIENT, *CLINICAL, scope=Scope.PATIENT),
         summary="Choose channels (SMS is an opt-in) and quiet hours; unsent check-ins move",
+        description=IF_MATCH_DESCRIPTION,
     )
     async def change(
         self,
@@ -137,8 +106,9 @@ class PatientPreferencesController(Controller):
         principal: NamedDependency[Principal],
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
-    ) -> PatientPreferencesView:
-        patient = await sessions.get_patient(db_session, patient_id)
+        if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
+    ) -> Response[PatientPreferencesView]:
+        versions = if_match_versions(if_match)
         if len(set(data.channels)) != len(data.channels):
             raise InvalidInput(
                 "each channel at most once",
@@ -148,48 +118,25 @@ class PatientPreferencesController(Controller):
                     )
                 ],
             )
-        if "sms" in data.channels and patient.phone_ciphertext is None:
-            raise InvalidInput(
-                "text messages need a phone number on the patient's record",
-                errors=[
-                    FieldProblem(
-                        pointer="/channels",
-                        code="no_phone_number",
-                        message="no phone number on record",
-                    )
-                ],
-            )
         if (data.quiet_hours_start is None) != (data.quiet_hours_end is None):
             raise InvalidInput("give both quiet_hours_start and quiet_hours_end, or neither")
-        now = runtime.clock.now()
-        connection = await db_session.connection()
-        await repository.save_patient_channels(
-            connection, patient_id, list(data.channels), by=principal.subject_id, now=now
-        )
+        quiet_hours = None
         if data.quiet_hours_start is not None and data.quiet_hours_end is not None:
-            await sessions.change_patient_schedule(
-                db_session,
-                patient_id=patient_id,
-                time_zone=None,
-                quiet_hours=QuietHours(
-                    start=time.fromisoformat(data.quiet_hours_start),
-                    end=time.fromisoformat(data.quiet_hours_end),
-                ),
-                now=now,
+            quiet_hours = QuietHours(
+                start=time.fromisoformat(data.quiet_hours_start),
+                end=time.fromisoformat(data.quiet_hours_end),
             )
+        saved = await service.save_patient_preferences(
+            db_session,
+            patient_id,
+            list(data.channels),
+            quiet_hours,
+            by=principal.subject_id,
+            now=runtime.clock.now(),
+            if_match=versions,
+        )
         await _audit_patient(db_session, runtime, principal, "notification_preferences", patient_id)
-        return await _patient_view(db_session, patient_id)
-
-
-async def _staff_view(db_session: AsyncSession, staff_id: UUID) -> StaffPreferencesView:
-    connection = await db_session.connection()
-    preferences = (await repository.staff(connection, [staff_id])).get(staff_id, StaffPreferences())
-    return StaffPreferencesView(
-        staff_id=staff_id,
-        channel=preferences.channel,
-        webhook_endpoint=preferences.webhook_endpoint,
-        on_call=preferences.on_call,
-    )
+        return Response(saved, headers=etag_headers(saved))
 
 
 async def _save_staff(
@@ -198,7 +145,9 @@ async def _save_staff(
     principal: Principal,
     staff_id: UUID,
     data: StaffPreferencesInput,
-) -> StaffPreferencesView:
+    if_match: str | None,
+) -> Response[StaffPreferencesView]:
+    versions = if_match_versions(if_match)
     if data.channel == "webhook":
         endpoints = runtime.notifications.webhook.endpoints if runtime.notifications.webhook else {}
         if data.webhook_endpoint is None or data.webhook_endpoint not in endpoints:
@@ -216,8 +165,9 @@ async def _save_staff(
         webhook_endpoint=data.webhook_endpoint if data.channel == "webhook" else None,
         on_call=data.on_call,
     )
-    connection = await db_session.connection()
-    await repository.save_staff(connection, staff_id, preferences, now=runtime.clock.now())
+    saved = await service.save_staff_preferences(
+        db_session, staff_id, preferences, now=runtime.clock.now(), if_match=versions
+    )
     await audit(
         db_session,
         runtime,
@@ -228,7 +178,7 @@ async def _save_staff(
         purpose="operations",
         actor=principal,
     )
-    return await _staff_view(db_session, staff_id)
+    return Response(saved, headers=etag_headers(saved))
 
 
 class StaffPreferencesController(Controller):
@@ -243,13 +193,15 @@ class StaffPreferencesController(Controller):
     )
     async def read_mine(
         self, principal: NamedDependency[Principal], db_session: NamedDependency[AsyncSession]
-    ) -> StaffPreferencesView:
-        return await _staff_view(db_session, principal.subject_id)
+    ) -> Response[StaffPreferencesView]:
+        view = await service.staff_preferences(db_session, principal.subject_id)
+        return Response(view, headers=etag_headers(view))
 
     @put(
         "/staff/me/notification-preferences",
         opt=access(*CLINICAL, scope=Scope.SELF),
         summary="Choose e-mail or a clinic webhook (pager, chat); go on or off call",
+        description=IF_MATCH_DESCRIPTION,
     )
     async def change_mine(
         self,
@@ -257,13 +209,18 @@ class StaffPreferencesController(Controller):
         principal: NamedDependency[Principal],
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
-    ) -> StaffPreferencesView:
-        return await _save_staff(db_session, runtime, principal, principal.subject_id, data)
+        if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
+    ) -> Response[StaffPreferencesView]:
+        return await _save_staff(
+            db_session, runtime, principal, principal.subject_id, data, if_match
+        )
 
     @put(
         "/clinic/staff/{staff_id:uuid}/notification-preferences",
         opt=access(Role.CLINIC_ADMIN, scope=Scope.CLINIC),
         summary="A clinic admin sets a colleague's channel and on-call state",
+        # No GET here: the tag is the one the colleague's own GET shows, or this route's last.
+        description=IF_MATCH_DESCRIPTION,
     )
     async def change_colleague(
         self,
@@ -272,10 +229,11 @@ class StaffPreferencesController(Controller):
         principal: NamedDependency[Principal],
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
-    ) -> StaffPreferencesView:
+        if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
+    ) -> Response[StaffPreferencesView]:
         member = (
             await db_session.exec(select(StaffMember).where(col(StaffMember.id) == staff_id))
         ).first()
         if member is None or member.clinic_id != principal.clinic_id:
             raise NotFound("no such staff member in this clinic")
-        return await _save_staff(db_session, runtime, principal, staff_id, data)
+        return await _save_staff(db_session, runtime, principal, staff_id, data, if_match)
