@@ -45,10 +45,12 @@ from backend.identity.patients import check_time_zone
 from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
 from backend.identity.roles import Role
 from backend.lib.errors import Conflict, InvalidInput, NotFound
-from backend.lib.preconditions import if_match_versions
+from backend.lib.preconditions import IF_MATCH_DESCRIPTION, etag_headers, if_match_versions
 from backend.state import Runtime
 
 CLINICAL = (Role.CLINICIAN, Role.CLINIC_ADMIN)
+# The sessions' GET is a list: each session's entity tag is its `version` there.
+_SESSION_TAG = "A session's entity tag is its `version` (listed by `GET .../sessions`)."
 
 
 async def _audit(
@@ -157,6 +159,7 @@ class TreatmentSessionController(Controller):
         "/sessions/{session_id:uuid}/schedule",
         opt=access(*CLINICAL, scope=Scope.PATIENT),
         summary="Reschedule a planned session (only its unsent check-ins move)",
+        description=f"{IF_MATCH_DESCRIPTION} {_SESSION_TAG}",
     )
     async def reschedule(
         self,
@@ -166,19 +169,21 @@ class TreatmentSessionController(Controller):
         principal: NamedDependency[Principal],
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
-    ) -> SessionView:
+        if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
+    ) -> Response[SessionView]:
         row = await service.reschedule_session(
             db_session,
             patient_id=patient_id,
             session_id=session_id,
             data=data,
             now=runtime.clock.now(),
+            if_match=if_match_versions(if_match),
         )
         view = await _view(db_session, runtime, row)
         await _audit(
             db_session, runtime, principal, "session.reschedule", "session", row.id, patient_id
         )
-        return view
+        return Response(view, headers={"ETag": f'"{view.version}"'})
 
     @post(
         "/sessions/{session_id:uuid}/cancel",
@@ -465,6 +470,8 @@ class TreatmentSessionController(Controller):
         "/schedule",
         opt=access(Role.PATIENT, *CLINICAL, scope=Scope.PATIENT),
         summary="Change the patient's time zone and/or quiet hours; unsent check-ins move",
+        # No GET of the schedule alone: the tag is this route's last answer's.
+        description=IF_MATCH_DESCRIPTION,
     )
     async def change_schedule(
         self,
@@ -473,7 +480,9 @@ class TreatmentSessionController(Controller):
         principal: NamedDependency[Principal],
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
-    ) -> ScheduleView:
+        if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
+    ) -> Response[ScheduleView]:
+        versions = if_match_versions(if_match)
         if data.time_zone is not None:
             check_time_zone(data.time_zone, "/time_zone")
         quiet = None
@@ -490,16 +499,19 @@ class TreatmentSessionController(Controller):
             time_zone=data.time_zone,
             quiet_hours=quiet,
             now=runtime.clock.now(),
+            if_match=versions,
         )
         await _audit(
             db_session, runtime, principal, "patient.schedule", "patient", patient_id, patient_id
         )
-        return ScheduleView(
-            time_zone=patient.time_zone,
-            quiet_hours_start=quiet_hours.start.strftime("%H:%M"),
-            quiet_hours_end=quiet_hours.end.strftime("%H:%M"),
+        saved = service.schedule_of(patient, quiet_hours)
+        view = ScheduleView(
+            time_zone=saved.time_zone,
+            quiet_hours_start=saved.quiet_hours_start,
+            quiet_hours_end=saved.quiet_hours_end,
             check_ins_moved=moved,
         )
+        return Response(view, headers=etag_headers(saved))
 
 
 class PatientCheckInController(Controller):

@@ -211,6 +211,15 @@ class ScheduleChange(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     )
 
 
+class PatientSchedule(msgspec.Struct, frozen=True, kw_only=True):
+    """A patient's time zone and quiet hours: what ``PUT .../schedule``'s ETag is a tag of (not
+    of `ScheduleView`, whose ``check_ins_moved`` says what one write did, not what is stored)."""
+
+    time_zone: str
+    quiet_hours_start: str
+    quiet_hours_end: str
+
+
 class ScheduleView(msgspec.Struct, frozen=True, kw_only=True):
     time_zone: str
     quiet_hours_start: str

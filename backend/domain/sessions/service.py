@@ -13,8 +13,10 @@ same change writes nothing (the decision depends only on the final state).
 import hashlib
 import uuid
 from datetime import UTC, datetime, time, timedelta
+from typing import Final, cast
 
 import msgspec
+from sqlalchemy import Table
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -29,6 +31,7 @@ from backend.domain.check_ins.replanning import apply_decision, replan, replan_f
 from backend.domain.sessions.schemas import (
     Observations,
     ObservationsInput,
+    PatientSchedule,
     SessionCompletion,
     SessionInput,
     SessionReschedule,
@@ -37,6 +40,7 @@ from backend.domain.sessions.schemas import (
 from backend.keyring.service import Keyring, OwnerKeys
 from backend.lib.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from backend.lib.ids import uuid7
+from backend.lib.preconditions import lock_row, require_current
 
 SESSIONS_TABLE = "treatment_sessions"
 DEFAULT_QUIET_HOURS = QuietHours()
@@ -49,6 +53,7 @@ PLAUSIBLE_SPAN = timedelta(days=730)
 PRE_SESSION_READINGS = timedelta(hours=12)
 AFTER_SESSION_OBSERVATIONS = timedelta(hours=72)
 CLOCK_SKEW = timedelta(minutes=5)
+_PATIENTS: Final = cast(Table, Patient.__table__)  # type: ignore[attr-defined]
 
 
 class ReplanSummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -306,9 +311,14 @@ async def reschedule_session(
     session_id: uuid.UUID,
     data: SessionReschedule,
     now: datetime,
+    if_match: frozenset[str] | None = None,
 ) -> TreatmentSession:
-    """Move a planned session; only its not-yet-sent check-ins move with it."""
-    row = await get_session(session, patient_id, session_id)
+    """Move a planned session; only its not-yet-sent check-ins move with it.
+
+    ``if_match``: the versions the caller accepts (`session_version`); PreconditionFailed (412)
+    when the session changed since, so a stale copy of its times is never saved."""
+    row = await get_session(session, patient_id, session_id, for_update=True)
+    _require_version(row, if_match)
     if row.status != "planned":
         raise Conflict(f"a {row.status} session cannot be rescheduled")
     if (await _course_of(session, row)).status == "ended":
@@ -419,6 +429,15 @@ def session_version(row: TreatmentSession) -> str:
     return digest.hexdigest()[:32]
 
 
+def _require_version(row: TreatmentSession, if_match: frozenset[str] | None) -> None:
+    """PreconditionFailed unless ``if_match`` (None: any) names the session's version; ``row``
+    must have been read under its lock (`get_session(..., for_update=True)`)."""
+    if if_match is not None and session_version(row) not in if_match:
+        raise PreconditionFailed(
+            "the session changed since it was read; read it again and re-apply the change"
+        )
+
+
 async def record_observations(
     session: AsyncSession,
     keyring: Keyring,
@@ -435,10 +454,7 @@ async def record_observations(
     since, nothing is written and PreconditionFailed (412) tells the caller to read it again,
     so one clinician's entry is never silently replaced by another's stale copy."""
     row = await get_session(session, patient_id, session_id, for_update=True)
-    if if_match is not None and session_version(row) not in if_match:
-        raise PreconditionFailed(
-            "the session changed since it was read; read it again and re-apply the change"
-        )
+    _require_version(row, if_match)
     if row.status == "cancelled":
         raise Conflict("a cancelled session has no observations")
     await _write_observations(session, keyring, row, data, now=now)
@@ -686,6 +702,19 @@ async def replan_course(
     return summary
 
 
+def schedule_of(patient: Patient, quiet_hours: QuietHours) -> PatientSchedule:
+    return PatientSchedule(
+        time_zone=patient.time_zone,
+        quiet_hours_start=quiet_hours.start.strftime("%H:%M"),
+        quiet_hours_end=quiet_hours.end.strftime("%H:%M"),
+    )
+
+
+async def patient_schedule(session: AsyncSession, patient_id: uuid.UUID) -> PatientSchedule:
+    patient = await get_patient(session, patient_id)
+    return schedule_of(patient, await quiet_hours_of(session, patient_id))
+
+
 async def change_patient_schedule(
     session: AsyncSession,
     *,
@@ -693,12 +722,20 @@ async def change_patient_schedule(
     time_zone: str | None,
     quiet_hours: QuietHours | None,
     now: datetime,
+    if_match: frozenset[str] | None = None,
 ) -> tuple[Patient, QuietHours, int]:
     """A new time zone and/or quiet hours: every not-yet-sent check-in is re-placed.
 
     Returns the patient, their quiet hours and how many check-ins changed. The patient's
     ``time_zone`` column is identity's; it is written here because a change of it must re-plan
-    in the same transaction (identity's own update path should call this function)."""
+    in the same transaction (identity's own update path should call this function).
+    PreconditionFailed if ``if_match`` (entity tags of a `PatientSchedule`) no longer names the
+    schedule in force."""
+    # Always under the patient's lock: the check, the write and the re-planning see one state.
+    await lock_row(session, _PATIENTS, patient_id)
+    if if_match is not None:
+        current = await patient_schedule(session, patient_id)
+        require_current(if_match, current, "the patient's schedule")
     patient = await get_patient(session, patient_id)
     if time_zone is not None:
         patient.time_zone = time_zone
