@@ -67,10 +67,9 @@ def _route(name: str, people: World) -> Route:
         return Route(url, url, patient.headers, clinician.headers, bodies)
     if name == "mine":
         return Route(MINE, MINE, clinician.headers, clinician.headers, staff_bodies)
-    # No GET of a colleague's preferences for the admin: the colleague's own GET shows the
-    # same representation, so the same tag.
     colleague = f"/api/v1/clinic/staff/{clinician.id}/notification-preferences"
-    return Route(colleague, MINE, people.staff["admin_a"].headers, clinician.headers, staff_bodies)
+    admin = people.staff["admin_a"].headers
+    return Route(colleague, colleague, admin, admin, staff_bodies)
 
 
 @pytest.mark.parametrize("name", ["patient", "mine", "colleague"])
@@ -133,11 +132,15 @@ async def test_a_clinician_and_their_admin_editing_the_same_copy_do_not_both_sav
     clinician, admin = people.staff["clinician_a"], people.staff["admin_a"]
     colleague = f"/api/v1/clinic/staff/{clinician.id}/notification-preferences"
 
-    # The admin saved last: their answer's tag is what the clinician reads.
+    # The admin saved last: their answer's tag is what both GETs show.
     set_by_admin = await api.put(colleague, headers=admin.headers, json={"on_call": True})
     assert set_by_admin.status_code == 200, set_by_admin.text
     copy = set_by_admin.headers["etag"]
     assert (await api.get(MINE, headers=clinician.headers)).headers["etag"] == copy
+    assert (await api.get(colleague, headers=admin.headers)).headers["etag"] == copy
+    # Another clinic's admin sees no such colleague.
+    other = await api.get(colleague, headers=people.staff["admin_b"].headers)
+    assert other.status_code == 404, other.text
 
     mine = await api.put(
         MINE, headers={**clinician.headers, "If-Match": copy}, json={"on_call": False}

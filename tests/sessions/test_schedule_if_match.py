@@ -2,8 +2,8 @@
 whole by PUTs that several clinicians (and the patient) can send: a stale If-Match is refused
 with 412 and changes nothing (both databases).
 
-The session's entity tag is its ``version`` (as for its observations); the patient's schedule has
-no GET of its own, so its tag comes from the PUT's answer (= a hash of `PatientSchedule`)."""
+The session's entity tag is its ``version`` (as for its observations); the patient's schedule's is
+a hash of `PatientSchedule`, served by its GET and by the PUT's answer."""
 
 import uuid
 from collections.abc import Awaitable, Callable
@@ -181,16 +181,14 @@ async def test_a_stale_schedule_tag_is_refused_and_changes_nothing(
     url = f"/api/v1/patients/{patient.id}/schedule"
     preferences = f"/api/v1/patients/{patient.id}/notification-preferences"
 
-    # No GET of the schedule: its tag is a hash of what the preferences GET also shows, in
-    # PatientSchedule's order, defaults included.
+    # The GET serves the tag, to the patient and to their clinician alike.
+    read = await api.get(url, headers=clinician.headers)
+    assert read.status_code == 200, read.text
+    tag = read.headers["etag"]
+    assert (await api.get(url, headers=patient.headers)).headers["etag"] == tag
     shown = (await api.get(preferences, headers=clinician.headers)).json()
-    tag = etag_headers(
-        PatientSchedule(
-            time_zone=shown["time_zone"],
-            quiet_hours_start=shown["quiet_hours_start"],
-            quiet_hours_end=shown["quiet_hours_end"],
-        )
-    )["ETag"]
+    fields = ("time_zone", "quiet_hours_start", "quiet_hours_end")
+    assert read.json() == {k: shown[k] for k in fields}
     assert tag == etag_headers(await _stored_schedule(api, patient_id))["ETag"]
     assert len(tag) == 34
 
@@ -201,6 +199,7 @@ async def test_a_stale_schedule_tag_is_refused_and_changes_nothing(
     assert new_tag.startswith('"')
     assert new_tag != tag
     assert etag_headers(await _stored_schedule(api, patient_id))["ETag"] == new_tag
+    assert (await api.get(url, headers=patient.headers)).headers["etag"] == new_tag
     after = (await api.get(preferences, headers=clinician.headers)).json()
     assert (after["time_zone"], after["quiet_hours_start"]) == ("Europe/Paris", "22:00")
 

@@ -181,6 +181,15 @@ async def _save_staff(
     return Response(saved, headers=etag_headers(saved))
 
 
+async def _colleague(db_session: AsyncSession, principal: Principal, staff_id: UUID) -> None:
+    """NotFound unless ``staff_id`` is a staff member of the caller's clinic."""
+    member = (
+        await db_session.exec(select(StaffMember).where(col(StaffMember.id) == staff_id))
+    ).first()
+    if member is None or member.clinic_id != principal.clinic_id:
+        raise NotFound("no such staff member in this clinic")
+
+
 class StaffPreferencesController(Controller):
     path = "/api/v1"
     tags = ["notification preferences"]  # noqa: RUF012
@@ -215,11 +224,25 @@ class StaffPreferencesController(Controller):
             db_session, runtime, principal, principal.subject_id, data, if_match
         )
 
+    @get(
+        "/clinic/staff/{staff_id:uuid}/notification-preferences",
+        opt=access(Role.CLINIC_ADMIN, scope=Scope.CLINIC),
+        summary="A colleague's channel and on-call state, as a clinic admin sees them",
+    )
+    async def read_colleague(
+        self,
+        staff_id: FromPath[UUID],
+        principal: NamedDependency[Principal],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Response[StaffPreferencesView]:
+        await _colleague(db_session, principal, staff_id)
+        view = await service.staff_preferences(db_session, staff_id)
+        return Response(view, headers=etag_headers(view))
+
     @put(
         "/clinic/staff/{staff_id:uuid}/notification-preferences",
         opt=access(Role.CLINIC_ADMIN, scope=Scope.CLINIC),
         summary="A clinic admin sets a colleague's channel and on-call state",
-        # No GET here: the tag is the one the colleague's own GET shows, or this route's last.
         description=IF_MATCH_DESCRIPTION,
     )
     async def change_colleague(
@@ -231,9 +254,5 @@ class StaffPreferencesController(Controller):
         db_session: NamedDependency[AsyncSession],
         if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
     ) -> Response[StaffPreferencesView]:
-        member = (
-            await db_session.exec(select(StaffMember).where(col(StaffMember.id) == staff_id))
-        ).first()
-        if member is None or member.clinic_id != principal.clinic_id:
-            raise NotFound("no such staff member in this clinic")
+        await _colleague(db_session, principal, staff_id)
         return await _save_staff(db_session, runtime, principal, staff_id, data, if_match)

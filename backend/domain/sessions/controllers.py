@@ -31,6 +31,7 @@ from backend.domain.sessions.schemas import (
     ExposureView,
     ObservationsInput,
     PatientCourses,
+    PatientSchedule,
     PatientSessions,
     ScheduleChange,
     ScheduleView,
@@ -466,11 +467,26 @@ class TreatmentSessionController(Controller):
             triggers=[t.kind for t in exposure.triggers],
         )
 
+    @get(
+        "/schedule",
+        opt=access(Role.PATIENT, *CLINICAL, scope=Scope.PATIENT),
+        summary="The patient's time zone and quiet hours (its ETag is the PUT's If-Match)",
+    )
+    async def get_schedule(
+        self,
+        patient_id: FromPath[UUID],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Response[PatientSchedule]:
+        current = await service.patient_schedule(db_session, patient_id)
+        await _audit(db_session, runtime, principal, "read", "schedule", patient_id, patient_id)
+        return Response(current, headers=etag_headers(current))
+
     @put(
         "/schedule",
         opt=access(Role.PATIENT, *CLINICAL, scope=Scope.PATIENT),
         summary="Change the patient's time zone and/or quiet hours; unsent check-ins move",
-        # No GET of the schedule alone: the tag is this route's last answer's.
         description=IF_MATCH_DESCRIPTION,
     )
     async def change_schedule(
