@@ -2,11 +2,14 @@
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
 
+import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.lib.errors import PreconditionFailed
+from backend.state import Runtime
 
 
 async def until_blocked(engine: AsyncEngine) -> None:
@@ -30,13 +33,13 @@ async def until_blocked(engine: AsyncEngine) -> None:
 
 
 async def race(
-    maker: async_sessionmaker[Any],
-    engine: AsyncEngine,
+    runtime: Runtime,
     first: Callable[[AsyncSession], Awaitable[None]],
     second: Callable[[AsyncSession], Awaitable[None]],
 ) -> None:
     """``first`` writes in an open transaction; ``second`` starts in its own, must wait for the
     first one's commit, and then runs to its end (its exception, if any, is raised here)."""
+    maker = runtime.require_sessionmaker()
 
     async def alone() -> None:
         async with maker() as session:
@@ -46,7 +49,18 @@ async def race(
     async with maker() as session:
         await first(session)
         task = asyncio.create_task(alone())
-        await until_blocked(engine)
+        await until_blocked(runtime.require_engine())
         assert not task.done(), "the second write did not wait for the first"
         await session.commit()
     await asyncio.wait_for(task, timeout=30)
+
+
+async def second_refused_as_stale(
+    runtime: Runtime,
+    first: Callable[[AsyncSession], Awaitable[None]],
+    second: Callable[[AsyncSession], Awaitable[None]],
+) -> None:
+    """Two writes checking the same If-Match version: the second waits for the first (a row
+    lock on PostgreSQL, one writer at a time on SQLite), then is refused as stale."""
+    with pytest.raises(PreconditionFailed):
+        await race(runtime, first, second)

@@ -12,12 +12,9 @@ from litestar.testing import AsyncTestClient
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.domain.alerts import clinic_settings
-from backend.identity.principal import Principal
-from backend.identity.roles import Role
-from backend.lib.errors import PreconditionFailed
-from tests.identity.conftest import MovableClock, StaffAccount, World, runtime_of
+from tests.identity.conftest import MovableClock, World, runtime_of
 from tests.if_match import ConditionalPut, check_conditional_put
-from tests.races import race
+from tests.races import race, second_refused_as_stale
 
 ON_CALL = "/api/v1/clinic/alert-on-call"
 PARAMETERS = "/api/v1/clinic/alert-parameters"
@@ -84,16 +81,6 @@ async def test_the_other_clinic_s_tag_does_not_change(
         assert (await api.get(route, headers=other.headers)).headers["etag"] == tag
 
 
-def _admin(account: StaffAccount) -> Principal:
-    assert account.clinic_id is not None
-    return Principal(
-        subject_id=account.id,
-        role=Role.CLINIC_ADMIN,
-        clinic_id=account.clinic_id,
-        session_id=uuid.uuid4(),
-    )
-
-
 @pytest.mark.parametrize("route", [ON_CALL, PARAMETERS])
 async def test_two_writes_of_the_same_version_do_not_both_succeed(
     api: AsyncTestClient[Litestar], world: World, clock: MovableClock, route: str
@@ -102,7 +89,7 @@ async def test_two_writes_of_the_same_version_do_not_both_succeed(
     clinic (PostgreSQL: its row locked; SQLite: one writer at a time), then sees the new state
     and is refused, so the first admin's change is not lost."""
     admin = world.staff["admin_a"]
-    principal = _admin(admin)
+    principal = admin.principal()
     clinic_id = principal.clinic_id
     assert clinic_id is not None
     runtime = runtime_of(api)
@@ -124,13 +111,7 @@ async def test_two_writes_of_the_same_version_do_not_both_succeed(
 
         return write
 
-    with pytest.raises(PreconditionFailed):
-        await race(
-            runtime.require_sessionmaker(),
-            runtime.require_engine(),
-            writer(first),
-            writer(second),
-        )
+    await second_refused_as_stale(runtime, writer(first), writer(second))
     shown = await api.get(route, headers=admin.headers)
     if route == ON_CALL:
         assert shown.json() == first
@@ -144,7 +125,7 @@ async def test_unconditional_replacements_of_the_on_call_list_do_not_interleave(
     """Without If-Match the second replacement waits for the first and wins whole; the list is
     never a mix of both, and neither write fails."""
     admin = world.staff["admin_a"]
-    principal = _admin(admin)
+    principal = admin.principal()
     assert principal.clinic_id is not None
     clinic_id = principal.clinic_id
     runtime = runtime_of(api)
@@ -161,8 +142,6 @@ async def test_unconditional_replacements_of_the_on_call_list_do_not_interleave(
 
         return write
 
-    await race(
-        runtime.require_sessionmaker(), runtime.require_engine(), writer(lists[0]), writer(lists[1])
-    )
+    await race(runtime, writer(lists[0]), writer(lists[1]))
     shown = await api.get(ON_CALL, headers=admin.headers)
     assert shown.json() == {"staffIds": [str(s) for s in lists[1]]}

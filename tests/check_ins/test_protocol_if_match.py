@@ -12,7 +12,6 @@ from litestar.testing import AsyncTestClient
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.domain.check_ins import clinic_protocols
-from backend.lib.errors import PreconditionFailed
 from tests.identity.conftest import (  # noqa: F401  (fixtures used by name)
     MovableClock,
     World,
@@ -23,7 +22,7 @@ from tests.identity.conftest import (  # noqa: F401  (fixtures used by name)
 )
 from tests.identity.conftest import clock as clock
 from tests.if_match import ConditionalPut, check_conditional_put
-from tests.races import race
+from tests.races import second_refused_as_stale
 
 URL = "/api/v1/clinic/check-in-protocols/n2o"
 
@@ -109,13 +108,7 @@ async def test_two_writes_of_the_same_version_do_not_both_succeed(
         return write
 
     runtime = runtime_of(api)
-    with pytest.raises(PreconditionFailed):
-        await race(
-            runtime.require_sessionmaker(),
-            runtime.require_engine(),
-            writer(first),
-            writer(second),
-        )
+    await second_refused_as_stale(runtime, writer(first), writer(second))
     shown = (await api.get(URL, headers=admin.headers)).json()
     assert shown["override"] == first
     assert shown["override_saved_by"] == str(admin.id)

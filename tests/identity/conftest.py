@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlparse
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pyotp
 import pytest
@@ -23,6 +23,7 @@ from backend.app import create_app
 from backend.config import Settings
 from backend.db.engine import create_engine, create_sessionmaker
 from backend.identity import staff as staff_service
+from backend.identity.principal import Principal
 from backend.identity.roles import Role
 from backend.state import Runtime
 
@@ -51,6 +52,12 @@ class StaffAccount:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens['access_token']}"}
+
+    def principal(self) -> Principal:
+        """This account as the caller of a service called directly (no HTTP)."""
+        return Principal(
+            subject_id=self.id, role=self.role, clinic_id=self.clinic_id, session_id=uuid4()
+        )
 
 
 @dataclass

@@ -2,21 +2,16 @@
 one another's change: the GET of the clinic serves an ETag (the settings have no GET of their
 own), PUT /settings refuses a stale If-Match with 412 and changes nothing (both databases)."""
 
-import uuid
 from collections.abc import Awaitable, Callable
 
-import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.identity import staff
-from backend.identity.principal import Principal
-from backend.identity.roles import Role
-from backend.lib.errors import PreconditionFailed
 from tests.identity.conftest import MovableClock, World, runtime_of
 from tests.if_match import ConditionalPut, check_conditional_put
-from tests.races import race
+from tests.races import second_refused_as_stale
 
 CLINIC = "/api/v1/clinic"
 SETTINGS = "/api/v1/clinic/settings"
@@ -60,12 +55,7 @@ async def test_two_writes_of_the_same_version_do_not_both_succeed(
     clinic (PostgreSQL: its row locked; SQLite: one writer at a time), then sees the new settings
     and is refused, so the first admin's change is not lost."""
     admin = world.staff["admin_a"]
-    principal = Principal(
-        subject_id=admin.id,
-        role=Role.CLINIC_ADMIN,
-        clinic_id=world.clinic_a,
-        session_id=uuid.uuid4(),
-    )
+    principal = admin.principal()
     read = await api.get(CLINIC, headers=admin.headers)
     assert read.json()["totp_required_for_all_staff"] is False
     version = frozenset({read.headers["etag"].strip('"')})
@@ -83,12 +73,6 @@ async def test_two_writes_of_the_same_version_do_not_both_succeed(
 
         return write
 
-    with pytest.raises(PreconditionFailed):
-        await race(
-            runtime.require_sessionmaker(),
-            runtime.require_engine(),
-            writer(True),
-            writer(False),
-        )
+    await second_refused_as_stale(runtime, writer(True), writer(False))
     shown = await api.get(CLINIC, headers=admin.headers)
     assert shown.json()["totp_required_for_all_staff"] is True

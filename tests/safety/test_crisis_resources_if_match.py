@@ -2,7 +2,6 @@
 copy would lose one another's change: the GET serves an ETag, the PUT refuses a stale If-Match
 with 412 and changes nothing (both databases)."""
 
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,9 +12,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.domain.safety import resources
 from backend.domain.safety.resources import CrisisResourcesInput
-from backend.identity.principal import Principal
-from backend.identity.roles import Role
-from backend.lib.errors import PreconditionFailed
 from tests.identity.conftest import (  # noqa: F401  (fixtures used by name)
     MovableClock,
     StaffAccount,
@@ -27,7 +23,7 @@ from tests.identity.conftest import (  # noqa: F401  (fixtures used by name)
 )
 from tests.identity.conftest import clock as clock
 from tests.if_match import ConditionalPut, check_conditional_put
-from tests.races import race
+from tests.races import race, second_refused_as_stale
 
 URL = "/api/v1/clinic/crisis-resources/en-GB"
 
@@ -70,16 +66,6 @@ async def test_a_stale_if_match_is_refused_and_changes_nothing(
     )
 
 
-def _admin(account: StaffAccount) -> Principal:
-    assert account.clinic_id is not None
-    return Principal(
-        subject_id=account.id,
-        role=Role.CLINIC_ADMIN,
-        clinic_id=account.clinic_id,
-        session_id=uuid.uuid4(),
-    )
-
-
 @pytest.mark.parametrize("existing", [False, True], ids=["new-entry", "existing-entry"])
 async def test_two_writes_of_the_same_version_do_not_both_succeed(
     api: AsyncTestClient[Litestar],  # noqa: F811
@@ -91,7 +77,7 @@ async def test_two_writes_of_the_same_version_do_not_both_succeed(
     clinic (PostgreSQL: its row locked; SQLite: one writer at a time), then sees the new entry
     and is refused, so the first admin's change is not lost."""
     admin = world.staff["admin_a"]
-    principal = _admin(admin)
+    principal = admin.principal()
     clinic_id = principal.clinic_id
     assert clinic_id is not None
     if existing:
@@ -115,13 +101,7 @@ async def test_two_writes_of_the_same_version_do_not_both_succeed(
         return write
 
     runtime = runtime_of(api)
-    with pytest.raises(PreconditionFailed):
-        await race(
-            runtime.require_sessionmaker(),
-            runtime.require_engine(),
-            writer(first),
-            writer(second),
-        )
+    await second_refused_as_stale(runtime, writer(first), writer(second))
     shown = (await api.get(URL, headers=admin.headers)).json()
     assert (shown["source"], shown["headline"]) == ("clinic", "First")
     assert shown["resources"] == first["resources"]
@@ -158,7 +138,7 @@ async def test_a_save_racing_a_delete_is_not_lost(
     """A delete holds the clinic; the save beside it waits, then stores its entry afresh (it
     used to update the row the delete had just removed, change nothing and answer 200)."""
     admin = world.staff["admin_a"]
-    principal = _admin(admin)
+    principal = admin.principal()
     clinic_id = principal.clinic_id
     assert clinic_id is not None
     assert (await api.put(URL, headers=admin.headers, json=_body("Before"))).status_code == 200
@@ -174,6 +154,6 @@ async def test_a_save_racing_a_delete_is_not_lost(
         await resources.save_entry(session, principal, clinic_id, "en-GB", data, now=clock.now())
 
     runtime = runtime_of(api)
-    await race(runtime.require_sessionmaker(), runtime.require_engine(), remove, save)
+    await race(runtime, remove, save)
     shown = (await api.get(URL, headers=admin.headers)).json()
     assert (shown["source"], shown["headline"]) == ("clinic", "Saved beside the delete")

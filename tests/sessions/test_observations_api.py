@@ -16,7 +16,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backend.db.models.treatment import TreatmentSession
 from backend.domain.sessions import service as sessions_service
 from backend.domain.sessions.schemas import SIDE_EFFECT_CODES, ObservationsInput
-from backend.lib.errors import PreconditionFailed
 from questionnaires.registry import get_instrument
 from tests.identity.conftest import (  # noqa: F401  (fixtures used by name)
     MovableClock,
@@ -28,7 +27,7 @@ from tests.identity.conftest import (  # noqa: F401  (fixtures used by name)
     runtime_of,
 )
 from tests.identity.conftest import clock as clock
-from tests.races import race
+from tests.races import second_refused_as_stale
 
 NOTE = "Quentin Albemarle-Fitz felt sick in the lift"
 
@@ -215,7 +214,6 @@ async def test_a_write_racing_another_of_the_same_version_is_refused(
     start = clock.now() - timedelta(hours=4)
     created = await _held_session(api, clinician, f"/api/v1/patients/{patient_id}", start)
     runtime = runtime_of(api)
-    maker = runtime.require_sessionmaker()
     version = frozenset({created["version"]})
 
     async def write(session: AsyncSession, moaas: int) -> None:
@@ -229,13 +227,9 @@ async def test_a_write_racing_another_of_the_same_version_is_refused(
             if_match=version,
         )
 
-    with pytest.raises(PreconditionFailed):
-        await race(
-            maker,
-            runtime.require_engine(),
-            lambda session: write(session, 4),
-            lambda session: write(session, 2),
-        )
+    await second_refused_as_stale(
+        runtime, lambda session: write(session, 4), lambda session: write(session, 2)
+    )
     listed = await api.get(f"/api/v1/patients/{patient_id}/sessions", headers=clinician.headers)
     (shown,) = [s for s in listed.json()["sessions"] if s["id"] == created["id"]]
     assert shown["observations"]["sedation_moaas"] == 4

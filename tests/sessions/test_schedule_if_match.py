@@ -18,7 +18,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backend.domain.check_ins.quiet_hours import QuietHours
 from backend.domain.sessions import service
 from backend.domain.sessions.schemas import PatientSchedule, SessionReschedule
-from backend.lib.errors import PreconditionFailed
 from backend.lib.preconditions import etag_headers
 from tests.identity.conftest import (  # noqa: F401  (fixtures used by name)
     MovableClock,
@@ -29,7 +28,7 @@ from tests.identity.conftest import (  # noqa: F401  (fixtures used by name)
     runtime_of,
 )
 from tests.identity.conftest import clock as clock
-from tests.races import race
+from tests.races import second_refused_as_stale
 
 # Not UTC, with microseconds: the version must not depend on how a database returns them.
 PLUS_TWO = timezone(timedelta(hours=2))
@@ -153,13 +152,7 @@ async def test_two_reschedules_of_the_same_version_do_not_both_succeed(
 
         return write
 
-    with pytest.raises(PreconditionFailed):
-        await race(
-            runtime.require_sessionmaker(),
-            runtime.require_engine(),
-            writer(starts[0]),
-            writer(starts[1]),
-        )
+    await second_refused_as_stale(runtime, writer(starts[0]), writer(starts[1]))
     shown = await _shown(api, people, base, session["id"])
     assert datetime.fromisoformat(shown["planned_start"]) == starts[0]
 
@@ -261,13 +254,11 @@ async def test_two_schedule_changes_of_the_same_tag_do_not_both_succeed(
 
         return write
 
-    with pytest.raises(PreconditionFailed):
-        await race(
-            runtime.require_sessionmaker(),
-            runtime.require_engine(),
-            writer("Europe/Paris", QuietHours(start=time(23, 0), end=time(6, 0))),
-            writer("America/New_York", None),
-        )
+    await second_refused_as_stale(
+        runtime,
+        writer("Europe/Paris", QuietHours(start=time(23, 0), end=time(6, 0))),
+        writer("America/New_York", None),
+    )
     stored = await _stored_schedule(api, patient_id)
     assert stored.time_zone == "Europe/Paris"
     assert (stored.quiet_hours_start, stored.quiet_hours_end) == ("23:00", "06:00")
