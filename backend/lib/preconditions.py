@@ -32,6 +32,8 @@ __all__ = [
     "lock_clinic",
     "lock_row",
     "require_current",
+    "require_version",
+    "tag_headers",
 ]
 
 _CLINICS: Final = cast(Table, Clinic.__table__)  # type: ignore[attr-defined]
@@ -67,17 +69,28 @@ def entity_tag(representation: Any) -> str:
     return hashlib.sha256(msgspec.json.encode(representation)).hexdigest()[:32]
 
 
+def tag_headers(version: str) -> dict[str, str]:
+    """The ``ETag`` header naming ``version`` (an `entity_tag`, or an object's own version)."""
+    return {"ETag": f'"{version}"'}
+
+
 def etag_headers(representation: Any) -> dict[str, str]:
-    return {"ETag": f'"{entity_tag(representation)}"'}
+    return tag_headers(entity_tag(representation))
 
 
-def require_current(if_match: frozenset[str] | None, representation: Any, what: str) -> None:
-    """PreconditionFailed unless ``if_match`` accepts the current representation (None: any).
-    ``what`` names the object in the problem's detail (never a value of it)."""
-    if if_match is not None and entity_tag(representation) not in if_match:
+def require_version(if_match: frozenset[str] | None, version: str, what: str) -> None:
+    """PreconditionFailed unless ``if_match`` names ``version`` (None: any). ``what`` names the
+    object in the problem's detail (never a value of it)."""
+    if if_match is not None and version not in if_match:
         raise PreconditionFailed(
             f"{what} changed since it was read; read it again and re-apply the change"
         )
+
+
+def require_current(if_match: frozenset[str] | None, representation: Any, what: str) -> None:
+    """`require_version` with the current representation's `entity_tag`."""
+    if if_match is not None:
+        require_version(if_match, entity_tag(representation), what)
 
 
 async def lock_row(session: AsyncSession, table: Table, row_id: uuid.UUID) -> None:

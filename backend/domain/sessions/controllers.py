@@ -46,7 +46,12 @@ from backend.identity.patients import check_time_zone
 from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
 from backend.identity.roles import Role
 from backend.lib.errors import Conflict, InvalidInput, NotFound
-from backend.lib.preconditions import IF_MATCH_DESCRIPTION, etag_headers, if_match_versions
+from backend.lib.preconditions import (
+    IF_MATCH_DESCRIPTION,
+    etag_headers,
+    if_match_versions,
+    tag_headers,
+)
 from backend.state import Runtime
 
 CLINICAL = (Role.CLINICIAN, Role.CLINIC_ADMIN)
@@ -184,7 +189,7 @@ class TreatmentSessionController(Controller):
         await _audit(
             db_session, runtime, principal, "session.reschedule", "session", row.id, patient_id
         )
-        return Response(view, headers={"ETag": f'"{view.version}"'})
+        return Response(view, headers=tag_headers(view.version))
 
     @post(
         "/sessions/{session_id:uuid}/cancel",
@@ -285,7 +290,7 @@ class TreatmentSessionController(Controller):
         await _audit(
             db_session, runtime, principal, "session.observations", "session", row.id, patient_id
         )
-        return Response(view, headers={"ETag": f'"{view.version}"'})
+        return Response(view, headers=tag_headers(view.version))
 
     @get(
         "/courses",

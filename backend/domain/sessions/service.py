@@ -38,9 +38,9 @@ from backend.domain.sessions.schemas import (
     SessionView,
 )
 from backend.keyring.service import Keyring, OwnerKeys
-from backend.lib.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from backend.lib.errors import Conflict, InvalidInput, NotFound
 from backend.lib.ids import uuid7
-from backend.lib.preconditions import lock_row, require_current
+from backend.lib.preconditions import lock_row, require_current, require_version
 
 SESSIONS_TABLE = "treatment_sessions"
 DEFAULT_QUIET_HOURS = QuietHours()
@@ -318,7 +318,8 @@ async def reschedule_session(
     ``if_match``: the versions the caller accepts (`session_version`); PreconditionFailed (412)
     when the session changed since, so a stale copy of its times is never saved."""
     row = await get_session(session, patient_id, session_id, for_update=True)
-    _require_version(row, if_match)
+    # Read under the row's lock (for_update), so the version cannot change before the write.
+    require_version(if_match, session_version(row), "the session")
     if row.status != "planned":
         raise Conflict(f"a {row.status} session cannot be rescheduled")
     if (await _course_of(session, row)).status == "ended":
@@ -429,15 +430,6 @@ def session_version(row: TreatmentSession) -> str:
     return digest.hexdigest()[:32]
 
 
-def _require_version(row: TreatmentSession, if_match: frozenset[str] | None) -> None:
-    """PreconditionFailed unless ``if_match`` (None: any) names the session's version; ``row``
-    must have been read under its lock (`get_session(..., for_update=True)`)."""
-    if if_match is not None and session_version(row) not in if_match:
-        raise PreconditionFailed(
-            "the session changed since it was read; read it again and re-apply the change"
-        )
-
-
 async def record_observations(
     session: AsyncSession,
     keyring: Keyring,
@@ -454,7 +446,8 @@ async def record_observations(
     since, nothing is written and PreconditionFailed (412) tells the caller to read it again,
     so one clinician's entry is never silently replaced by another's stale copy."""
     row = await get_session(session, patient_id, session_id, for_update=True)
-    _require_version(row, if_match)
+    # Read under the row's lock (for_update), so the version cannot change before the write.
+    require_version(if_match, session_version(row), "the session")
     if row.status == "cancelled":
         raise Conflict("a cancelled session has no observations")
     await _write_observations(session, keyring, row, data, now=now)
