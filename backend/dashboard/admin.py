@@ -170,17 +170,16 @@ async def _protocol_panels(
             if stored is not None
             else _protocol_skeleton(modality)
         )
+        protocol = clinic_protocols.protocol_of(clinic_id, modality, stored)
         panels.append(
             ProtocolPanel(
                 modality=modality,
-                protocol=await clinic_protocols.clinic_protocol(connection, clinic_id, modality),
+                protocol=protocol,
                 shipped=f"{shipped.id} v{shipped.version}",
                 overridden=stored is not None,
                 draft=drafts.get(modality)
                 or msgspec.json.format(msgspec.json.encode(document).decode(), indent=2),
-                version=entity_tag(
-                    await clinic_protocols.protocol_view(connection, clinic_id, modality)
-                ),
+                version=entity_tag(clinic_protocols.view_of(modality, stored, protocol)),
             )
         )
     return panels
@@ -223,8 +222,6 @@ async def _overview(
     clinical = [m for m in members if m["role"] in _ON_CALL_ROLES and m["status"] == "active"]
     teams = await staff_service.list_care_teams(db_session, principal)
     settings = await alert_settings(db_session, clinic_id)
-    current = await clinic_settings.current_parameters(db_session, clinic_id)
-    on_call_now = await clinic_settings.on_call(db_session, clinic_id)
     history = await queries.parameter_override_history(connection, clinic_id)
     clinic = await repositories.get_clinic(db_session, clinic_id)
     if clinic is None:
@@ -252,11 +249,7 @@ async def _overview(
         settings=settings,
         on_call_slots=max(slots, len(settings.on_call)),
         history=history,
-        parameters_draft=parameters_draft or _draft_override(current.override),
-        # What each form was drawn from: a save from a page another admin has since outdated is
-        # refused (as the API's If-Match), not written over their change.
-        on_call_version=entity_tag(on_call_now),
-        parameters_version=entity_tag(current),
+        parameters_draft=parameters_draft or _draft_override(settings.override),
         protocols=protocols,
         roles=NEW_STAFF_ROLES,
         outcome=outcome,

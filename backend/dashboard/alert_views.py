@@ -5,7 +5,7 @@ checks the clinic and audits); this module only shapes what the pages need."""
 
 import uuid
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -17,6 +17,7 @@ from backend.domain.alerts.candidate import SEVERITY_RANK, Severity
 from backend.domain.alerts.holds import Hold, n2o_hold_for
 from backend.domain.alerts.schemas import AlertStatus, AlertSummary
 from backend.identity.principal import Principal
+from backend.lib.preconditions import entity_tag
 
 KIND_LABELS: Final = {
     "REBOUND_CANDIDATE": "Possible rebound",
@@ -193,7 +194,12 @@ async def patients_on_hold(session: AsyncSession, clinic_id: uuid.UUID) -> list[
 class AlertSettings(msgspec.Struct, frozen=True, kw_only=True):
     parameter_version: str
     parameters_json: str
+    override: dict[str, Any] | None
     on_call: list[uuid.UUID]
+    parameters_tag: str
+    """Entity tags of what the API's GETs show (`backend.lib.preconditions`): the admin forms'
+    If-Match, so a save from a page another save outdated is refused."""
+    on_call_tag: str
 
 
 async def alert_settings(session: AsyncSession, clinic_id: uuid.UUID) -> AlertSettings:
@@ -203,5 +209,8 @@ async def alert_settings(session: AsyncSession, clinic_id: uuid.UUID) -> AlertSe
     return AlertSettings(
         parameter_version=current.version,
         parameters_json=msgspec.json.format(msgspec.json.encode(parameters).decode(), indent=2),
+        override=current.override,
         on_call=list(on_call.staff_ids),
+        parameters_tag=entity_tag(current),
+        on_call_tag=entity_tag(on_call),
     )

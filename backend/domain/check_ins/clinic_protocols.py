@@ -65,15 +65,21 @@ async def stored_override(
     )
 
 
-async def clinic_protocol(
-    connection: AsyncConnection, clinic_id: uuid.UUID, modality: Modality
+def protocol_of(
+    clinic_id: uuid.UUID, modality: Modality, stored: StoredOverride | None
 ) -> Protocol:
-    """The protocol new courses of this clinic and modality follow."""
-    stored = await stored_override(connection, clinic_id, modality)
+    """The protocol new courses follow, given the clinic's stored override (if any)."""
     base = default_protocol(modality)
     if stored is None:
         return base
     return apply_override(base, decode_override(stored.document, f"clinic {clinic_id}"))
+
+
+async def clinic_protocol(
+    connection: AsyncConnection, clinic_id: uuid.UUID, modality: Modality
+) -> Protocol:
+    """The protocol new courses of this clinic and modality follow."""
+    return protocol_of(clinic_id, modality, await stored_override(connection, clinic_id, modality))
 
 
 async def protocol_view(
@@ -81,7 +87,13 @@ async def protocol_view(
 ) -> ClinicProtocolView:
     """What a GET of the modality's protocol shows (its ETag hashes this)."""
     stored = await stored_override(connection, clinic_id, modality)
-    protocol = await clinic_protocol(connection, clinic_id, modality)
+    return view_of(modality, stored, protocol_of(clinic_id, modality, stored))
+
+
+def view_of(
+    modality: Modality, stored: StoredOverride | None, protocol: Protocol
+) -> ClinicProtocolView:
+    """`protocol_view` from what the caller read already (``protocol``: `protocol_of` it)."""
     shipped = default_protocol(modality)
     return ClinicProtocolView(
         modality=modality,
