@@ -15,6 +15,12 @@ checked for safety items like any submission (source ``clinician``). Either way 
 complete score (not prorated) of an instrument the rules compare with a baseline, answered
 before the course's first session. The rules are re-run in the same transaction, so an alert
 that the new B0 implies is raised with it.
+
+Two clinicians may each decide a course's B0 from the baselines they read: recording and
+forgetting take the course's row lock and accept the entity tag of the course's baselines (what
+`course_baselines` shows, ``If-Match``), so a choice made from a stale page is refused (412), not
+saved over the other one. One tag covers the whole course: the rules read its baselines together,
+and a derived B0 changes when the patient answers again before the first session.
 """
 
 import uuid
@@ -40,6 +46,7 @@ from backend.domain.sessions import service
 from backend.domain.sessions.schemas import BaselineInput, BaselineView, CourseBaselines
 from backend.keyring.service import Keyring, OwnerKeys
 from backend.lib.errors import Conflict, FieldProblem, InvalidInput, NotFound
+from backend.lib.preconditions import lock_row, require_current
 from questionnaires.answers import Submission
 from questionnaires.errors import UnknownInstrumentError
 from questionnaires.model import Instrument
@@ -47,6 +54,7 @@ from questionnaires.registry import catalogue
 from questionnaires.scoring import Score
 
 BASELINES: Final = CourseBaseline.__table__  # type: ignore[attr-defined]
+COURSES: Final = TreatmentCourse.__table__  # type: ignore[attr-defined]
 RESPONSES: Final = QuestionnaireResponse.__table__  # type: ignore[attr-defined]
 _RESPONSES_TABLE: Final = "questionnaire_responses"
 DEFAULT_WITHIN_DAYS: Final = 7.0
@@ -113,10 +121,20 @@ async def _first_session_start(session: AsyncSession, course: TreatmentCourse) -
 
 
 async def _open_course(
-    session: AsyncSession, patient_id: uuid.UUID, course_id: uuid.UUID
+    session: AsyncSession,
+    keyring: Keyring,
+    patient_id: uuid.UUID,
+    course_id: uuid.UUID,
+    if_match: frozenset[str] | None,
 ) -> TreatmentCourse:
+    """The course whose B0 is about to change, held (PostgreSQL: its row locked) until the
+    transaction ends; PreconditionFailed if ``if_match`` no longer names its baselines."""
     await service.get_patient(session, patient_id)
     course = await service.get_course(session, patient_id, course_id)
+    await lock_row(session, COURSES, course.id)
+    if if_match is not None:
+        current = await _baselines_of(session, keyring, patient_id, course)
+        require_current(if_match, current, "the course's baselines")
     if course.status == "ended":
         raise Conflict("the course has ended; its baseline is kept as it was")
     return course
@@ -140,9 +158,11 @@ async def record_baseline(
     staff_id: uuid.UUID | None,
     idempotency_key: str | None,
     now: datetime,
+    if_match: frozenset[str] | None = None,
 ) -> BaselineView:
-    """Make a response the course's B0 for `instrument_id` (replacing an earlier choice)."""
-    course = await _open_course(session, patient_id, course_id)
+    """Make a response the course's B0 for `instrument_id` (replacing an earlier choice).
+    PreconditionFailed if ``if_match`` no longer names the course's baselines."""
+    course = await _open_course(session, keyring, patient_id, course_id, if_match)
     parameters = await parameters_for_clinic(session, course.clinic_id)
     if (data.response_id is None) == (data.answers is None):
         raise InvalidInput("give either response_id (a stored response) or answers (new ones)")
@@ -256,9 +276,11 @@ async def remove_baseline(
     course_id: uuid.UUID,
     instrument_id: str,
     now: datetime,
+    if_match: frozenset[str] | None = None,
 ) -> bool:
-    """Forget the recorded B0 (the rules fall back to the derived one); whether there was one."""
-    course = await _open_course(session, patient_id, course_id)
+    """Forget the recorded B0 (the rules fall back to the derived one); whether there was one.
+    PreconditionFailed if ``if_match`` no longer names the course's baselines."""
+    course = await _open_course(session, keyring, patient_id, course_id, if_match)
     b = BASELINES.c
     connection = await session.connection()
     result = await connection.execute(
@@ -281,6 +303,12 @@ async def course_baselines(
     recorded ones, else derived from the patient's answers before the first session."""
     await service.get_patient(session, patient_id)
     course = await service.get_course(session, patient_id, course_id)
+    return await _baselines_of(session, keyring, patient_id, course)
+
+
+async def _baselines_of(
+    session: AsyncSession, keyring: Keyring, patient_id: uuid.UUID, course: TreatmentCourse
+) -> CourseBaselines:
     parameters = await parameters_for_clinic(session, course.clinic_id)
     first_session = await _first_session_start(session, course)
     connection = await session.connection()

@@ -57,6 +57,8 @@ from backend.state import Runtime
 CLINICAL = (Role.CLINICIAN, Role.CLINIC_ADMIN)
 # The sessions' GET is a list: each session's entity tag is its `version` there.
 _SESSION_TAG = "A session's entity tag is its `version` (listed by `GET .../sessions`)."
+# One tag for all of a course's baselines: the rules read them together (`baselines`).
+_BASELINES_TAG = "The entity tag is the one `GET .../courses/{course_id}/baselines` serves."
 
 
 async def _audit(
@@ -336,6 +338,7 @@ class TreatmentSessionController(Controller):
         "/courses/{course_id:uuid}/baselines",
         opt=access(*CLINICAL, scope=Scope.PATIENT),
         summary="The course's baselines (B0) as the alert rules read them: recorded or derived",
+        description="Its `ETag` is the `If-Match` of recording or forgetting one of them.",
     )
     async def baselines(
         self,
@@ -344,19 +347,21 @@ class TreatmentSessionController(Controller):
         principal: NamedDependency[Principal],
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
-    ) -> CourseBaselines:
+    ) -> Response[CourseBaselines]:
         result = await course_baselines.course_baselines(
             db_session, runtime.keyring, patient_id=patient_id, course_id=course_id
         )
         await _audit(
             db_session, runtime, principal, "read", "course_baselines", course_id, patient_id
         )
-        return result
+        return Response(result, headers=etag_headers(result))
 
     @put(
         "/courses/{course_id:uuid}/baselines/{instrument_id:str}",
         opt=access(*CLINICAL, scope=Scope.PATIENT),
         summary="Record the course's baseline (B0) of one instrument: a stored response or answers",
+        description=f"{_BASELINES_TAG} {IF_MATCH_DESCRIPTION} The answer's `ETag` is the "
+        "baselines' tag after the change.",
     )
     async def record_baseline(
         self,
@@ -370,7 +375,9 @@ class TreatmentSessionController(Controller):
         idempotency_key: Annotated[
             str | None, HeaderParameter(name="Idempotency-Key", required=False)
         ] = None,
-    ) -> BaselineView:
+        if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
+    ) -> Response[BaselineView]:
+        versions = if_match_versions(if_match)
         view = await course_baselines.record_baseline(
             db_session,
             runtime.keyring,
@@ -381,6 +388,11 @@ class TreatmentSessionController(Controller):
             staff_id=principal.subject_id,
             idempotency_key=_idempotency_key(idempotency_key),
             now=runtime.clock.now(),
+            if_match=versions,
+        )
+        # The tag the next GET of the course's baselines shows, for a further change.
+        after = await course_baselines.course_baselines(
+            db_session, runtime.keyring, patient_id=patient_id, course_id=course_id
         )
         await _audit(
             db_session,
@@ -391,12 +403,14 @@ class TreatmentSessionController(Controller):
             course_id,
             patient_id,
         )
-        return view
+        return Response(view, headers=etag_headers(after))
 
     @delete(
         "/courses/{course_id:uuid}/baselines/{instrument_id:str}",
         opt=access(*CLINICAL, scope=Scope.PATIENT),
         summary="Forget the recorded baseline of one instrument (B0 is derived again)",
+        description=f"{_BASELINES_TAG} With `If-Match`, nothing is forgotten when someone "
+        "changed the course's baselines since they were read (412).",
     )
     async def remove_baseline(
         self,
@@ -406,7 +420,9 @@ class TreatmentSessionController(Controller):
         principal: NamedDependency[Principal],
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
+        if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
     ) -> None:
+        versions = if_match_versions(if_match)
         removed = await course_baselines.remove_baseline(
             db_session,
             runtime.keyring,
@@ -414,6 +430,7 @@ class TreatmentSessionController(Controller):
             course_id=course_id,
             instrument_id=instrument_id,
             now=runtime.clock.now(),
+            if_match=versions,
         )
         if not removed:
             raise NotFound("no recorded baseline of this instrument")
