@@ -144,6 +144,12 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
 _UNAVAILABLE_SQLSTATES: Final = frozenset({"57P01", "57P02", "57P03", "53300"})
 
 
+# SQLSTATE class 40, transaction rollback: PostgreSQL aborted the transaction because it
+# conflicted with a concurrent one (40001 serialization failure, 40P01 deadlock detected).
+# Nothing was written and the same request succeeds when sent again: 503, never a 500.
+_CONFLICT_SQLSTATES: Final = frozenset({"40001", "40P01"})
+
+
 def _sqlstate(exc: DBAPIError) -> str | None:
     code = getattr(exc.orig, "sqlstate", None)
     return code if isinstance(code, str) else None
@@ -164,9 +170,25 @@ def _database_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | TimeoutError)
 
 
+def _transaction_conflict(exc: BaseException) -> str | None:
+    """The SQLSTATE of a transaction the database aborted for a concurrent one, else None."""
+    if isinstance(exc, DBAPIError):
+        code = _sqlstate(exc)
+        if code in _CONFLICT_SQLSTATES:
+            return code
+    return None
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     if _database_unavailable(exc):
         return handle_database_unavailable(request, exc)
+    conflict = _transaction_conflict(exc)
+    if conflict is not None:
+        return _retry_later(
+            "transaction conflict",
+            {"sqlstate": conflict},
+            "The request met a concurrent change and nothing was saved; send it again.",
+        )
     request_id = _request_id()
     # The type and traceback are logged; the message may quote data, so it goes nowhere else.
     logger.error(
@@ -190,17 +212,22 @@ def handle_database_unavailable(
 ) -> Response[Problem]:
     """503 with Retry-After: the request can be retried as is once the database is back (a phone
     retrying a submission with its Idempotency-Key stores it exactly once)."""
-    request_id = _request_id()
-    logger.warning(
+    return _retry_later(
         "database unavailable",
-        extra={"fields": {"request_id": request_id, "error_type": type(exc).__name__}},
+        {"error_type": type(exc).__name__},
+        "The database is unavailable; retry shortly.",
     )
+
+
+def _retry_later(event: str, fields: dict[str, str], detail: str) -> Response[Problem]:
+    request_id = _request_id()
+    logger.warning(event, extra={"fields": {"request_id": request_id, **fields}})
     return _respond(
         Problem(
             type=_TYPE_PREFIX + "service-unavailable",
             title="Service Unavailable",
             status=503,
-            detail="The database is unavailable; retry shortly.",
+            detail=detail,
             request_id=request_id,
         ),
         headers={"retry-after": "2"},
