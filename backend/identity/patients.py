@@ -372,8 +372,11 @@ async def update_device(
         raise NotFound("no such device")
     now = runtime.clock.now()
     if data.time_zone is not None:
-        device.time_zone = check_time_zone(data.time_zone, "/time_zone")
-        await _follow_time_zone(session, runtime, principal, device.time_zone, now)
+        time_zone = check_time_zone(data.time_zone, "/time_zone")
+        # The patient's row first (locked by the re-plan), then the device's, as erasure takes
+        # them: the opposite order could deadlock with an erasure running beside it.
+        await _follow_time_zone(session, runtime, principal, time_zone, now)
+        device.time_zone = time_zone
     if data.locale is not None:
         device.locale = data.locale
     if data.app_version is not None:
