@@ -17,8 +17,9 @@ from backend.domain.alerts.rules.ketamine import ketamine_alerts
 from backend.domain.alerts.rules.missed import missed_check_in_alerts
 from backend.domain.alerts.rules.n2o_neuro import n2o_neuro_alerts
 from backend.domain.alerts.rules.rebound import rebound_alerts
-from backend.domain.alerts.rules.suicidality import suicidality_alerts
+from backend.domain.alerts.rules.suicidality import CSSRS_INSTRUMENT, suicidality_alerts
 from backend.domain.alerts.timeline import PatientTimeline
+from questionnaires.model import Instrument
 
 Rule = Callable[[PatientTimeline, AlertParameters, datetime], list[AlertCandidate]]
 
@@ -29,6 +30,27 @@ RULE_FAMILIES: tuple[Rule, ...] = (
     rebound_alerts,
     missed_check_in_alerts,
 )
+
+
+def reads_answers(instrument: Instrument, parameters: AlertParameters) -> bool:
+    """Whether some rule reads single answers of this instrument's responses, beyond what their
+    score carries (total, proration, safety flags, unanswered safety items).
+
+    The rules that do: C-SSRS triage and the free-text keywords (suicidality), the N2O
+    checklist's follow-up and rapid-progression items (any instrument with an N2O-neurology
+    safety item), the ketamine dissociation item. A timeline may leave the answers of other
+    instruments out (`history`: a long course is then read without decrypting them), which
+    `tests/alerts/test_answers_read.py` proves changes no rule's result.
+    """
+    link_ids = {item.link_id for item in instrument.items}
+    return (
+        instrument.id == CSSRS_INSTRUMENT
+        or any(item.type == "text" for item in instrument.items)
+        or any(item.concern == "n2o_neurology" for item in instrument.safety_items)
+        or any(link_id.startswith("NEURO-") for link_id in link_ids)
+        or parameters.n2o_neuro.rapid_progression_item in link_ids
+        or parameters.ketamine.dissociation_item in link_ids
+    )
 
 
 def evaluate_alerts(

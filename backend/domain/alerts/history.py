@@ -11,6 +11,7 @@ wait, after a response that left a suicide item blank (clinical-spec §5.3 rule 
 
 import enum
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.domain.alerts import sources
+from backend.domain.alerts.engine import reads_answers
 from backend.domain.alerts.parameters import AlertParameters
 from backend.domain.alerts.rows import AnyRow
 from backend.domain.alerts.timeline import (
@@ -51,28 +53,50 @@ class _Decrypted(msgspec.Struct, frozen=True, kw_only=True):
     answers: dict[str, bool | int | float | str]
 
 
-def _decrypt(keys: OwnerKeys, row: AnyRow) -> _Decrypted:
-    # Decrypted on every read, never kept: a submission reads only its scope (a few rows), and
-    # plaintext answers do not linger in memory between evaluations.
+AnswersNeeded = Callable[[Score], bool]
+
+
+def _decrypt(keys: OwnerKeys, row: AnyRow, answers_needed: AnswersNeeded) -> _Decrypted:
+    # Decrypted on every read, never kept: a submission reads only its scope (its course), and
+    # plaintext answers do not linger in memory between evaluations. The answers only where a
+    # rule reads them (`engine.reads_answers`): most of a course is scores, and each field
+    # opened is an AES-GCM decryption the submission waits for.
     row_id = str(row.id)
-    answers = msgspec.msgpack.decode(
-        keys.decrypt(
-            table=_RESPONSES_TABLE, column="answers_ct", row_id=row_id, blob=bytes(row.answers_ct)
-        ),
-        type=tuple[Answer, ...],
-    )
     score = msgspec.msgpack.decode(
         keys.decrypt(
             table=_RESPONSES_TABLE, column="score_ct", row_id=row_id, blob=bytes(row.score_ct)
         ),
         type=Score,
     )
-    return _Decrypted(
-        id=row_id,
-        authored=row.authored_at,
-        score=score,
-        answers={a.link_id: a.value for a in answers},
-    )
+    answers: dict[str, bool | int | float | str] = {}
+    if answers_needed(score):
+        stored = msgspec.msgpack.decode(
+            keys.decrypt(
+                table=_RESPONSES_TABLE,
+                column="answers_ct",
+                row_id=row_id,
+                blob=bytes(row.answers_ct),
+            ),
+            type=tuple[Answer, ...],
+        )
+        answers = {a.link_id: a.value for a in stored}
+    return _Decrypted(id=row_id, authored=row.authored_at, score=score, answers=answers)
+
+
+def answers_needed_by(parameters: AlertParameters) -> AnswersNeeded:
+    """Whether a response's answers are read: by a rule, or as B12 risk factors."""
+    needed: dict[tuple[str, str], bool] = {}
+
+    def answers_needed(score: Score) -> bool:
+        key = (score.instrument_id, score.instrument_version)
+        if key not in needed:
+            instrument = catalogue().get(*key)
+            needed[key] = instrument.id == B12_RISK_INSTRUMENT or reads_answers(
+                instrument, parameters
+            )
+        return needed[key]
+
+    return answers_needed
 
 
 def _reasks(responses: list[_Decrypted], wait: timedelta) -> dict[str, str]:
@@ -282,11 +306,15 @@ async def patient_timeline(
             prior,
         )
 
+    answers_needed = answers_needed_by(parameters)
+
     async def decrypted_rows(rows: list[AnyRow]) -> list[_Decrypted]:
         nonlocal keys
         if rows and keys is None:
             keys = await keyring.owner_keys(session, patient_id)
-        return [_decrypt(keys, row) for row in rows] if keys is not None else []
+        if keys is None:
+            return []
+        return [_decrypt(keys, row, answers_needed) for row in rows]
 
     decrypted: list[_Decrypted] | None = None
     if rows is not None and submitted is not None:
