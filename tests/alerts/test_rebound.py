@@ -306,6 +306,21 @@ def test_relapse_needs_remission_first():
     assert not any(kind == "RELAPSE_LIKE" for kind, _ in rebound_events(timeline))
 
 
+def test_relapse_pair_may_span_a_session():
+    """§2.4 gives RELAPSE_LIKE its own gap (5-15 days) and no window condition, unlike
+    REBOUND_CONFIRMED ("both in W_k") and LOSS_OF_RESPONSE ("same gap rules"): SUSTAIN-1 counted
+    relapse during maintenance dosing, where weekly pre-dose scores always have a session
+    between them."""
+    base = phq9_course(20, [(1, 4)])
+    timeline = PatientTimeline(
+        patient_id="p1",
+        sessions=(*base.sessions, n2o_session("s2", day(7)), n2o_session("s3", day(14))),
+        responses=(*base.responses, phq9("d6", day(6), 11), phq9("d13", day(13), 12)),
+    )
+    assert ("RELAPSE_LIKE", "d13") in rebound_events(timeline)
+    assert not any(kind == "LOSS_OF_RESPONSE" for kind, _ in rebound_events(timeline))
+
+
 def test_clinician_entered_hospitalisation_is_relapse_like():
     timeline = phq9_course(
         20,

@@ -17,8 +17,10 @@ then above response_fraction x B0 at two consecutive complete scores 48 h-15 d a
 (remission met, then >= relapse_threshold at two consecutive complete scores 5-15 d apart, or a
 clinician-entered hospitalisation or suicide attempt), SEVERE_SCORE (any score at or above
 `severe_threshold` after the course began; a baseline taken to decide on treatment is not one).
-"Consecutive" never spans a session: the spec's pair is "both in W_k, or the second before the
-next session".
+A LOSS_OF_RESPONSE pair never spans a session: it takes the confirmation's gap rules, whose pair
+is "both in W_k, or the second before the next session". A RELAPSE_LIKE pair may: §2.4 gives it
+its own 5-15 d gap and no window, as SUSTAIN-1 counted relapse during maintenance dosing, where
+weekly pre-dose scores always have a session between them.
 
 Data quality: prorated scores never set the nadir, never confirm and never count as one of a
 pair; a prorated score may be a REBOUND_CANDIDATE and may be a SEVERE_SCORE (§1.1, §2.4).
@@ -320,16 +322,16 @@ def _post_session(trajectory: _Trajectory, score: ScoredResponse) -> bool:
 
 
 def _consecutive_pairs(
-    trajectory: _Trajectory,
+    trajectory: _Trajectory, *, across_sessions: bool
 ) -> list[tuple[list[ScoredResponse], ScoredResponse, ScoredResponse]]:
     """(complete scores before the pair, previous, current) for consecutive complete scores
-    since the course began that no session start separates."""
+    since the course began; unless `across_sessions`, only pairs no session start separates."""
     course_start = trajectory.sessions[0].start
     complete = [s for s in trajectory.scores if s.complete and s.authored >= course_start]
     pairs = []
     for i in range(1, len(complete)):
         previous, current = complete[i - 1], complete[i]
-        separated = any(
+        separated = not across_sessions and any(
             previous.authored < s.start <= current.authored for s in trajectory.sessions
         )
         if not separated:
@@ -351,7 +353,7 @@ def _loss_of_response_alerts(trajectory: _Trajectory) -> list[AlertCandidate]:
         prorated=False,
     )
     alerts = []
-    for earlier, previous, current in _consecutive_pairs(trajectory):
+    for earlier, previous, current in _consecutive_pairs(trajectory, across_sessions=False):
         responded = [s for s in earlier if _post_session(trajectory, s) and _total(s) <= limit]
         gap = current.authored - previous.authored
         if (
@@ -383,7 +385,7 @@ def _relapse_alerts(trajectory: _Trajectory) -> list[AlertCandidate]:
     if rule.remission_at_or_below is None or rule.relapse_threshold is None:
         return []
     remission, threshold = rule.remission_at_or_below, rule.relapse_threshold
-    pairs = _consecutive_pairs(trajectory)
+    pairs = _consecutive_pairs(trajectory, across_sessions=True)
     if not pairs:
         return []
     # Every pair's `earlier` is a prefix of the longest one, so the first remitted score is
