@@ -5,8 +5,9 @@ from datetime import timedelta
 import pytest
 
 from backend.domain.alerts.engine import evaluate_alerts, holds_next_n2o_session
-from backend.domain.alerts.parameters import load_parameters
+from backend.domain.alerts.parameters import build_parameters, load_parameters, read_document
 from backend.domain.alerts.timeline import PatientTimeline, TreatmentSession
+from backend.domain.sessions.baselines import within_days
 from tests.alerts.builders import T0, day, n2o_session, response
 
 DEFAULTS = load_parameters()
@@ -112,6 +113,28 @@ def test_mnsi_rise_of_one_below_four_is_nothing():
 def test_mnsi_total_of_four_is_high_even_at_baseline():
     found = evaluate(mnsi("m0", day(-2), 4))
     assert [c.severity for c in found if c.kind == "MNSI_NEUROPATHY"] == ["high"]
+
+
+def test_mnsi_baseline_window_is_a_parameter():
+    """§4.2 takes the baseline MNSI-Q "before first session (<=7 d)" [P]: a clinic may widen it,
+    and the baselines service derives the same B0 as the rule."""
+    early_baseline = (mnsi("m0", day(-10), 1), mnsi("m1", day(28), 3))
+    assert not [c for c in evaluate(*early_baseline) if c.kind == "MNSI_NEUROPATHY"]
+    override = {
+        "parameterSet": "clinic",
+        "version": "1",
+        "n2oNeuro": {"mnsiBaselineWithinDays": 14},
+    }
+    wider = build_parameters(read_document("default"), (override,))
+    timeline = PatientTimeline(
+        patient_id="p1", sessions=(n2o_session("s1", T0),), responses=early_baseline
+    )
+    [alert] = [
+        c for c in evaluate_alerts(timeline, wider, now=day(30)) if c.kind == "MNSI_NEUROPATHY"
+    ]
+    assert alert.evidence.measures["rise"] == 2
+    assert within_days(wider, "mnsi-q") == 14
+    assert within_days(DEFAULTS, "mnsi-q") == 7
 
 
 def monitoring_reasons(found):

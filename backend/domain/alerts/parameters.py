@@ -86,6 +86,9 @@ class N2ONeuroParameters(_Parameters, frozen=True):
     hold_at_or_above: Severity
     labs_at_or_above: Severity
     mnsi_trajectory: str
+    mnsi_baseline_within_days: float
+    """B0 for the MNSI-Q rise: the last MNSI-Q this many days or fewer before the first session
+    (§4.2 N2O baseline "before first session (≤7 d)"); the MNSI-Q has no rebound parameters."""
     mnsi_rise_from_baseline: int
     mnsi_total_at_least: int
     mnsi_severity: Severity

@@ -58,8 +58,8 @@ COURSES: Final = TreatmentCourse.__table__  # type: ignore[attr-defined]
 RESPONSES: Final = QuestionnaireResponse.__table__  # type: ignore[attr-defined]
 _RESPONSES_TABLE: Final = "questionnaire_responses"
 DEFAULT_WITHIN_DAYS: Final = 7.0
-"""clinical-spec §2.4: B0 = last complete score within 7 days before the first session (the
-alert rules use the same default for a trajectory without rebound parameters)."""
+"""clinical-spec §2.4: B0 = last complete score within 7 days before the first session. Only a
+fallback: each compared trajectory takes its window from its rule's parameters (`within_days`)."""
 # Phones' and clinics' clocks drift; an authored time this far ahead is an error, not skew.
 _MAX_SKEW: Final = timedelta(minutes=5)
 
@@ -71,6 +71,9 @@ def compared_trajectories(parameters: AlertParameters) -> frozenset[str]:
 
 
 def within_days(parameters: AlertParameters, trajectory_key: str) -> float:
+    # The same window as the rule that compares the trajectory, so both derive one B0.
+    if trajectory_key == parameters.n2o_neuro.mnsi_trajectory:
+        return parameters.n2o_neuro.mnsi_baseline_within_days
     rule = parameters.rebound.get(trajectory_key)
     return DEFAULT_WITHIN_DAYS if rule is None else rule.baseline_within_days
 

@@ -143,8 +143,7 @@ def _mnsi(
 ) -> list[AlertCandidate]:
     rules = parameters.n2o_neuro
     key = rules.mnsi_trajectory
-    within = parameters.rebound[key].baseline_within_days if key in parameters.rebound else 7
-    baseline = course_baseline(timeline, key, within_days=within)
+    baseline = course_baseline(timeline, key, within_days=rules.mnsi_baseline_within_days)
     alerts = []
     for response in responses:
         if response.trajectory_key != key or response.total is None:
