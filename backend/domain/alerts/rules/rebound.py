@@ -52,7 +52,9 @@ from backend.domain.alerts.timeline import (
     sessions_in_order,
 )
 
-RULE_ID = "rebound@1.0.0"
+# 1.1.0: a RELAPSE_LIKE pair may span a session. Each alert keeps the version that raised it, so
+# a research export tells the two apart.
+RULE_ID = "rebound@1.1.0"
 
 SEVERITY: dict[AlertKind, Severity] = {
     "REBOUND_CANDIDATE": "info",
