@@ -290,7 +290,8 @@ async def produce_bundle(
     """Gate, then write the bundle into `directory` (created; must not hold files).
 
     Raises `ExportRefused` when k-anonymity cannot be met, `CohortChanged` when a patient's
-    quasi-identifiers changed between the passes (run it again).
+    quasi-identifiers changed between the passes or a cleared patient left the cohort (run it
+    again).
     """
     async with sessions() as session:
         patients_total, responses_total = await count_cohort(
@@ -324,7 +325,7 @@ async def produce_bundle(
         partial(ExportWriter, directory, description, formats=spec.formats)
     )
     pseudonymiser = Pseudonymiser(key)
-    rows = responses_done = 0
+    rows = responses_done = exported = 0
     with writer, contextlib.closing(_HeldRows(directory)) as held:
         # Only patients the gate cleared: suppressed ones are left out of every table, and one
         # who consented after the gate ran waits for the next export.
@@ -345,6 +346,7 @@ async def produce_bundle(
                     )
                 )
                 rows += written
+                exported += len(group.patients)
                 async with contextlib.aclosing(
                     _pages(sessions, group.patient_ids, page_rows=page_rows)
                 ) as pages:
@@ -356,6 +358,12 @@ async def produce_bundle(
                         if progress is not None:
                             share = min(responses_done, responses_total) / max(responses_total, 1)
                             await progress(rows, _GATE_PERCENT + int(_WRITE_PERCENT * share))
+        if exported != len(decision.cleared):
+            # A cleared patient left the cohort after the gate (consent withdrawn, erased): the
+            # classes the gate counted may now hold fewer than k patients, and the report's
+            # counts would be wrong. Each patient read here was cleared (`only`), so equal
+            # counts mean the same patients.
+            raise CohortChanged("a patient cleared by the k-anonymity gate left the cohort")
         rows += await anyio.to_thread.run_sync(held.write_to, writer)
         if progress is not None:  # renews the lease too
             await progress(rows, _GATE_PERCENT + _WRITE_PERCENT)
