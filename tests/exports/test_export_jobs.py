@@ -3,6 +3,7 @@ download once; what the bundle holds and, above all, what it does not."""
 
 import csv
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from sqlalchemy import select
 
+from backend.keyring.service import DATA_KEYS
 from tests.exports.world import (
     RESPONSES_PER_PATIENT,
     ROWS_PER_PHQ9,
@@ -28,7 +31,7 @@ from tests.exports.world import (
     unpack,
     wait_for,
 )
-from tests.identity.conftest import MovableClock
+from tests.identity.conftest import MovableClock, runtime_of
 
 FHIR_MODELS: dict[str, Any] = {
     "Patient": Patient,
@@ -324,3 +327,42 @@ async def test_a_joined_study_exports_both_clinics(
     assert len(_study_ids(bundle)) == len(world.consenting) + len(world.b_patients)
     package = json.loads((bundle / "datapackage.json").read_text())
     assert package["name"] == "two-sites"
+
+
+async def test_every_finished_job_destroys_its_own_pseudonym_key(
+    api: AsyncTestClient[Litestar], clock: MovableClock, tmp_path: Path
+) -> None:
+    world = await build_world(api, clock)
+    admin = world.staff["admin_a"]
+    researcher = world.staff["researcher_a"]
+    loose = await api.post(
+        "/api/v1/exports/studies", headers=admin.headers, json={"name": "loose-keys"}
+    )
+    stable = await api.post(
+        "/api/v1/exports/studies",
+        headers=admin.headers,
+        json={"name": "stable-keys", "stable_ids": True},
+    )
+    jobs = {
+        label: (await export_and_download(api, researcher, tmp_path / label, **body))[0]
+        for label, body in (
+            ("plain", {}),
+            ("loose", {"study_id": loose.json()["id"]}),
+            ("stable", {"study_id": stable.json()["id"]}),
+        )
+    }
+    keys = DATA_KEYS.c
+    async with runtime_of(api).require_sessionmaker()() as session:
+        connection = await session.connection()
+
+        async def destroyed(owner: str) -> list[bool]:
+            rows = await connection.execute(
+                select(keys.destroyed_at).where(keys.owner_id == uuid.UUID(owner))
+            )
+            return [row.destroyed_at is not None for row in rows.all()]
+
+        # A study without stable ids used the job's own key: destroying it is what makes its
+        # pseudonyms unlinkable, as for a plain export. A stable-id study's key stays.
+        for label, job in jobs.items():
+            assert await destroyed(job["id"]) == [True], label
+        assert await destroyed(stable.json()["id"]) == [False]

@@ -527,10 +527,11 @@ class ExportRunner:
                 values={"state": state, "finished_at": now, **values},
             )
             if done and state != "queued":
-                if job.study_id is None:
-                    # The per-export key is needed by no one any more: destroying it makes
-                    # this export's pseudonyms unlinkable for good, backups included.
-                    await self._keyring.shred(session, job.id)
+                # The job's own key is needed by no one any more: destroying it makes this
+                # export's pseudonyms unlinkable for good, backups included. That holds for a
+                # study without stable ids too (its exports use the job's key, `_key`); a
+                # stable-id study's key is the study's, not this one, and stays.
+                await self._keyring.shred(session, job.id)
                 await record_audit(
                     session,
                     AuditEvent(
