@@ -7,6 +7,7 @@ import datetime as dt
 import hmac
 import secrets
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -466,3 +467,26 @@ def test_date_shift_is_constant_per_patient_and_within_range(
     shift = pseudonymiser.date_shift_days(patient_id, days)
     assert -days <= shift <= -1
     assert pseudonymiser.date_shift_days(patient_id, days) == shift
+
+
+def test_the_number_of_courses_is_a_quasi_identifier_the_gate_counts(tmp_path: Path) -> None:
+    identifiers = Identifiers()
+    alike = [patient(i, identifiers, birth_date=dt.date(1980, 1, 1)) for i in range(10)]
+    # The same four sessions, but in two courses: the only patient with n_courses = 2.
+    lone = patient(10, identifiers, birth_date=dt.date(1980, 1, 1))
+    second = TreatmentCourseRecord(
+        course_id=uuid.uuid4(), modality="ketamine_iv", started_at=lone.sessions[2].started_at
+    )
+    split = msgspec.structs.replace(
+        lone,
+        courses=(*lone.courses, second),
+        sessions=(
+            *lone.sessions[:2],
+            *(msgspec.structs.replace(s, course_id=second.course_id) for s in lone.sessions[2:]),
+        ),
+    )
+    run_export([*alike, split], tmp_path / "x", key=secrets.token_bytes(32))
+    rows = pq.read_table(tmp_path / "x" / "parquet" / "patients.parquet").to_pylist()
+    # Every column of the patients table but the pseudonym is shared by at least k patients.
+    classes = Counter(tuple(v for name, v in row.items() if name != "study_id") for row in rows)
+    assert min(classes.values()) >= KAnonymityPolicy().k

@@ -249,6 +249,7 @@ def quasi_identifiers(
         zip3=safe_harbor_zip3(patient.zip_code, profile.restricted_zip3),
         state=_state(patient),
         modality="+".join(sorted(modalities)) or "none",
+        n_courses=len(timeline.courses),
         n_sessions=len(timeline.sessions),
         first_treatment_year=None if first is None else first.year,
         rare_flags=tuple(sorted(flags)),
@@ -425,7 +426,7 @@ def prepare_patient(
         if profile.date_shift
         else None
     )
-    age_band, sex, region, modality, n_sessions, year, rare_flags = key
+    age_band, sex, region, modality, n_courses, n_sessions, year, rare_flags = key
     return PatientContext(
         study_id=study_id,
         clock=_TreatmentClock(timeline.courses, timeline.sessions),
@@ -436,7 +437,7 @@ def prepare_patient(
             sex=sex,
             region=region,
             modality=modality,
-            n_courses=len(timeline.courses),
+            n_courses=int(n_courses),
             n_sessions=int(n_sessions),
             first_treatment_year=int(year) if year.isdigit() else None,
             rare_flags=rare_flags,

@@ -2,15 +2,17 @@
 least k patients, or the patients in it are left out, or the export is refused.
 
 Quasi-identifiers (engineering-notes §E.4): age band, sex, region, treatment modality, number of
-sessions, calendar year of the first treatment, and rare flags (alert kinds such as B12-deficiency
-neurology, quasi-identifying in small cohorts). k defaults to 5.
+courses and of sessions, calendar year of the first treatment, and rare flags (alert kinds such as
+B12-deficiency neurology, quasi-identifying in small cohorts). Every column of the patients table
+but the study id is one: a column left out of the class key could split a class the gate counted.
+k defaults to 5.
 
 What can be generalised and what cannot: age, region and year appear only in the patients table,
-so they can be coarsened. Modality, the number of sessions and the rare flags can be recounted
-from the sessions and alerts tables, so coarsening them in the patients table would hide nothing;
-they stay exact, and classes that remain too small are suppressed (their patients are left out
-of every table). The gate walks a ladder of generalisations, finest first, and takes the first
-step at which suppression stays within the policy's limit; if none does, it refuses.
+so they can be coarsened. Modality, the numbers of courses and sessions and the rare flags can be
+recounted from the sessions and alerts tables, so coarsening them in the patients table would hide
+nothing; they stay exact, and classes that remain too small are suppressed (their patients are
+left out of every table). The gate walks a ladder of generalisations, finest first, and takes the
+first step at which suppression stays within the policy's limit; if none does, it refuses.
 
 Pure functions; the only state is what the caller passes in.
 """
@@ -34,6 +36,7 @@ QUASI_IDENTIFIERS: tuple[str, ...] = (
     "sex",
     "region",
     "modality",
+    "n_courses",
     "n_sessions",
     "first_treatment_year",
     "rare_flags",
@@ -56,6 +59,7 @@ class QuasiIdentifiers(msgspec.Struct, frozen=True, kw_only=True):
     zip3: str | None
     state: str | None
     modality: str
+    n_courses: int
     n_sessions: int
     first_treatment_year: int | None
     rare_flags: tuple[str, ...]
@@ -168,6 +172,7 @@ def class_key(qi: QuasiIdentifiers, step: Generalisation) -> tuple[str, ...]:
         qi.sex,
         region(qi, step.region),
         qi.modality,
+        str(qi.n_courses),
         str(qi.n_sessions),
         SUPPRESSED if not step.keep_year else ("unknown" if year is None else str(year)),
         ",".join(qi.rare_flags),
