@@ -74,5 +74,6 @@ async def test_operator_export_writes_the_same_cohort_to_a_directory(
     )
     assert refused.returncode == 1
     assert "fewer than k = 5" in refused.stderr
+    assert not (tmp_path / "b").exists()  # nothing that could pass for an export
     not_empty = _interlude(["export", "--clinic", str(world.clinic_a), "--out", str(out)], env)
     assert not_empty.returncode == 1

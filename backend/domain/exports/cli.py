@@ -11,11 +11,13 @@ audited (purpose ``research``) for every clinic it read.
 import argparse
 import asyncio
 import os
+import shutil
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
+import anyio
 from sqlalchemy import select
 
 from backend.audit.service import AuditEvent, record_audit
@@ -23,10 +25,13 @@ from backend.config import Settings
 from backend.db.engine import create_engine, create_sessionmaker
 from backend.db.models.clinic import Clinic
 from backend.domain.exports import repository
-from backend.domain.exports.deid import DeidentificationProfile
+from backend.domain.exports.deid import CohortChanged, DeidentificationProfile
 from backend.domain.exports.jobs import (
     STUDIES_TABLE,
+    BundleOutcome,
     ExportSpec,
+    Progress,
+    Sessions,
     open_pseudonym_key,
     produce_bundle,
 )
@@ -38,6 +43,8 @@ from backend.system.keys import load_kek
 
 EXIT_REFUSED = 1
 _FORMATS = ("parquet", "csv", "fhir_ndjson")
+ATTEMPTS: Final = 3
+"""Runs of the export when the cohort changes under it (as the background runner retries)."""
 
 
 def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
@@ -82,10 +89,12 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
     out: Path = args.out
     if out.exists() and any(out.iterdir()):
         return _refuse(f"{out} is not empty")
-    return asyncio.run(_run(settings, args, formats, out))
+    return asyncio.run(_run(settings, args, formats, out, out.exists()))
 
 
-async def _run(settings: Settings, args: argparse.Namespace, formats: set[str], out: Path) -> int:
+async def _run(
+    settings: Settings, args: argparse.Namespace, formats: set[str], out: Path, out_existed: bool
+) -> int:
     clock = SystemClock()
     keyring = Keyring(load_kek(settings), clock=clock)
     engine = create_engine(settings)
@@ -134,10 +143,18 @@ async def _run(settings: Settings, args: argparse.Namespace, formats: set[str], 
             ),
         )
         try:
-            outcome = await produce_bundle(sessions, keyring, spec, key=key, directory=out)
+            outcome = await write_bundle(
+                sessions, keyring, spec, key=key, out=out, out_existed=out_existed
+            )
         except ExportRefused as refusal:
             await _audit(sessions, clinic_ids, clock, "failed")
             return _refuse(f"export refused: {refusal.detail}")
+        except CohortChanged:
+            await _audit(sessions, clinic_ids, clock, "failed")
+            return _refuse(
+                f"the cohort kept changing while it was exported ({ATTEMPTS} runs); "
+                "nothing was kept, run the command again"
+            )
         await _audit(sessions, clinic_ids, clock, "success")
         for table, rows in outcome.result.row_counts.items():
             _say(f"{table}: {rows} rows")
@@ -146,6 +163,48 @@ async def _run(settings: Settings, args: argparse.Namespace, formats: set[str], 
         return 0
     finally:
         await engine.dispose()
+
+
+async def write_bundle(
+    sessions: Sessions,
+    keyring: Keyring,
+    spec: ExportSpec,
+    *,
+    key: bytes,
+    out: Path,
+    out_existed: bool,
+    progress: Progress | None = None,
+) -> BundleOutcome:
+    """`produce_bundle` into ``out``, run again (from an empty directory) when the cohort
+    changed between its passes. Whatever stops it leaves no partial bundle behind: a half-written
+    folder without its manifest looks like an export and is not one."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return await produce_bundle(
+                sessions, keyring, spec, key=key, directory=out, progress=progress
+            )
+        except CohortChanged:
+            await anyio.to_thread.run_sync(_restore, out, out_existed)
+            if attempt == ATTEMPTS:
+                raise
+        except BaseException:
+            await anyio.to_thread.run_sync(_restore, out, out_existed)
+            raise
+    raise AssertionError("unreachable")
+
+
+def _restore(out: Path, existed: bool) -> None:
+    """Back to what the command found: no directory, or an empty one (`_export` checked)."""
+    if not out.exists():
+        return
+    if not existed:
+        shutil.rmtree(out)
+        return
+    for entry in out.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 async def _clinic(connection: Any, given: str) -> uuid.UUID | None:
