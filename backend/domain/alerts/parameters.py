@@ -70,12 +70,12 @@ class SuicidalityParameters(_Parameters, frozen=True):
     """The clinic's keyword list for patients' free text (§5.3 rule 1); empty turns it off.
     Matched case-insensitively on word boundaries (`backend.domain.safety.keywords`)."""
     free_text_severity: Severity
+    """The tier of a keyword match. §5.3 grades item scores and C-SSRS answers, not free text;
+    an ungraded disclosure is handled like an incomplete C-SSRS: as moderate, URGENT [P]."""
     crisis_screen_from: dict[str, int]
     """Suicide item (linkId) → the lowest value that shows the patient the crisis screen; below
     it a flagged answer is a clinician task only. §5.3 rule 1: "MADRS-S item 9 ≥4 (≥2 →
     PRIORITY task only)". Items not listed show it from their first threshold."""
-    """The tier of a keyword match. §5.3 grades item scores and C-SSRS answers, not free text;
-    an ungraded disclosure is handled like an incomplete C-SSRS: as moderate, URGENT [P]."""
 
 
 class N2ONeuroParameters(_Parameters, frozen=True):
