@@ -182,6 +182,45 @@ def test_a_bad_keyword_override_does_not_build(suicidality):
         build_parameters(read_document("default"), (override,))
 
 
+def test_the_clinics_cssrs_tiers_apply():
+    """§5.3 rule 4's tiers are [P] data: a clinic may grade the screener more urgently."""
+    override = {
+        "parameterSet": "clinic",
+        "version": "1",
+        # Incomplete counts as moderate (§1.7), so raising one raises the other.
+        "suicidality": {"cssrsTiers": {"moderate": "emergency", "incomplete": "emergency"}},
+    }
+    clinic = build_parameters(read_document("default"), (override,))
+    assert clinic.suicidality.cssrs_tiers == {
+        "low": "priority",  # not overridden: the shipped tier, merged key by key
+        "moderate": "emergency",
+        "incomplete": "emergency",
+        "high": "emergency",
+    }
+    blank = {"cssrs-1": NO, "cssrs-2": YES, "cssrs-6": NO}  # asked-for answers left out
+    assert [a.severity for a in _suicidality(_cssrs(blank))] == ["urgent"]
+    assert [a.severity for a in _suicidality(_cssrs(blank), parameters=clinic)] == ["emergency"]
+    none = {"cssrs-1": NO, "cssrs-2": NO, "cssrs-6": NO}
+    assert _suicidality(_cssrs(none), parameters=clinic) == []
+
+
+@pytest.mark.parametrize(
+    ("tiers", "problem"),
+    [
+        ({"low": None}, "cssrsTiers"),  # a level with no tier would raise nothing
+        ({"low": "routine"}, "priority or above"),
+        ({"moderate": "emergency", "high": "urgent"}, "lower tier"),
+        ({"incomplete": "priority"}, "lower tier"),  # incomplete is handled as moderate
+        ({"none": "urgent"}, "cssrsTiers"),
+        ({"low": "soon"}, "cssrsTiers"),
+    ],
+)
+def test_bad_cssrs_tiers_do_not_build(tiers, problem):
+    override = {"parameterSet": "clinic", "version": "1", "suicidality": {"cssrsTiers": tiers}}
+    with pytest.raises(ValueError, match=problem):
+        build_parameters(read_document("default"), (override,))
+
+
 def test_only_a_patients_text_items_reach_the_rule():
     """The timeline keeps a patient-answered instrument's text items, hides them in its repr, and
     leaves a clinician form's text out (a clinician's note is not the patient's message)."""

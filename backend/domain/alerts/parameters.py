@@ -61,6 +61,10 @@ class ReboundParameters(_Parameters, frozen=True):
     window_max_days: float
 
 
+CssrsRiskLevel = Literal["low", "moderate", "high", "incomplete"]
+"""The C-SSRS screener's risk levels that raise an alert (all but "none")."""
+
+
 class SuicidalityParameters(_Parameters, frozen=True):
     reask_wait_minutes: int
     """A skipped suicide item is re-asked at once; if no re-ask arrives within this time, the
@@ -76,6 +80,9 @@ class SuicidalityParameters(_Parameters, frozen=True):
     """Suicide item (linkId) → the lowest value that shows the patient the crisis screen; below
     it a flagged answer is a clinician task only. §5.3 rule 1: "MADRS-S item 9 ≥4 (≥2 →
     PRIORITY task only)". Items not listed show it from their first threshold."""
+    cssrs_tiers: dict[CssrsRiskLevel, Severity]
+    """C-SSRS screener risk level (Columbia triage, §1.7) → alert tier (§5.3 rule 4 [P]); a
+    screener with no risk raises nothing. Every level must be named (`_check`)."""
 
 
 class N2ONeuroParameters(_Parameters, frozen=True):
@@ -202,6 +209,7 @@ def _check(parameters: AlertParameters) -> None:
         raise ParameterError("suicidality.freeTextKeywords: " + "; ".join(problems))
     if SEVERITY_RANK[parameters.suicidality.free_text_severity] < SEVERITY_RANK["priority"]:
         raise ParameterError("suicidality.freeTextSeverity must be priority or above")
+    _check_cssrs_tiers(parameters.suicidality.cssrs_tiers)
     for key, rule in parameters.rebound.items():
         if not 0 < rule.min_fraction <= 1 or not 0 <= rule.min_gain_rel <= 1:
             raise ParameterError(f"rebound {key}: fractions must lie in (0, 1]")
@@ -209,3 +217,21 @@ def _check(parameters: AlertParameters) -> None:
             raise ParameterError(f"rebound {key}: confirmation gap minimum exceeds maximum")
         if rule.relapse_min_gap_d > rule.relapse_max_gap_d:
             raise ParameterError(f"rebound {key}: relapse gap minimum exceeds maximum")
+
+
+def _check_cssrs_tiers(tiers: dict[CssrsRiskLevel, Severity]) -> None:
+    """A level left out would raise nothing for it, so every one is named; each is at least a
+    clinician task, and a higher risk never gets a lower tier (incomplete counts as moderate,
+    §1.7)."""
+    levels: tuple[CssrsRiskLevel, ...] = ("low", "moderate", "incomplete", "high")
+    missing = [level for level in levels if level not in tiers]
+    if missing:
+        raise ParameterError("suicidality.cssrsTiers must name " + ", ".join(missing))
+    rank = {level: SEVERITY_RANK[tiers[level]] for level in levels}
+    if rank["low"] < SEVERITY_RANK["priority"]:
+        raise ParameterError("suicidality.cssrsTiers: every level must be priority or above")
+    if not rank["low"] <= rank["moderate"] <= rank["high"] or rank["incomplete"] < rank["moderate"]:
+        raise ParameterError(
+            "suicidality.cssrsTiers: a higher risk (incomplete counts as moderate) may not get"
+            " a lower tier"
+        )

@@ -53,14 +53,6 @@ CSSRS_BEHAVIOUR_RECENT: Final = "cssrs-6a"  # 93269-9, asked if Q6 = yes
 
 CssrsRisk = Literal["none", "low", "moderate", "high", "incomplete"]
 
-CSSRS_TIER: Final[dict[CssrsRisk, Severity | None]] = {
-    "none": None,
-    "low": "priority",
-    "moderate": "urgent",
-    "incomplete": "urgent",  # §1.7: "handled as moderate for alerting"
-    "high": "emergency",
-}
-
 
 def cssrs_risk(answers: dict[str, ItemValue]) -> CssrsRisk:
     """The screener's risk level by the Columbia triage rule (clinical-spec §1.7). An unanswered
@@ -120,9 +112,8 @@ def suicidality_signal(
     risk: CssrsRisk | None = None
     if response.instrument_id == CSSRS_INSTRUMENT:
         risk = cssrs_risk(response.answers)
-        tier = CSSRS_TIER[risk]
-        if tier is not None:
-            tiers.append(tier)
+        if risk != "none":
+            tiers.append(parameters.cssrs_tiers[risk])
     keywords = parameters.free_text_keywords
     matched = tuple(t.link_id for t in response.free_text if matches_any(t.text, keywords))
     if matched:
