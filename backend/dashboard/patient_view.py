@@ -133,6 +133,7 @@ def build_trajectory(
                 authored=p.authored_at,
                 total=p.total,
                 prorated=p.prorated,
+                partial=bool(p.missing_items),
             )
             for p in points
         ),

@@ -120,6 +120,58 @@ def phq9(
     )
 
 
+QIDS_DOMAINS: tuple[tuple[int, ...], ...] = (
+    (1, 2, 3, 4),
+    (5,),
+    (6, 7, 8, 9),
+    (10,),
+    (11,),
+    (13,),
+    (14,),
+    (15, 16),
+)
+"""QIDS-SR16's scored domains by item number (clinical-spec §1.4), without item 12, the safety
+item, which the builders answer 0 so that no suicidality alert joins the rebound ones."""
+
+
+def qids_answers(total: int) -> dict[str, AnswerValue]:
+    """Every QIDS-SR16 item answered, item 12 at 0, domains filled in order to reach `total`;
+    the first item of a domain carries its maximum, the others are 0."""
+    values = _spread(total, len(QIDS_DOMAINS), 3)
+    answers: dict[str, AnswerValue] = {"qids-12": 0}
+    for domain, value in zip(QIDS_DOMAINS, values, strict=True):
+        answers |= {f"qids-{n}": value if n == domain[0] else 0 for n in domain}
+    return answers
+
+
+def qids(
+    response_id: str, authored: datetime, total: int, *, partial: bool = False
+) -> ScoredResponse:
+    """A QIDS-SR16 response with `total`; `partial` leaves item 2 unanswered, which the
+    domain-maxima rule scores from items 1, 3 and 4 to the same total, not prorated (§1.4)."""
+    answers = qids_answers(total)
+    if partial:
+        del answers["qids-2"]
+    result = response("qids-sr16", response_id, authored, answers)
+    assert result.total == total
+    assert not result.prorated
+    return result
+
+
+def qids_course(
+    baseline: int, scores: Sequence[tuple[float, int] | tuple[float, int, bool]]
+) -> PatientTimeline:
+    """QIDS-SR16 B0 a day before one N2O session at day 0; scores as (day, total) or
+    (day, total, partial); response ids are "d<day>"."""
+    responses = [qids("b0", day(-1), baseline)]
+    for entry in scores:
+        partial = bool(entry[2]) if len(entry) > 2 else False
+        responses.append(qids(f"d{entry[0]:g}", day(entry[0]), int(entry[1]), partial=partial))
+    return PatientTimeline(
+        patient_id="p1", sessions=(n2o_session("s1", T0),), responses=tuple(responses)
+    )
+
+
 def n2o_session(
     session_id: str, start: datetime, minutes: int = 60, percent: int = 50
 ) -> TreatmentSession:

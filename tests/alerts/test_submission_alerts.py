@@ -210,7 +210,7 @@ async def test_rebound_is_found_in_stored_responses_and_sessions(
     # The confirming score is reported as REBOUND_CONFIRMED, not as a second candidate.
     assert by_kind["REBOUND_CANDIDATE"].occurrence_count == 1
     confirmed = by_kind["REBOUND_CONFIRMED"]
-    assert (confirmed.severity, confirmed.rule_id) == ("routine", "rebound@1.1.0")
+    assert (confirmed.severity, confirmed.rule_id) == ("routine", "rebound@1.2.0")
     assert [m.kind for m in await outbox_for(api, confirmed.id)] == ["alert"]
 
 

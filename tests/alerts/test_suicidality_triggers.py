@@ -32,6 +32,7 @@ def _cssrs(answers: dict[str, bool], response_id: str = "c1") -> ScoredResponse:
         authored=day(1),
         total=None,
         prorated=False,
+        partial=False,
         answers=dict(answers),
     )
 
@@ -46,6 +47,7 @@ def _note(text: str, response_id: str = "n1") -> ScoredResponse:
         authored=day(1),
         total=None,
         prorated=False,
+        partial=False,
         free_text=(FreeText("se-note", text),),
     )
 

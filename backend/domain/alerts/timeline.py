@@ -102,6 +102,10 @@ class ScoredResponse(msgspec.Struct, frozen=True, kw_only=True):
     authored: UTCDateTime
     total: int | None
     prorated: bool
+    partial: bool
+    """Some scored item was left unanswered (`Score.missing_items`): a prorated total, or a
+    domain-maxima total scored from the domain's answered items, which is not prorated (§1.4).
+    Required, not defaulted, so that no view of a stored score can forget it."""
     answers: dict[str, ItemValue] = msgspec.field(default_factory=dict)
     """Answers by linkId, for rules that read single items (N2O-NEURO follow-ups, dissociation)."""
     free_text: tuple[FreeText, ...] = ()
@@ -113,8 +117,10 @@ class ScoredResponse(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def complete(self) -> bool:
-        """A total that may confirm a trajectory event: present and not prorated (§1.1, §2.4)."""
-        return self.total is not None and not self.prorated
+        """A total that may confirm a trajectory event: present, not prorated and no scored item
+        missing (§2.4: "prorated or partially missing scores may create a CANDIDATE but never
+        CONFIRMED/FULL_RETURN alone")."""
+        return self.total is not None and not self.prorated and not self.partial
 
 
 class MissedCheckIn(msgspec.Struct, frozen=True, kw_only=True):
@@ -182,6 +188,7 @@ def scored_response(
         authored=authored,
         total=score.total,
         prorated=score.prorated,
+        partial=bool(score.missing_items),
         answers={k: v for k, v in answers.items() if not isinstance(v, str)},
         free_text=tuple(
             FreeText(k, v)

@@ -84,6 +84,9 @@ class ScorePoint(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     total: int | None
     band: str | None
     prorated: bool
+    missing_items: tuple[str, ...]
+    """Scored items left unanswered: a total with any is not complete (clinical-spec §2.4), so
+    the patient page's B0 is the rules' B0."""
     instrument_version: str
 
 

@@ -458,6 +458,7 @@ async def score_series(
                 total=score.total,
                 band=score.band,
                 prorated=score.prorated,
+                missing_items=score.missing_items,
                 instrument_version=row.instrument_version,
             )
         )

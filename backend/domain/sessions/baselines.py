@@ -350,6 +350,7 @@ async def _baselines_of(
             authored=authored,
             total=score.total,
             prorated=score.prorated,
+            partial=bool(score.missing_items),
         )
         for response_id, (score, authored) in scores.items()
     )

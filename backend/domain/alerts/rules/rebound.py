@@ -22,8 +22,10 @@ is "both in W_k, or the second before the next session". A RELAPSE_LIKE pair may
 its own 5-15 d gap and no window, as SUSTAIN-1 counted relapse during maintenance dosing, where
 weekly pre-dose scores always have a session between them.
 
-Data quality: prorated scores never set the nadir, never confirm and never count as one of a
-pair; a prorated score may be a REBOUND_CANDIDATE and may be a SEVERE_SCORE (§1.1, §2.4).
+Data quality: prorated or partially missing scores (`ScoredResponse.complete` is false: a
+domain-maxima total with an item unanswered is not prorated, but is partial) never set the nadir,
+never serve as a reference, never confirm and never count as one of a pair; such a score may be a
+REBOUND_CANDIDATE and may be a SEVERE_SCORE (§1.1, §1.4, §2.4).
 Suicide items are handled by `suicidality` and never wait for anything here (§2.4, §5.3 rule 7).
 """
 
@@ -54,7 +56,8 @@ from backend.domain.alerts.timeline import (
 
 # 1.1.0: a RELAPSE_LIKE pair may span a session. Each alert keeps the version that raised it, so
 # a research export tells the two apart.
-RULE_ID = "rebound@1.1.0"
+# 1.2.0: partially missing domain-maxima scores (QIDS-SR16) no longer count as complete (§2.4).
+RULE_ID = "rebound@1.2.0"
 
 SEVERITY: dict[AlertKind, Severity] = {
     "REBOUND_CANDIDATE": "info",
