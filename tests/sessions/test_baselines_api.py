@@ -20,6 +20,7 @@ from backend.db.models.treatment import CourseBaseline
 from backend.domain.alerts.clinic_settings import parameters_for_clinic
 from backend.domain.alerts.history import patient_timeline
 from backend.domain.demo.cohort import phq9_answers
+from tests.alerts.builders import qids_answers
 from tests.identity.conftest import (  # noqa: F401  (fixtures used by name)
     MovableClock,
     World,
@@ -283,3 +284,81 @@ async def test_bad_baselines_are_problems_and_change_nothing(
     )
     assert closed.status_code == 409
     assert await _count(api, CourseBaseline) == 0
+
+
+def _qids(total: int, *, partial: bool) -> list[dict[str, Any]]:
+    answers = qids_answers(total)
+    if partial:
+        del answers["qids-2"]  # the sleep domain still scores from items 1, 3 and 4
+    return [{"linkId": k, "value": v} for k, v in answers.items()]
+
+
+async def test_a_partially_missing_domain_maxima_score_is_never_a_baseline(
+    api: AsyncTestClient[Litestar],  # noqa: F811
+    people: World,
+    clock: MovableClock,
+) -> None:
+    """QIDS-SR16 scores a domain from its answered items, so an item left out still gives a
+    total that is not prorated; it is partially missing all the same, and §2.4 lets such a
+    score be no more than a candidate: never B0, derived or recorded."""
+    clinician = people.staff["clinician_a"].headers
+    patient = people.patients["patient_a"]
+    base = f"/api/v1/patients/{patient.id}"
+    planned = await api.post(
+        f"{base}/sessions",
+        headers=clinician,
+        json={
+            "modality": "n2o",
+            "planned_start": (clock.now() + timedelta(days=2)).isoformat(),
+            "minutes": 60,
+            "n2o_concentration_percent": 50,
+        },
+    )
+    assert planned.status_code == 201, planned.text
+    course = f"{base}/courses/{planned.json()['course_id']}"
+    partial = await _submit(api, patient.headers, "qids-sr16", _qids(15, partial=True))
+    stored = await api.get(f"{base}/responses", headers=clinician)
+    assert stored.status_code == 200, stored.text
+    (score,) = [r["score"] for r in stored.json()["items"] if r["responseId"] == partial]
+    assert (score["total"], score["prorated"], score["missingItems"]) == (15, False, ["qids-2"])
+    series = await api.get(f"{base}/scores/qids-sr16-7d", headers=clinician)
+    assert series.status_code == 200, series.text
+    assert [(p["total"], p["missingItems"]) for p in series.json()["points"]] == [(15, ["qids-2"])]
+
+    # Not derived as B0 from the app ...
+    read = await api.get(f"{course}/baselines", headers=clinician)
+    assert read.status_code == 200, read.text
+    assert not [b for b in read.json()["baselines"] if b["instrument_id"] == "qids-sr16"]
+
+    # ... nor recorded by a clinician, from the stored response or from answers entered in clinic.
+    responses_before = await _count(api, QuestionnaireResponse)
+    for body, pointer in (
+        ({"response_id": partial}, "/response_id"),
+        (
+            {
+                "answers": _qids(15, partial=True),
+                "authored": (clock.now() - timedelta(days=1)).isoformat(),
+            },
+            "/answers",
+        ),
+    ):
+        refused = await api.put(f"{course}/baselines/qids-sr16", headers=clinician, json=body)
+        assert refused.status_code == 422, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        (problem,) = refused.json()["errors"]
+        assert (problem["code"], problem["pointer"]) == ("incomplete_score", pointer)
+        assert "qids-2" in problem["message"]
+    assert await _count(api, CourseBaseline) == 0
+    assert await _count(api, QuestionnaireResponse) == responses_before
+
+    # Every item answered: recorded.
+    recorded = await api.put(
+        f"{course}/baselines/qids-sr16",
+        headers=clinician,
+        json={
+            "answers": _qids(15, partial=False),
+            "authored": (clock.now() - timedelta(days=1)).isoformat(),
+        },
+    )
+    assert recorded.status_code == 200, recorded.text
+    assert (recorded.json()["source"], recorded.json()["total"]) == ("recorded", 15)

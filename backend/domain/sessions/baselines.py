@@ -12,9 +12,9 @@ B0 of a course for one trajectory is, as the alert engine reads it (`alerts.hist
 A clinician records B0 by naming a stored response (answered in the app, or entered earlier), or
 by entering the answers of a questionnaire completed in clinic, which is scored, encrypted and
 checked for safety items like any submission (source ``clinician``). Either way B0 must be a
-complete score (not prorated) of an instrument the rules compare with a baseline, answered
-before the course's first session. The rules are re-run in the same transaction, so an alert
-that the new B0 implies is raised with it.
+complete score (every scored item answered, so neither prorated nor partially missing) of an
+instrument the rules compare with a baseline, answered before the course's first session. The
+rules are re-run in the same transaction, so an alert that the new B0 implies is raised with it.
 
 Two clinicians may each decide a course's B0 from the baselines they read: recording and
 forgetting take the course's row lock and accept the entity tag of the course's baselines (what
@@ -102,6 +102,15 @@ def _check_score(score: Score, pointer: str) -> None:
             pointer,
             "incomplete_score",
             "a baseline needs a complete score (every scored item answered, not prorated)",
+        )
+    # A domain-maxima total (QIDS-SR16, §1.4) is scored from a domain's answered items and is
+    # not prorated; with an item missing it is still partial, and never B0 (§2.4).
+    if score.missing_items:
+        raise _problem(
+            pointer,
+            "incomplete_score",
+            "a baseline needs a complete score (every scored item answered); unanswered: "
+            + ", ".join(score.missing_items),
         )
 
 
