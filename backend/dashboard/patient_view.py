@@ -1,10 +1,12 @@
 """What the patient page shows, assembled from the services that own each part.
 
 Scores come decrypted from ``responses.service`` (``score_series``, ``list_responses``); sessions
-and check-ins are plain columns (``queries``); the baseline is the alert rules' own B0
-(``alerts.timeline.course_baseline``) so the plot marks the value the rebound rule measures
-against, and N2O exposure is the rules' ``n2o_exposure``. Pure assembly is kept apart from I/O
-(``build_trajectory``, ``exposure_summary``, ``ladder``) so it can be tested without a database.
+and check-ins are plain columns (``queries``); the baseline is the current course's B0 as the
+alert rules read it (``sessions.baselines.course_baselines``: recorded by a clinician, else
+derived within the clinic's window) so the plot marks the value the rebound rule measures
+against, and N2O exposure is the rules' ``n2o_exposure`` with the clinic's limits. Pure assembly
+is kept apart from I/O (``build_trajectory``, ``exposure_summary``, ``ladder``) so it can be
+tested without a database.
 """
 
 import uuid
@@ -18,17 +20,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.dashboard import queries
 from backend.dashboard.plots import Band, EventMark, ScoreMark, Trajectory, nadir_after
-from backend.domain.alerts.parameters import load_parameters
-from backend.domain.alerts.timeline import (
-    PatientTimeline,
-    ScoredResponse,
-    TreatmentSession,
-    course_baseline,
-    n2o_exposure,
-)
+from backend.domain.alerts.clinic_settings import parameters_for_clinic
+from backend.domain.alerts.sources import current_course
+from backend.domain.alerts.timeline import TreatmentSession, n2o_exposure
 from backend.domain.receipts.repository import of_check_ins as first_receipts
 from backend.domain.responses import service as responses
 from backend.domain.responses.schemas import ScorePoint
+from backend.domain.sessions import service as sessions_service
+from backend.domain.sessions.baselines import course_baselines
+from backend.domain.sessions.schemas import BaselineView
 from backend.keyring.service import Keyring
 from questionnaires.model import Instrument, NoTotal
 from questionnaires.registry import catalogue
@@ -36,7 +36,6 @@ from questionnaires.registry import catalogue
 MODALITY_LABELS: Final = {"n2o": "N2O", "iv_ketamine": "IV ketamine", "esketamine": "Esketamine"}
 # Checklists shown as a history table rather than a plot (no total score).
 HISTORY_INSTRUMENTS: Final = ("side-effects", "n2o-neuro", "ketamine-bladder-misuse")
-_DEFAULT_BASELINE_DAYS: Final = 14.0
 
 
 class PlotRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -111,35 +110,17 @@ def build_trajectory(
     points: Sequence[ScorePoint],
     sessions: tuple[TreatmentSession, ...],
     alerts: Sequence[EventMark],
-    baseline_within_days: float,
+    baseline: BaselineView | None,
 ) -> TrajectoryView:
-    """A plot and its table for one trajectory: bands from the instrument, B0 as the alert rules
-    derive it, the nadir after the first session."""
+    """A plot and its table for one trajectory: bands from the instrument, ``baseline`` (the
+    course's B0 as the alert rules read it, `sessions.baselines`), the nadir after the first
+    session."""
     scores = tuple(
         ScoreMark(at=p.authored_at, total=p.total, prorated=p.prorated)
         for p in points
         if p.total is not None
     )
-    timeline = PatientTimeline(
-        patient_id="plot",
-        sessions=sessions,
-        responses=tuple(
-            ScoredResponse(
-                id=str(p.response_id),
-                instrument_id=instrument.id,
-                instrument_version=p.instrument_version,
-                trajectory_key=instrument.trajectory_key,
-                recall_hours=instrument.recall.hours,
-                authored=p.authored_at,
-                total=p.total,
-                prorated=p.prorated,
-                partial=bool(p.missing_items),
-            )
-            for p in points
-        ),
-    )
-    b0 = course_baseline(timeline, instrument.trajectory_key, within_days=baseline_within_days)
-    baseline = ScoreMark(at=b0.authored, total=b0.total) if b0 is not None else None
+    b0 = None if baseline is None else ScoreMark(at=baseline.authored_at, total=baseline.total)
     first_session = min((s.start for s in sessions), default=None)
     nadir = nadir_after(scores, first_session)
     bands = tuple(Band(label=b.label, low=b.min, high=b.max) for b in instrument.bands)
@@ -158,7 +139,7 @@ def build_trajectory(
             for s in sessions
         ),
         alerts=tuple(alerts),
-        baseline=baseline,
+        baseline=b0,
         nadir=nadir,
         element_id=element_id,
     )
@@ -167,7 +148,7 @@ def build_trajectory(
         if point.total is None:
             continue
         marks = []
-        if baseline is not None and b0 is not None and str(point.response_id) == b0.response_id:
+        if baseline is not None and point.response_id == baseline.response_id:
             marks.append("baseline")
         if nadir is not None and nadir.at == point.authored_at and nadir.total == point.total:
             marks.append("nadir")
@@ -262,7 +243,15 @@ async def load_patient_page(
     connection = await session.connection()
     session_rows = await queries.sessions_of_patient(connection, patient_id)
     sessions = timeline_sessions(session_rows)
-    parameters = load_parameters()
+    # The clinic's parameters and the course's B0 as the rules read them (recorded, else derived
+    # within the clinic's window): the page shows what the alerts are measured against.
+    patient = await sessions_service.get_patient(session, patient_id)
+    parameters = await parameters_for_clinic(session, patient.clinic_id)
+    baselines: dict[str, BaselineView] = {}
+    course = await current_course(connection, patient_id)
+    if course is not None:
+        found = await course_baselines(session, keyring, patient_id=patient_id, course_id=course.id)
+        baselines = {b.trajectory_key: b for b in found.baselines}
     trajectories: list[TrajectoryView] = []
     history: list[HistoryEntry] = []
     for row in await queries.trajectory_keys(connection, patient_id):
@@ -288,7 +277,6 @@ async def load_patient_page(
         if isinstance(instrument.scoring, NoTotal) or not instrument.bands:
             continue
         series = await responses.score_series(session, keyring, patient_id, row.trajectory_key)
-        rebound = parameters.rebound.get(row.trajectory_key)
         trajectories.append(
             build_trajectory(
                 element_id=f"plot-{instrument.id}",
@@ -296,9 +284,7 @@ async def load_patient_page(
                 points=series.points,
                 sessions=sessions,
                 alerts=alerts,
-                baseline_within_days=rebound.baseline_within_days
-                if rebound is not None
-                else _DEFAULT_BASELINE_DAYS,
+                baseline=baselines.get(row.trajectory_key),
             )
         )
     history.sort(key=lambda entry: entry.at, reverse=True)
