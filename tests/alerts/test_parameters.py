@@ -79,8 +79,31 @@ def test_override_merges_nested_objects_key_by_key():
         {"version": "2"},
         {"parameterSet": "c", "version": "2", "rebound": {"defaults": {"confirmMinGapH": 400}}},
         {"parameterSet": "c", "version": "2", "rebound": {"defaults": {"minFraction": 0}}},
+        # A clinician task that reaches no clinician, an event with no tier, an unknown event.
+        {"parameterSet": "c", "version": "2", "reboundSeverity": {"FULL_RETURN": "info"}},
+        {"parameterSet": "c", "version": "2", "reboundSeverity": {"SEVERE_SCORE": None}},
+        {"parameterSet": "c", "version": "2", "reboundSeverity": {"SUICIDALITY": "high"}},
     ],
 )
 def test_bad_overrides_are_refused(override):
     with pytest.raises(ParameterError):
         build_parameters(read_document("default"), (override,))
+
+
+def test_rebound_event_tiers_are_the_spec_table_and_a_clinic_may_change_them():
+    """§2.4's "Severity" column is [P] data: candidates inform, the rest are clinician tasks."""
+    assert load_parameters().rebound_severity == {
+        "REBOUND_CANDIDATE": "info",
+        "NON_RESPONSE_SESSION": "info",
+        "REBOUND_CONFIRMED": "routine",
+        "LOSS_OF_RESPONSE": "routine",
+        "FULL_RETURN": "high",
+        "RELAPSE_LIKE": "high",
+        "SEVERE_SCORE": "high",
+    }
+    override = {"parameterSet": "c", "version": "2", "reboundSeverity": {"FULL_RETURN": "urgent"}}
+    clinic = build_parameters(read_document("default"), (override,))
+    timeline = phq9_course(20, [(1, 10), (3, 12), (7, 16), (10, 18)])
+    tiers = {c.kind: c.severity for c in evaluate_alerts(timeline, clinic, now=day(30))}
+    assert tiers["FULL_RETURN"] == "urgent"
+    assert tiers["REBOUND_CONFIRMED"] == "routine"

@@ -126,11 +126,33 @@ class MissedCheckInParameters(_Parameters, frozen=True):
     recent_flag_severity: Severity
 
 
+ReboundEvent = Literal[
+    "REBOUND_CANDIDATE",
+    "NON_RESPONSE_SESSION",
+    "REBOUND_CONFIRMED",
+    "LOSS_OF_RESPONSE",
+    "FULL_RETURN",
+    "RELAPSE_LIKE",
+    "SEVERE_SCORE",
+]
+_CLINICIAN_TASKS: tuple[ReboundEvent, ...] = (
+    "REBOUND_CONFIRMED",
+    "LOSS_OF_RESPONSE",
+    "FULL_RETURN",
+    "RELAPSE_LIKE",
+    "SEVERE_SCORE",
+)
+"""§2.4 events that are a clinician task; the other two are information on the dashboard."""
+
+
 class AlertParameters(_Parameters, frozen=True):
     parameter_set: str
     version: str
     source: str
     sla_minutes: dict[Severity, int | None]
+    rebound_severity: dict[ReboundEvent, Severity]
+    """The tier of each §2.4 event (its table's "Severity" column [P]). Every event must be named
+    and each clinician task is at least routine (`_check`)."""
     rebound: dict[str, ReboundParameters]
     """By trajectory key, with `rebound.defaults` already applied."""
     suicidality: SuicidalityParameters
@@ -210,6 +232,7 @@ def _check(parameters: AlertParameters) -> None:
     if SEVERITY_RANK[parameters.suicidality.free_text_severity] < SEVERITY_RANK["priority"]:
         raise ParameterError("suicidality.freeTextSeverity must be priority or above")
     _check_cssrs_tiers(parameters.suicidality.cssrs_tiers)
+    _check_rebound_severity(parameters.rebound_severity)
     for key, rule in parameters.rebound.items():
         if not 0 < rule.min_fraction <= 1 or not 0 <= rule.min_gain_rel <= 1:
             raise ParameterError(f"rebound {key}: fractions must lie in (0, 1]")
@@ -234,4 +257,22 @@ def _check_cssrs_tiers(tiers: dict[CssrsRiskLevel, Severity]) -> None:
         raise ParameterError(
             "suicidality.cssrsTiers: a higher risk (incomplete counts as moderate) may not get"
             " a lower tier"
+        )
+
+
+def _check_rebound_severity(severity: dict[ReboundEvent, Severity]) -> None:
+    """An event left out could not be raised; a clinician task below routine would reach no
+    clinician."""
+    events: tuple[ReboundEvent, ...] = (
+        "REBOUND_CANDIDATE",
+        "NON_RESPONSE_SESSION",
+        *_CLINICIAN_TASKS,
+    )
+    missing = [event for event in events if event not in severity]
+    if missing:
+        raise ParameterError("reboundSeverity must name " + ", ".join(missing))
+    low = [e for e in _CLINICIAN_TASKS if SEVERITY_RANK[severity[e]] < SEVERITY_RANK["routine"]]
+    if low:
+        raise ParameterError(
+            "reboundSeverity: clinician tasks must be routine or above: " + ", ".join(low)
         )

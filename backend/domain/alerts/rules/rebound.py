@@ -36,13 +36,11 @@ from datetime import datetime, timedelta
 
 from backend.domain.alerts.candidate import (
     AlertCandidate,
-    AlertKind,
     Evidence,
     ScoreEvidence,
-    Severity,
     score_evidence,
 )
-from backend.domain.alerts.parameters import AlertParameters, ReboundParameters
+from backend.domain.alerts.parameters import AlertParameters, ReboundEvent, ReboundParameters
 from backend.domain.alerts.raising import raise_alert
 from backend.domain.alerts.timeline import (
     CourseBaseline,
@@ -58,16 +56,6 @@ from backend.domain.alerts.timeline import (
 # a research export tells the two apart.
 # 1.2.0: partially missing domain-maxima scores (QIDS-SR16) no longer count as complete (§2.4).
 RULE_ID = "rebound@1.2.0"
-
-SEVERITY: dict[AlertKind, Severity] = {
-    "REBOUND_CANDIDATE": "info",
-    "NON_RESPONSE_SESSION": "info",
-    "REBOUND_CONFIRMED": "routine",
-    "LOSS_OF_RESPONSE": "routine",
-    "FULL_RETURN": "high",
-    "RELAPSE_LIKE": "high",
-    "SEVERE_SCORE": "high",
-}
 
 
 @dataclass(frozen=True)
@@ -90,7 +78,7 @@ class _Trajectory:
 
     def alert(
         self,
-        kind: AlertKind,
+        kind: ReboundEvent,
         trigger: ScoredResponse,
         scores: list[ScoreEvidence],
         session_ids: tuple[str, ...] = (),
@@ -100,7 +88,7 @@ class _Trajectory:
         return raise_alert(
             patient_id=self.timeline.patient_id,
             kind=kind,
-            severity=SEVERITY[kind],
+            severity=self.parameters.rebound_severity[kind],
             trigger=occurrence or f"{self.key}:{trigger.id}",
             triggered_at=trigger.authored,
             rule_id=RULE_ID,
@@ -458,7 +446,7 @@ def _clinical_event_alerts(
         raise_alert(
             patient_id=timeline.patient_id,
             kind="RELAPSE_LIKE",
-            severity=SEVERITY["RELAPSE_LIKE"],
+            severity=parameters.rebound_severity["RELAPSE_LIKE"],
             trigger=f"event:{event.id}",
             triggered_at=event.occurred,
             rule_id=RULE_ID,
