@@ -44,7 +44,8 @@ class PlotRow(msgspec.Struct, frozen=True, kw_only=True):
     at: datetime
     total: int
     band: str | None
-    prorated: bool
+    qualifier: str
+    """" (prorated)", " (items missing)" or nothing: an incomplete total (§2.4)."""
     marks: str
 
 
@@ -103,6 +104,16 @@ def _band_label(instrument: Instrument, code: str | None) -> str | None:
     return next((b.label for b in instrument.bands if b.code == code), code)
 
 
+def _mark(point: ScorePoint, total: int) -> ScoreMark:
+    # A total with items missing is incomplete too (domain maxima are not prorated, §1.4).
+    return ScoreMark(
+        at=point.authored_at,
+        total=total,
+        prorated=point.prorated,
+        partial=bool(point.missing_items) and not point.prorated,
+    )
+
+
 def build_trajectory(
     *,
     element_id: str,
@@ -115,11 +126,7 @@ def build_trajectory(
     """A plot and its table for one trajectory: bands from the instrument, ``baseline`` (the
     course's B0 as the alert rules read it, `sessions.baselines`), the nadir after the first
     session."""
-    scores = tuple(
-        ScoreMark(at=p.authored_at, total=p.total, prorated=p.prorated)
-        for p in points
-        if p.total is not None
-    )
+    scores = tuple(_mark(p, p.total) for p in points if p.total is not None)
     b0 = None if baseline is None else ScoreMark(at=baseline.authored_at, total=baseline.total)
     first_session = min((s.start for s in sessions), default=None)
     nadir = nadir_after(scores, first_session)
@@ -157,7 +164,7 @@ def build_trajectory(
                 at=point.authored_at,
                 total=point.total,
                 band=_band_label(instrument, point.band),
-                prorated=point.prorated,
+                qualifier=_mark(point, point.total).qualifier,
                 marks=", ".join(marks),
             )
         )

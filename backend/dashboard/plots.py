@@ -8,10 +8,10 @@ SVG charting package is among the project's dependencies. What we need is a few 
 
 Readability for colour-blind users: colours come from the Okabe-Ito palette (Okabe & Ito 2008,
 "Color Universal Design"), and every layer is also told apart by shape or dash pattern: scores are
-circles joined by a solid line (hollow when prorated), sessions dashed vertical lines with a
-triangle, the baseline a dotted line, the nadir a diamond, alerts squares. Bands are shaded by
-increasing darkness and labelled in text. Styling uses presentation attributes, never ``style``,
-because the Content-Security-Policy forbids inline styles.
+circles joined by a solid line (hollow when incomplete: prorated or items missing), sessions
+dashed vertical lines with a triangle, the baseline a dotted line, the nadir a diamond, alerts
+squares. Bands are shaded by increasing darkness and labelled in text. Styling uses presentation
+attributes, never ``style``, because the Content-Security-Policy forbids inline styles.
 """
 
 import math
@@ -41,6 +41,19 @@ class ScoreMark:
     at: datetime
     total: int
     prorated: bool = False
+    partial: bool = False
+    """Scored from the items answered, some left out (not prorated): not complete either."""
+
+    @property
+    def complete(self) -> bool:
+        """Every scored item answered: the only scores the rules' nadir is taken from (§2.4)."""
+        return not self.prorated and not self.partial
+
+    @property
+    def qualifier(self) -> str:
+        if self.prorated:
+            return " (prorated)"
+        return " (items missing)" if self.partial else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +214,7 @@ def trajectory_svg(trajectory: Trajectory) -> str:
             f'<text x="{left + 4}" y="{baseline_y}" dy="-4" font-size="11" fill="{BLACK}">'
             f"baseline {trajectory.baseline.total}</text></g>"
         )
-    # The scores: a solid line through circles; prorated totals hollow.
+    # The scores: a solid line through circles; incomplete totals (prorated, items missing) hollow.
     ordered = sorted(trajectory.scores, key=lambda m: m.at)
     if len(ordered) > 1:
         points = " ".join(f"{_num(scale.x(m.at))},{_num(scale.y(m.total))}" for m in ordered)
@@ -210,10 +223,10 @@ def trajectory_svg(trajectory: Trajectory) -> str:
             f'stroke-width="2"/>'
         )
     for mark in ordered:
-        label = f"{mark.total}{' (prorated)' if mark.prorated else ''}, {_when(mark.at)}"
+        label = f"{mark.total}{mark.qualifier}, {_when(mark.at)}"
         parts.append(
             f'<circle class="score" cx="{_num(scale.x(mark.at))}" cy="{_num(scale.y(mark.total))}"'
-            f' r="4.5" fill="{"#ffffff" if mark.prorated else BLUE}" stroke="{BLUE}" '
+            f' r="4.5" fill="{BLUE if mark.complete else "#ffffff"}" stroke="{BLUE}" '
             f'stroke-width="2">{_title(f"Score {label}")}</circle>'
         )
     if trajectory.nadir is not None:
@@ -263,10 +276,11 @@ def describe(trajectory: Trajectory) -> str:
 
 
 def nadir_after(scores: tuple[ScoreMark, ...], start: datetime | None) -> ScoreMark | None:
-    """The lowest score at or after ``start`` (the first session); the earliest if tied."""
+    """The lowest complete score at or after ``start`` (the first session); the earliest if
+    tied. As for the rules, an incomplete score never sets the nadir (§2.4)."""
     if start is None:
         return None
-    after = [m for m in scores if m.at >= start]
+    after = [m for m in scores if m.at >= start and m.complete]
     if not after:
         return None
     return min(after, key=lambda m: (m.total, m.at))

@@ -116,6 +116,32 @@ def test_nadir_is_the_lowest_score_after_the_first_session() -> None:
     assert nadir_after(scores, T0 + timedelta(days=30)) is None
 
 
+def test_an_incomplete_score_is_hollow_labelled_and_never_the_nadir() -> None:
+    """As for the rules (§2.4), a prorated total or one with items missing (a domain-maxima
+    total, §1.4) never sets the nadir; the plot draws both hollow and says which."""
+    scores = (
+        ScoreMark(at=T0 + timedelta(days=1), total=8),
+        ScoreMark(at=T0 + timedelta(days=3), total=4, prorated=True),
+        ScoreMark(at=T0 + timedelta(days=5), total=5, partial=True),
+    )
+    assert nadir_after(scores, T0) == scores[0]
+    assert [m.qualifier for m in scores] == ["", " (prorated)", " (items missing)"]
+    trajectory = Trajectory(
+        title="QIDS-SR16",
+        scores=scores,
+        y_min=0,
+        y_max=27,
+        nadir=nadir_after(scores, T0),
+        element_id="plot-qids",
+    )
+    root = ElementTree.fromstring(trajectory_svg(trajectory))
+    hollow = [c for c in _classes(root, "score") if c.get("fill") == "#ffffff"]
+    assert len(hollow) == 2
+    titles = [t.text or "" for t in root.iter(f"{SVG}title")]
+    assert any(t.startswith("Score 5 (items missing)") for t in titles)
+    assert "Nadir 8" in titles
+
+
 def test_the_description_summarises_the_course() -> None:
     text = describe(_course())
     assert "5 score(s)" in text
