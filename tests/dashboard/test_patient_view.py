@@ -4,16 +4,13 @@ databases, through the running app's services)."""
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import msgspec
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from backend.dashboard.patient_view import PatientPage, build_trajectory, load_patient_page
 from backend.domain.alerts.timeline import TreatmentSession
-from backend.domain.demo.cohort import phq9_answers
 from backend.domain.responses.schemas import ScorePoint
 from backend.domain.sessions.schemas import BaselineView
 from questionnaires.registry import get_instrument
@@ -26,6 +23,7 @@ from tests.identity.conftest import (  # noqa: F401  (fixtures used by name)
     runtime_of,
 )
 from tests.identity.conftest import clock as clock
+from tests.sessions.courses import phq9_answer_list, plan_course, submit
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 
@@ -90,10 +88,6 @@ async def people(api: AsyncTestClient[Litestar], clock: MovableClock) -> World: 
     return await build_world(api, clock)
 
 
-def _answers(total: int) -> list[dict[str, Any]]:
-    return [msgspec.to_builtins(a) for a in phq9_answers(total)]
-
-
 async def _page(
     api: AsyncTestClient[Litestar],  # noqa: F811
     patient_id: uuid.UUID,
@@ -118,31 +112,10 @@ async def test_the_page_shows_the_recorded_baseline_and_the_clinics_window(
     clinician, admin = people.staff["clinician_a"].headers, people.staff["admin_a"].headers
     patient = people.patients["patient_a"]
     patient_id = uuid.UUID(str(patient.id))
-    base = f"/api/v1/patients/{patient.id}"
     # The patient answers 10 days before the first session: outside the shipped 7-day window.
-    early = await api.post(
-        "/api/v1/responses",
-        headers=patient.headers,
-        json={
-            "instrumentId": "phq9",
-            "instrumentVersion": "1.0.0",
-            "answers": _answers(18),
-            "authored": (clock.now() - timedelta(days=8)).isoformat(),
-        },
-    )
-    assert early.status_code == 200, early.text
-    planned = await api.post(
-        f"{base}/sessions",
-        headers=clinician,
-        json={
-            "modality": "n2o",
-            "planned_start": (clock.now() + timedelta(days=2)).isoformat(),
-            "minutes": 60,
-            "n2o_concentration_percent": 50,
-        },
-    )
-    assert planned.status_code == 201, planned.text
-    course = f"{base}/courses/{planned.json()['course_id']}"
+    early = clock.now() - timedelta(days=8)
+    await submit(api, patient.headers, "phq9", phq9_answer_list(18), authored=early)
+    course = await plan_course(api, clinician, patient.id, clock.now() + timedelta(days=2))
     assert _phq9_baseline(await _page(api, patient_id, clock.now())) is None
 
     # The clinic widens the window to 14 days: the rules now derive B0 from that answer, and
@@ -167,7 +140,10 @@ async def test_the_page_shows_the_recorded_baseline_and_the_clinics_window(
     recorded = await api.put(
         f"{course}/baselines/phq9",
         headers=clinician,
-        json={"answers": _answers(21), "authored": (clock.now() - timedelta(days=1)).isoformat()},
+        json={
+            "answers": phq9_answer_list(21),
+            "authored": (clock.now() - timedelta(days=1)).isoformat(),
+        },
     )
     assert recorded.status_code == 200, recorded.text
     page = await _page(api, patient_id, clock.now())

@@ -7,7 +7,6 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-import msgspec
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -19,7 +18,6 @@ from backend.db.models.questionnaire_response import QuestionnaireResponse
 from backend.db.models.treatment import CourseBaseline
 from backend.domain.alerts.clinic_settings import parameters_for_clinic
 from backend.domain.alerts.history import patient_timeline
-from backend.domain.demo.cohort import phq9_answers
 from tests.alerts.builders import qids_answers
 from tests.identity.conftest import (  # noqa: F401  (fixtures used by name)
     MovableClock,
@@ -30,30 +28,12 @@ from tests.identity.conftest import (  # noqa: F401  (fixtures used by name)
     runtime_of,
 )
 from tests.identity.conftest import clock as clock
+from tests.sessions.courses import phq9_answer_list, plan_course, submit
 
 
 @pytest.fixture
 async def people(api: AsyncTestClient[Litestar], clock: MovableClock) -> World:  # noqa: F811
     return await build_world(api, clock)
-
-
-def _answers(total: int) -> list[dict[str, Any]]:
-    return [msgspec.to_builtins(a) for a in phq9_answers(total)]
-
-
-async def _submit(
-    api: AsyncTestClient[Litestar],  # noqa: F811
-    headers: dict[str, str],
-    instrument_id: str,
-    answers: list[dict[str, Any]],
-) -> str:
-    submitted = await api.post(
-        "/api/v1/responses",
-        headers=headers,
-        json={"instrumentId": instrument_id, "instrumentVersion": "1.0.0", "answers": answers},
-    )
-    assert submitted.status_code == 200, submitted.text
-    return str(submitted.json()["responseId"])
 
 
 async def _count(api: AsyncTestClient[Litestar], model: Any) -> int:  # noqa: F811
@@ -68,22 +48,10 @@ async def test_baselines_derived_recorded_linked_and_removed(
 ) -> None:
     clinician = people.staff["clinician_a"].headers
     patient = people.patients["patient_a"]
-    base = f"/api/v1/patients/{patient.id}"
-    planned = await api.post(
-        f"{base}/sessions",
-        headers=clinician,
-        json={
-            "modality": "n2o",
-            "planned_start": (clock.now() + timedelta(days=2)).isoformat(),
-            "minutes": 60,
-            "n2o_concentration_percent": 50,
-        },
-    )
-    assert planned.status_code == 201, planned.text
-    course = f"{base}/courses/{planned.json()['course_id']}"
+    course = await plan_course(api, clinician, patient.id, clock.now() + timedelta(days=2))
 
     # The patient answers the protocol's baseline PHQ-9 in the app: that is B0 (§2.4).
-    from_app = await _submit(api, patient.headers, "phq9", _answers(18))
+    from_app = await submit(api, patient.headers, "phq9", phq9_answer_list(18))
     read = await api.get(f"{course}/baselines", headers=clinician)
     assert read.status_code == 200, read.text
     (derived,) = [b for b in read.json()["baselines"] if b["instrument_id"] == "phq9"]
@@ -98,7 +66,7 @@ async def test_baselines_derived_recorded_linked_and_removed(
         f"{course}/baselines/phq9",
         headers=clinician,
         json={
-            "answers": _answers(21),
+            "answers": phq9_answer_list(21),
             "authored": (clock.now() - timedelta(days=1)).isoformat(),
         },
     )
@@ -161,30 +129,19 @@ async def test_bad_baselines_are_problems_and_change_nothing(
     base = f"/api/v1/patients/{patient.id}"
     start = clock.now() - timedelta(days=1)  # the first session was yesterday
     before = (start - timedelta(days=1)).isoformat()
-    planned = await api.post(
-        f"{base}/sessions",
-        headers=clinician,
-        json={
-            "modality": "n2o",
-            "planned_start": start.isoformat(),
-            "minutes": 60,
-            "n2o_concentration_percent": 50,
-        },
-    )
-    course_id = planned.json()["course_id"]
-    course = f"{base}/courses/{course_id}"
-    gad7 = await _submit(
+    course = await plan_course(api, clinician, patient.id, start)
+    gad7 = await submit(
         api, patient.headers, "gad7", [{"linkId": f"gad7-{n}", "value": 1} for n in range(1, 8)]
     )
-    others = await _submit(api, people.patients["patient_a2"].headers, "phq9", _answers(12))
+    others = await submit(api, people.patients["patient_a2"].headers, "phq9", phq9_answer_list(12))
     responses_before = await _count(api, QuestionnaireResponse)
-    prorated = _answers(15)[1:]  # item 1 unanswered: a prorated total
+    prorated = phq9_answer_list(15)[1:]  # item 1 unanswered: a prorated total
 
     cases: list[tuple[str, str, dict[str, Any], dict[str, str], int, str]] = [
         (
             "put",
             f"{base}/courses/{uuid.uuid4()}/baselines/phq9",
-            {"answers": _answers(9)},
+            {"answers": phq9_answer_list(9)},
             clinician,
             404,
             "",
@@ -232,7 +189,7 @@ async def test_bad_baselines_are_problems_and_change_nothing(
         (
             "put",
             f"{course}/baselines/phq9",
-            {"answers": _answers(9), "authored": (start + timedelta(hours=3)).isoformat()},
+            {"answers": phq9_answer_list(9), "authored": (start + timedelta(hours=3)).isoformat()},
             clinician,
             422,
             "after_first_session",
@@ -240,7 +197,7 @@ async def test_bad_baselines_are_problems_and_change_nothing(
         (
             "put",
             f"{course}/baselines/phq9",
-            {"answers": _answers(9), "response_id": gad7},
+            {"answers": phq9_answer_list(9), "response_id": gad7},
             clinician,
             422,
             "either",
@@ -248,7 +205,7 @@ async def test_bad_baselines_are_problems_and_change_nothing(
         (
             "put",
             f"{course}/baselines/phq9",
-            {"answers": _answers(9), "colour": "red"},
+            {"answers": phq9_answer_list(9), "colour": "red"},
             clinician,
             400,
             "",
@@ -256,7 +213,7 @@ async def test_bad_baselines_are_problems_and_change_nothing(
         (
             "put",
             f"{course}/baselines/phq9",
-            {"answers": _answers(9)},
+            {"answers": phq9_answer_list(9)},
             people.staff["clinician_b"].headers,
             403,
             "",
@@ -304,19 +261,8 @@ async def test_a_partially_missing_domain_maxima_score_is_never_a_baseline(
     clinician = people.staff["clinician_a"].headers
     patient = people.patients["patient_a"]
     base = f"/api/v1/patients/{patient.id}"
-    planned = await api.post(
-        f"{base}/sessions",
-        headers=clinician,
-        json={
-            "modality": "n2o",
-            "planned_start": (clock.now() + timedelta(days=2)).isoformat(),
-            "minutes": 60,
-            "n2o_concentration_percent": 50,
-        },
-    )
-    assert planned.status_code == 201, planned.text
-    course = f"{base}/courses/{planned.json()['course_id']}"
-    partial = await _submit(api, patient.headers, "qids-sr16", _qids(15, partial=True))
+    course = await plan_course(api, clinician, patient.id, clock.now() + timedelta(days=2))
+    partial = await submit(api, patient.headers, "qids-sr16", _qids(15, partial=True))
     stored = await api.get(f"{base}/responses", headers=clinician)
     assert stored.status_code == 200, stored.text
     (score,) = [r["score"] for r in stored.json()["items"] if r["responseId"] == partial]

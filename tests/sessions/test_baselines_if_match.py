@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-import msgspec
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -19,7 +18,6 @@ from sqlalchemy import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.db.models.treatment import CourseBaseline
-from backend.domain.demo.cohort import phq9_answers
 from backend.domain.sessions import baselines
 from backend.domain.sessions.schemas import BaselineInput
 from backend.lib.preconditions import etag_headers
@@ -33,6 +31,7 @@ from tests.identity.conftest import (  # noqa: F401  (fixtures used by name)
 )
 from tests.identity.conftest import clock as clock
 from tests.races import second_refused_as_stale
+from tests.sessions.courses import phq9_answer_list, plan_course, submit
 
 Write = Callable[[AsyncSession], Awaitable[None]]
 
@@ -42,29 +41,15 @@ async def people(api: AsyncTestClient[Litestar], clock: MovableClock) -> World: 
     return await build_world(api, clock)
 
 
-def _answers(total: int) -> list[dict[str, Any]]:
-    return [msgspec.to_builtins(a) for a in phq9_answers(total)]
-
-
 async def _course(
     api: AsyncTestClient[Litestar],  # noqa: F811
     people: World,
     clock: MovableClock,
 ) -> str:
     """The URL of a course whose first session is in two days."""
-    base = f"/api/v1/patients/{people.patients['patient_a'].id}"
-    planned = await api.post(
-        f"{base}/sessions",
-        headers=people.staff["clinician_a"].headers,
-        json={
-            "modality": "n2o",
-            "planned_start": (clock.now() + timedelta(days=2)).isoformat(),
-            "minutes": 60,
-            "n2o_concentration_percent": 50,
-        },
-    )
-    assert planned.status_code == 201, planned.text
-    return f"{base}/courses/{planned.json()['course_id']}"
+    headers = people.staff["clinician_a"].headers
+    start = clock.now() + timedelta(days=2)
+    return await plan_course(api, headers, people.patients["patient_a"].id, start)
 
 
 async def _from_app(
@@ -72,13 +57,8 @@ async def _from_app(
     people: World,
     total: int,
 ) -> str:
-    submitted = await api.post(
-        "/api/v1/responses",
-        headers=people.patients["patient_a"].headers,
-        json={"instrumentId": "phq9", "instrumentVersion": "1.0.0", "answers": _answers(total)},
-    )
-    assert submitted.status_code == 200, submitted.text
-    return str(submitted.json()["responseId"])
+    headers = people.patients["patient_a"].headers
+    return await submit(api, headers, "phq9", phq9_answer_list(total))
 
 
 async def _read(
@@ -112,7 +92,10 @@ async def test_a_stale_baselines_tag_is_refused_and_changes_nothing(
     assert same.headers["etag"] == tag
 
     # The nurse records the intake form's PHQ-9 as B0, from the page she read.
-    intake = {"answers": _answers(21), "authored": (clock.now() - timedelta(days=1)).isoformat()}
+    intake = {
+        "answers": phq9_answer_list(21),
+        "authored": (clock.now() - timedelta(days=1)).isoformat(),
+    }
     saved = await api.put(url, headers={**nurse, "If-Match": tag}, json=intake)
     assert saved.status_code == 200, saved.text
     new_tag, after = await _read(api, people, course)
@@ -135,7 +118,7 @@ async def test_a_stale_baselines_tag_is_refused_and_changes_nothing(
     malformed = await api.delete(url, headers={**doctor, "If-Match": "abc"})
     assert malformed.status_code == 422, malformed.text
     # A refused form entered in clinic stores no response either.
-    answers = {"answers": _answers(9), "authored": intake["authored"]}
+    answers = {"answers": phq9_answer_list(9), "authored": intake["authored"]}
     refused = await api.put(url, headers={**doctor, "If-Match": tag}, json=answers)
     assert refused.status_code == 412, refused.text
     assert await _read(api, people, course) == (new_tag, after)
