@@ -15,7 +15,7 @@ import shutil
 import sys
 import uuid
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import anyio
 from sqlalchemy import select
@@ -27,6 +27,7 @@ from backend.db.models.clinic import Clinic
 from backend.domain.exports import repository
 from backend.domain.exports.deid import CohortChanged, DeidentificationProfile
 from backend.domain.exports.jobs import (
+    MAX_ATTEMPTS,
     STUDIES_TABLE,
     BundleOutcome,
     ExportSpec,
@@ -43,8 +44,6 @@ from backend.system.keys import load_kek
 
 EXIT_REFUSED = 1
 _FORMATS = ("parquet", "csv", "fhir_ndjson")
-ATTEMPTS: Final = 3
-"""Runs of the export when the cohort changes under it (as the background runner retries)."""
 
 
 def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
@@ -152,7 +151,7 @@ async def _run(
         except CohortChanged:
             await _audit(sessions, clinic_ids, clock, "failed")
             return _refuse(
-                f"the cohort kept changing while it was exported ({ATTEMPTS} runs); "
+                f"the cohort kept changing while it was exported ({MAX_ATTEMPTS} runs); "
                 "nothing was kept, run the command again"
             )
         await _audit(sessions, clinic_ids, clock, "success")
@@ -176,21 +175,20 @@ async def write_bundle(
     progress: Progress | None = None,
 ) -> BundleOutcome:
     """`produce_bundle` into ``out``, run again (from an empty directory) when the cohort
-    changed between its passes. Whatever stops it leaves no partial bundle behind: a half-written
-    folder without its manifest looks like an export and is not one."""
-    for attempt in range(1, ATTEMPTS + 1):
+    changed between its passes, as often as the background runner would (`MAX_ATTEMPTS`).
+    Whatever stops it leaves no partial bundle behind: a half-written folder without its
+    manifest looks like an export and is not one."""
+    attempt = 1
+    while True:
         try:
             return await produce_bundle(
                 sessions, keyring, spec, key=key, directory=out, progress=progress
             )
-        except CohortChanged:
+        except BaseException as error:
             await anyio.to_thread.run_sync(_restore, out, out_existed)
-            if attempt == ATTEMPTS:
+            if not isinstance(error, CohortChanged) or attempt == MAX_ATTEMPTS:
                 raise
-        except BaseException:
-            await anyio.to_thread.run_sync(_restore, out, out_existed)
-            raise
-    raise AssertionError("unreachable")
+        attempt += 1
 
 
 def _restore(out: Path, existed: bool) -> None:
