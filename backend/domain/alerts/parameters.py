@@ -19,8 +19,9 @@ merged document is decoded strictly (an unknown key is an error), and its versio
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, get_args
 
 import msgspec
 
@@ -28,6 +29,7 @@ from backend.domain.alerts.candidate import SEVERITY_RANK, Severity
 from backend.domain.safety.keywords import keyword_problems
 
 PARAMETER_DIRECTORY = Path(__file__).parent / "parameters"
+_Named = TypeVar("_Named", bound=str)
 
 
 class _Parameters(
@@ -242,15 +244,21 @@ def _check(parameters: AlertParameters) -> None:
             raise ParameterError(f"rebound {key}: relapse gap minimum exceeds maximum")
 
 
-def _check_cssrs_tiers(tiers: dict[CssrsRiskLevel, Severity]) -> None:
-    """A level left out would raise nothing for it, so every one is named; each is at least a
-    clinician task, and a higher risk never gets a lower tier (incomplete counts as moderate,
-    §1.7)."""
-    levels: tuple[CssrsRiskLevel, ...] = ("low", "moderate", "incomplete", "high")
-    missing = [level for level in levels if level not in tiers]
+def _tier_ranks(
+    field: str, tiers: Mapping[_Named, Severity], names: tuple[_Named, ...]
+) -> dict[_Named, int]:
+    """The rank of each name's tier; every name must have one (one left out would raise
+    nothing for it)."""
+    missing = [name for name in names if name not in tiers]
     if missing:
-        raise ParameterError("suicidality.cssrsTiers must name " + ", ".join(missing))
-    rank = {level: SEVERITY_RANK[tiers[level]] for level in levels}
+        raise ParameterError(f"{field} must name " + ", ".join(missing))
+    return {name: SEVERITY_RANK[tiers[name]] for name in names}
+
+
+def _check_cssrs_tiers(tiers: dict[CssrsRiskLevel, Severity]) -> None:
+    """Each level is at least a clinician task, and a higher risk never gets a lower tier
+    (incomplete counts as moderate, §1.7)."""
+    rank = _tier_ranks("suicidality.cssrsTiers", tiers, get_args(CssrsRiskLevel))
     if rank["low"] < SEVERITY_RANK["priority"]:
         raise ParameterError("suicidality.cssrsTiers: every level must be priority or above")
     if not rank["low"] <= rank["moderate"] <= rank["high"] or rank["incomplete"] < rank["moderate"]:
@@ -261,17 +269,9 @@ def _check_cssrs_tiers(tiers: dict[CssrsRiskLevel, Severity]) -> None:
 
 
 def _check_rebound_severity(severity: dict[ReboundEvent, Severity]) -> None:
-    """An event left out could not be raised; a clinician task below routine would reach no
-    clinician."""
-    events: tuple[ReboundEvent, ...] = (
-        "REBOUND_CANDIDATE",
-        "NON_RESPONSE_SESSION",
-        *_CLINICIAN_TASKS,
-    )
-    missing = [event for event in events if event not in severity]
-    if missing:
-        raise ParameterError("reboundSeverity must name " + ", ".join(missing))
-    low = [e for e in _CLINICIAN_TASKS if SEVERITY_RANK[severity[e]] < SEVERITY_RANK["routine"]]
+    """A clinician task below routine would reach no clinician."""
+    rank = _tier_ranks("reboundSeverity", severity, get_args(ReboundEvent))
+    low = [e for e in _CLINICIAN_TASKS if rank[e] < SEVERITY_RANK["routine"]]
     if low:
         raise ParameterError(
             "reboundSeverity: clinician tasks must be routine or above: " + ", ".join(low)
