@@ -105,12 +105,12 @@ def _band_label(instrument: Instrument, code: str | None) -> str | None:
 
 
 def _mark(point: ScorePoint, total: int) -> ScoreMark:
-    # A total with items missing is incomplete too (domain maxima are not prorated, §1.4).
+    # A total with items missing is incomplete even when not prorated (domain maxima, §1.4).
     return ScoreMark(
         at=point.authored_at,
         total=total,
         prorated=point.prorated,
-        partial=bool(point.missing_items) and not point.prorated,
+        partial=bool(point.missing_items),
     )
 
 
@@ -126,7 +126,8 @@ def build_trajectory(
     """A plot and its table for one trajectory: bands from the instrument, ``baseline`` (the
     course's B0 as the alert rules read it, `sessions.baselines`), the nadir after the first
     session."""
-    scores = tuple(_mark(p, p.total) for p in points if p.total is not None)
+    marked = [(p, _mark(p, p.total)) for p in points if p.total is not None]
+    scores = tuple(mark for _, mark in marked)
     b0 = None if baseline is None else ScoreMark(at=baseline.authored_at, total=baseline.total)
     first_session = min((s.start for s in sessions), default=None)
     nadir = nadir_after(scores, first_session)
@@ -151,9 +152,7 @@ def build_trajectory(
         element_id=element_id,
     )
     rows = []
-    for point in points:
-        if point.total is None:
-            continue
+    for point, mark in marked:
         marks = []
         if baseline is not None and point.response_id == baseline.response_id:
             marks.append("baseline")
@@ -162,9 +161,9 @@ def build_trajectory(
         rows.append(
             PlotRow(
                 at=point.authored_at,
-                total=point.total,
+                total=mark.total,
                 band=_band_label(instrument, point.band),
-                qualifier=_mark(point, point.total).qualifier,
+                qualifier=mark.qualifier,
                 marks=", ".join(marks),
             )
         )

@@ -42,7 +42,7 @@ class ScoreMark:
     total: int
     prorated: bool = False
     partial: bool = False
-    """Scored from the items answered, some left out (not prorated): not complete either."""
+    """Some scored item left unanswered, prorated or not (as `ScoredResponse.partial`)."""
 
     @property
     def complete(self) -> bool:
