@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 from backend.domain.alerts.candidate import AlertCandidate
+from backend.domain.alerts.engine import evaluate_alerts
+from backend.domain.alerts.parameters import AlertParameters, ReboundEvent, load_parameters
 from backend.domain.alerts.timeline import (
     PatientTimeline,
     ScoredResponse,
@@ -208,3 +210,21 @@ def phq9_course(
 def events(candidates: list[AlertCandidate]) -> set[tuple[str, str]]:
     """(kind, the triggering response id or trigger) for each candidate."""
     return {(c.kind, c.occurrence_key.split(":")[-1]) for c in candidates}
+
+
+REBOUND_KINDS = frozenset(get_args(ReboundEvent))
+"""The events of the rebound rule (clinical-spec §2.4)."""
+_SHIPPED = load_parameters()
+
+
+def rebound_events(
+    timeline: PatientTimeline,
+    parameters: AlertParameters | None = None,
+    now: datetime | None = None,
+) -> set[tuple[str, str]]:
+    """The rebound rule's `events` as of ``now`` (day 60), with the shipped parameters unless
+    others are given."""
+    found = evaluate_alerts(
+        timeline, _SHIPPED if parameters is None else parameters, now=now or day(60)
+    )
+    return {e for e in events(found) if e[0] in REBOUND_KINDS}

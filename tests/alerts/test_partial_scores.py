@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from backend.domain.alerts.candidate import AlertCandidate
 from backend.domain.alerts.engine import evaluate_alerts
 from backend.domain.alerts.parameters import (
-    AlertParameters,
     build_parameters,
     load_parameters,
     read_document,
@@ -23,11 +22,11 @@ from tests.alerts.builders import (
     QIDS_DOMAINS,
     T0,
     day,
-    events,
     n2o_session,
     phq9,
     qids,
     qids_course,
+    rebound_events,
     response,
 )
 
@@ -35,26 +34,9 @@ DEFAULTS = load_parameters()
 NOW = day(60)
 QIDS_RULE = DEFAULTS.rebound["qids-sr16-7d"]
 
-REBOUND_KINDS = {
-    "REBOUND_CANDIDATE",
-    "REBOUND_CONFIRMED",
-    "FULL_RETURN",
-    "LOSS_OF_RESPONSE",
-    "RELAPSE_LIKE",
-    "SEVERE_SCORE",
-    "NON_RESPONSE_SESSION",
-}
 MAY_BE_PARTIAL = {"REBOUND_CANDIDATE", "SEVERE_SCORE"}
 """What a partially missing score may trigger on its own (§2.4; SEVERE_SCORE is independent of
 the trajectory, as for prorated scores)."""
-
-
-def rebound_events(
-    timeline: PatientTimeline, parameters: AlertParameters = DEFAULTS
-) -> set[tuple[str, str]]:
-    return {
-        e for e in events(evaluate_alerts(timeline, parameters, now=NOW)) if e[0] in REBOUND_KINDS
-    }
 
 
 # --- What a partially missing score is ----------------------------------------------------------

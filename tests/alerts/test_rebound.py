@@ -11,33 +11,16 @@ from backend.domain.alerts.timeline import ClinicalEvent, CourseBaseline, Patien
 from tests.alerts.builders import (
     T0,
     day,
-    events,
     n2o_session,
     phq9,
     phq9_course,
+    rebound_events,
     response,
     sum_scale,
 )
 
 DEFAULTS = load_parameters()
 NOW = day(60)
-
-REBOUND_KINDS = {
-    "REBOUND_CANDIDATE",
-    "REBOUND_CONFIRMED",
-    "FULL_RETURN",
-    "LOSS_OF_RESPONSE",
-    "RELAPSE_LIKE",
-    "SEVERE_SCORE",
-    "NON_RESPONSE_SESSION",
-}
-
-
-def rebound_events(timeline: PatientTimeline, parameters=DEFAULTS, now=NOW) -> set[tuple[str, str]]:
-    return {
-        e for e in events(evaluate_alerts(timeline, parameters, now=now)) if e[0] in REBOUND_KINDS
-    }
-
 
 # --- The spec's test vectors (PHQ-9, B0 = 20, session at day 0) --------------------------------
 
