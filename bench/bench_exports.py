@@ -55,29 +55,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from backend.config import Settings, load_settings
-from backend.crypto.blind_index import BlindIndexer
 from backend.db import migrate
 from backend.db.engine import create_engine, create_sessionmaker
 from backend.domain.exports.codebook import OBSERVATIONS
 from backend.domain.exports.deid import DeidentificationProfile
 from backend.domain.exports.jobs import ExportSpec, produce_bundle
 from backend.domain.exports.source import (
-    COURSES,
-    PATIENTS,
     RESPONSES,
-    SESSIONS,
     read_group,
     read_responses,
 )
 from backend.domain.exports.writers import ExportFormats
-from backend.identity import staff as staff_service
-from backend.identity.roles import Role
-from backend.keyring.secrets import load_service_secrets
 from backend.keyring.service import Keyring
 from backend.lib.clock import SystemClock
 from backend.lib.ids import uuid7
-from backend.state import Runtime
 from backend.system.keys import load_kek
+from bench.seeding import bench_clinic, insert_patient_in_course, response_row
 from questionnaires.answers import Answer, Submission
 from questionnaires.registry import catalogue
 
@@ -101,31 +94,7 @@ async def _seed(
     await migrate.upgrade_async(settings)
     engine = create_engine(settings)
     sessions = create_sessionmaker(engine)
-    clock = SystemClock()
-    secrets = load_service_secrets(settings)
-    runtime = Runtime(
-        settings=settings,
-        clock=clock,
-        kek=keyring.kek,
-        secrets=secrets,
-        keyring=keyring,
-        blind_indexes=BlindIndexer(secrets.blind_index_root),
-    )
-    async with sessions() as session:
-        clinic = await staff_service.create_clinic(
-            session, runtime, name="Bench Clinic", totp_required_for_all_staff=False
-        )
-        staff = await staff_service.create_staff(
-            session,
-            runtime,
-            clinic_id=clinic.id,
-            role=Role.CLINICIAN,
-            email="bench@example.org",
-            name="Bench Clinician",
-            created_by=None,
-            provision_totp=False,
-        )
-        await session.commit()
+    clinic = await bench_clinic(settings, keyring, sessions, SystemClock())
     answers = tuple(Answer(link_id=f"phq9-{i}", value=i % 4) for i in range(1, 10))
     score = catalogue().score(
         Submission(instrument_id="phq9", instrument_version="1.0.0", answers=answers)
@@ -144,105 +113,37 @@ async def _seed(
             await keyring.create_key(session, patient_id)
             keys = await keyring.owner_keys(session, patient_id, active_only=True)
             connection = await session.connection()
-            # One age band for all, so the k-anonymity gate keeps everyone (the bench measures
-            # throughput, not suppression).
-            birth = date(1982, 1 + p % 12, 1 + p % 28)
-            await connection.execute(
-                PATIENTS.insert().values(
-                    id=patient_id,
-                    clinic_id=clinic.id,
-                    status="active",
-                    monitoring_consent=True,
-                    research_consent=True,
-                    consent_updated_at=now,
-                    time_zone="Europe/London",
-                    locale="en",
-                    date_of_birth_ciphertext=keys.encrypt(
-                        table="patients",
-                        column="date_of_birth_ciphertext",
-                        row_id=str(patient_id),
-                        plaintext=birth.isoformat().encode(),
-                    ),
-                    created_by=staff.staff.id,
-                    created_at=now,
-                )
-            )
-            course_id = uuid7()
             first = start + timedelta(days=p % 300)
-            await connection.execute(
-                COURSES.insert().values(
-                    id=course_id,
+            await insert_patient_in_course(
+                connection,
+                keys,
+                clinic,
+                patient_id=patient_id,
+                # One age band for all, so the k-anonymity gate keeps everyone (the bench
+                # measures throughput, not suppression).
+                birth=date(1982, 1 + p % 12, 1 + p % 28),
+                course_started=first,
+                session_starts=[first + timedelta(days=3 * k) for k in range(4)],
+                now=now,
+            )
+            rows = [
+                response_row(
+                    keys,
+                    clinic,
                     patient_id=patient_id,
-                    clinic_id=clinic.id,
-                    modality="n2o",
-                    protocol_id="n2o-default",
-                    protocol_version="1",
-                    status="active",
-                    started_at=first,
-                    created_at=now,
+                    score=score,
+                    answers_pt=answers_pt,
+                    score_pt=score_pt,
+                    authored=first + timedelta(hours=2 + 7 * k),
+                    now=now,
                 )
-            )
-            await connection.execute(
-                SESSIONS.insert(),
-                [
-                    {
-                        "id": uuid7(),
-                        "course_id": course_id,
-                        "patient_id": patient_id,
-                        "clinic_id": clinic.id,
-                        "modality": "n2o",
-                        "n2o_concentration_percent": 50,
-                        "n2o_minutes": 60,
-                        "planned_start_at": first + timedelta(days=3 * k),
-                        "planned_end_at": first + timedelta(days=3 * k, hours=1),
-                        "started_at": first + timedelta(days=3 * k),
-                        "ended_at": first + timedelta(days=3 * k, hours=1),
-                        "status": "completed",
-                        "is_last_in_course": False,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for k in range(4)
-                ],
-            )
-            rows = []
-            for k in range(count):
-                response_id = uuid7()
-                row_id = str(response_id)
-                rows.append(
-                    {
-                        "id": response_id,
-                        "clinic_id": clinic.id,
-                        "patient_id": patient_id,
-                        "check_in_id": None,
-                        "idempotency_key": row_id,
-                        "instrument_id": "phq9",
-                        "instrument_version": "1.0.0",
-                        "trajectory_key": score.trajectory_key,
-                        "scorer_version": score.scorer_version,
-                        "source": "app",
-                        "authored_at": first + timedelta(hours=2 + 7 * k),
-                        "received_at": now,
-                        "late": False,
-                        "answers_ct": keys.encrypt(
-                            table="questionnaire_responses",
-                            column="answers_ct",
-                            row_id=row_id,
-                            plaintext=answers_pt,
-                        ),
-                        "score_ct": keys.encrypt(
-                            table="questionnaire_responses",
-                            column="score_ct",
-                            row_id=row_id,
-                            plaintext=score_pt,
-                        ),
-                    }
-                )
+                for k in range(count)
+            ]
             for i in range(0, len(rows), _INSERT_BATCH):
                 await connection.execute(RESPONSES.insert(), rows[i : i + _INSERT_BATCH])
             await session.commit()
     await engine.dispose()
-    return clinic.id
+    return clinic.clinic_id
 
 
 async def _read_and_decrypt(settings: Settings, keyring: Keyring, clinic: uuid.UUID) -> int:

@@ -6,6 +6,13 @@ rows; the routes carry the API's access rule (clinic admins of their own clinic)
 the dashboard's CSRF token. A refused change re-renders the page with the reason and changes
 nothing. Check-in protocol overrides go through ``backend.domain.check_ins.clinic_protocols``
 (its checks and version history) with the audit rows its API writes.
+
+The forms that replace a whole object (clinic settings, on-call list, alert parameters, a
+protocol override and its removal) carry the entity tag the API serves as ``ETag`` in a hidden
+``version`` field and pass it on as the service's ``if_match``: a save from a page another save
+outdated is refused (412) with nothing written, and the page re-rendered shows what is in force.
+The forms that add one staff member, care team or team member need no tag: they change nothing
+another admin's page showed (a duplicate is refused by the service, adding a member is a no-op).
 """
 
 import uuid
@@ -35,7 +42,7 @@ from backend.identity.identifiers import FieldSealer
 from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
 from backend.identity.roles import Role
 from backend.identity.schemas import NewCareTeam, NewStaffMember
-from backend.lib.errors import DomainError, InvalidInput, NotFound
+from backend.lib.errors import DomainError, InvalidInput, NotFound, PreconditionFailed
 from backend.lib.preconditions import entity_tag
 from backend.state import Runtime
 
@@ -50,6 +57,11 @@ NEW_STAFF_ROLES: Final = {
 _ON_CALL_ROLES: Final = frozenset({Role.CLINICIAN.value, Role.CLINIC_ADMIN.value})
 # Spare empty places in the on-call form, so one more person can be added in one go.
 _SPARE_ON_CALL_SLOTS: Final = 2
+# After the service's reason when a form's page was outdated: the page re-rendered is current.
+_OUTDATED: Final = (
+    "Nothing was saved: someone else saved a change first. "
+    "This page now shows the current version; re-apply your change to it if still needed."
+)
 
 
 class StaffForm(msgspec.Struct, kw_only=True):
@@ -68,6 +80,7 @@ class MemberForm(msgspec.Struct, kw_only=True):
 
 class SettingsForm(msgspec.Struct, kw_only=True):
     totp_required_for_all_staff: str = ""
+    version: str = ""  # entity tag of the clinic view the form was drawn from (If-Match)
 
 
 class ParametersForm(msgspec.Struct, kw_only=True):
@@ -246,6 +259,7 @@ async def _overview(
         clinical=clinical,
         names=names,
         teams=teams,
+        clinic_tag=entity_tag(staff_service.clinic_view(clinic)),
         settings=settings,
         on_call_slots=max(slots, len(settings.on_call)),
         history=history,
@@ -275,6 +289,8 @@ class DashboardAdminController(Controller):
         details = [p.message for p in error.errors]
         if details:
             message += ": " + "; ".join(details)
+        if isinstance(error, PreconditionFailed):
+            message = f"{message}. {_OUTDATED}"
         return await _overview(
             principal,
             runtime,
@@ -397,12 +413,16 @@ class DashboardAdminController(Controller):
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
     ) -> Response[Any]:
-        await staff_service.update_clinic_settings(
-            db_session,
-            runtime,
-            principal,
-            totp_required_for_all_staff=data.totp_required_for_all_staff == "on",
-        )
+        try:
+            await staff_service.update_clinic_settings(
+                db_session,
+                runtime,
+                principal,
+                totp_required_for_all_staff=data.totp_required_for_all_staff == "on",
+                if_match=drawn_from(data.version),
+            )
+        except DomainError as error:
+            return await self._refused(error, "settings", principal, runtime, db_session)
         return Redirect(path=ADMIN_PATH + "#staff", status_code=HTTP_303_SEE_OTHER)
 
     @post("/care-teams", opt=_ADMIN, status_code=303)

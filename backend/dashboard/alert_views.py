@@ -39,6 +39,7 @@ KIND_LABELS: Final = {
     "PSYCHOTIC_SYMPTOMS": "Psychotic symptoms",
     "BLOOD_PRESSURE": "Blood pressure",
     "SEDATION": "Sedation",
+    "COGNITIVE_PROBLEMS": "Memory or concentration problems",
     "CHECK_IN_REMINDER": "Check-in reminder",
     "MISSED_CHECK_IN": "Missed check-in",
 }

@@ -2,11 +2,12 @@
 
 Scores come decrypted from ``responses.service`` (``score_series``, ``list_responses``); sessions
 and check-ins are plain columns (``queries``); the baseline is the current course's B0 as the
-alert rules read it (``sessions.baselines.course_baselines``: recorded by a clinician, else
-derived within the clinic's window) so the plot marks the value the rebound rule measures
-against, and N2O exposure is the rules' ``n2o_exposure`` with the clinic's limits. Pure assembly
-is kept apart from I/O (``build_trajectory``, ``exposure_summary``, ``ladder``) so it can be
-tested without a database.
+alert rules read it (``sessions.baselines.baselines_of_scores``: recorded by a clinician, else
+derived within the clinic's window, from the plotted scores, so each is decrypted once) so the
+plot marks the value the rebound rule measures against, and N2O exposure is the rules'
+``n2o_exposure`` with the clinic's limits (the clinic's parameters are read once, for both).
+Pure assembly is kept apart from I/O (``build_trajectory``, ``exposure_summary``, ``ladder``) so
+it can be tested without a database.
 """
 
 import uuid
@@ -22,12 +23,12 @@ from backend.dashboard import queries
 from backend.dashboard.plots import Band, EventMark, ScoreMark, Trajectory, nadir_after
 from backend.domain.alerts.clinic_settings import parameters_for_clinic
 from backend.domain.alerts.sources import current_course
-from backend.domain.alerts.timeline import TreatmentSession, n2o_exposure
+from backend.domain.alerts.timeline import ScoredResponse, TreatmentSession, n2o_exposure
 from backend.domain.receipts.repository import of_check_ins as first_receipts
 from backend.domain.responses import service as responses
 from backend.domain.responses.schemas import ScorePoint
 from backend.domain.sessions import service as sessions_service
-from backend.domain.sessions.baselines import course_baselines
+from backend.domain.sessions.baselines import baselines_of_scores
 from backend.domain.sessions.schemas import BaselineView
 from backend.keyring.service import Keyring
 from questionnaires.model import Instrument, NoTotal
@@ -109,6 +110,21 @@ def _mark(point: ScorePoint, total: int) -> ScoreMark:
     return ScoreMark(
         at=point.authored_at,
         total=total,
+        prorated=point.prorated,
+        partial=bool(point.missing_items),
+    )
+
+
+def scored_response(instrument_id: str, trajectory_key: str, point: ScorePoint) -> ScoredResponse:
+    """A plotted score as the baseline rule reads it (`sessions.baselines.derive_baselines`)."""
+    return ScoredResponse(
+        id=str(point.response_id),
+        instrument_id=instrument_id,
+        instrument_version=point.instrument_version,
+        trajectory_key=trajectory_key,
+        recall_hours=None,
+        authored=point.authored_at,
+        total=point.total,
         prorated=point.prorated,
         partial=bool(point.missing_items),
     )
@@ -249,16 +265,9 @@ async def load_patient_page(
     connection = await session.connection()
     session_rows = await queries.sessions_of_patient(connection, patient_id)
     sessions = timeline_sessions(session_rows)
-    # The clinic's parameters and the course's B0 as the rules read them (recorded, else derived
-    # within the clinic's window): the page shows what the alerts are measured against.
     patient = await sessions_service.get_patient(session, patient_id)
     parameters = await parameters_for_clinic(session, patient.clinic_id)
-    baselines: dict[str, BaselineView] = {}
-    course = await current_course(connection, patient_id)
-    if course is not None:
-        found = await course_baselines(session, keyring, patient_id=patient_id, course_id=course.id)
-        baselines = {b.trajectory_key: b for b in found.baselines}
-    trajectories: list[TrajectoryView] = []
+    plotted: list[tuple[Instrument, str]] = []
     history: list[HistoryEntry] = []
     for row in await queries.trajectory_keys(connection, patient_id):
         instrument = catalogue().get(row.instrument_id, row.version)
@@ -282,17 +291,39 @@ async def load_patient_page(
             continue
         if isinstance(instrument.scoring, NoTotal) or not instrument.bands:
             continue
-        series = await responses.score_series(session, keyring, patient_id, row.trajectory_key)
-        trajectories.append(
-            build_trajectory(
-                element_id=f"plot-{instrument.id}",
-                instrument=instrument,
-                points=series.points,
-                sessions=sessions,
-                alerts=alerts,
-                baseline=baselines.get(row.trajectory_key),
-            )
+        plotted.append((instrument, row.trajectory_key))
+    # Each plotted trajectory's scores, decrypted once: for its plot and for its B0.
+    series: dict[str, list[ScorePoint]] = {}
+    for _, key in plotted:
+        if key not in series:
+            found = await responses.score_series(session, keyring, patient_id, key)
+            series[key] = found.points
+    # The course's B0 as the rules read them (recorded, else derived within the clinic's
+    # window): the page shows what the alerts are measured against. Only plotted trajectories'
+    # B0 are shown, and their scores are all in ``series``.
+    baselines: dict[str, BaselineView] = {}
+    course_ref = await current_course(connection, patient_id)
+    if course_ref is not None:
+        course = await sessions_service.get_course(session, patient_id, course_ref.id)
+        instrument_ids = {key: instrument.id for instrument, key in plotted}
+        scored = [
+            scored_response(instrument_ids[key], key, point)
+            for key, points in series.items()
+            for point in points
+        ]
+        found_baselines = await baselines_of_scores(session, course, parameters, scored)
+        baselines = {b.trajectory_key: b for b in found_baselines.baselines}
+    trajectories = [
+        build_trajectory(
+            element_id=f"plot-{instrument.id}",
+            instrument=instrument,
+            points=series[key],
+            sessions=sessions,
+            alerts=alerts,
+            baseline=baselines.get(key),
         )
+        for instrument, key in plotted
+    ]
     history.sort(key=lambda entry: entry.at, reverse=True)
     neuro = parameters.n2o_neuro
     check_ins = await queries.check_ins_of_patient(connection, patient_id)

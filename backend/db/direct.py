@@ -65,6 +65,8 @@ class _Compiled(NamedTuple):
     positions: tuple[str, ...]
     binds: tuple[_Processor, ...]
     results: tuple[_Processor, ...]
+    converted: tuple[tuple[int, Callable[[Any], Any]], ...]
+    """(position, conversion) of the result columns that have one."""
     row: Any  # the named-tuple class of a result row (None: no rows)
 
 
@@ -100,6 +102,9 @@ class DirectStatement:
             positions=positions,
             binds=tuple(processors.get(name) for name in positions),
             results=results,
+            converted=tuple(
+                (index, process) for index, process in enumerate(results) if process is not None
+            ),
             row=row,
         )
         self._by_dialect[dialect.name] = found
@@ -125,16 +130,22 @@ class DirectStatement:
         if compiled.row is None:
             return []
         make = compiled.row._make
-        results = compiled.results
-        if not any(results):
+        converted = compiled.converted
+        if not converted:
             return [make(record) for record in raw]
-        return [
-            make(
-                value if process is None else process(value)
-                for process, value in zip(results, record, strict=True)
-            )
-            for record in raw
-        ]
+        # Only the columns with a conversion are touched, in place in a list: a generator over
+        # every column of every row cost more than the conversions (a course's responses are
+        # read on every submission).
+        width = len(compiled.results)
+        rows = []
+        for record in raw:
+            fields = list(record)
+            if len(fields) != width:
+                raise RuntimeError("the driver returned a row of another shape than compiled")
+            for index, process in converted:
+                fields[index] = process(fields[index])
+            rows.append(make(fields))
+        return rows
 
 
 def _direct_capable(connection: AsyncConnection) -> bool:

@@ -96,9 +96,17 @@ def require_current(if_match: frozenset[str] | None, representation: Any, what: 
 async def lock_row(session: AsyncSession, table: Table, row_id: uuid.UUID) -> None:
     """Hold one row (by its ``id``) until the transaction ends (PostgreSQL), so the object it
     owns, read next, cannot change before this transaction writes it. On SQLite the statement
-    is a plain read: its transactions begin IMMEDIATE, one writer at a time."""
+    is a plain read: its transactions begin IMMEDIATE, one writer at a time.
+
+    FOR NO KEY UPDATE, not FOR UPDATE: it excludes every other holder and writer of the row just
+    the same, but not the KEY SHARE lock a foreign-key check takes on it. With FOR UPDATE, a
+    schedule change holding the patient's row and waiting for a check-in the timer had claimed
+    deadlocked with the timer, whose next write to that check-in re-checks its patient_id
+    foreign key (PostgreSQL re-checks a row its own transaction wrote)."""
     connection = await session.connection()
-    await connection.execute(select(table.c.id).where(table.c.id == row_id).with_for_update())
+    await connection.execute(
+        select(table.c.id).where(table.c.id == row_id).with_for_update(key_share=True)
+    )
 
 
 async def lock_clinic(session: AsyncSession, clinic_id: uuid.UUID) -> None:

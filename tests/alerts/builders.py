@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
 
+from hypothesis import strategies as st
+
 from backend.domain.alerts.candidate import AlertCandidate
 from backend.domain.alerts.engine import evaluate_alerts
 from backend.domain.alerts.parameters import AlertParameters, ReboundEvent, load_parameters
@@ -16,6 +18,7 @@ from backend.domain.alerts.timeline import (
     scored_response,
 )
 from questionnaires.answers import Answer, AnswerValue, Submission
+from questionnaires.model import Item
 from questionnaires.registry import get_instrument, score_submission
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -228,3 +231,21 @@ def rebound_events(
         timeline, _SHIPPED if parameters is None else parameters, now=now or day(60)
     )
     return {e for e in events(found) if e[0] in REBOUND_KINDS}
+
+
+def item_values(item: Item, text: st.SearchStrategy[str]) -> st.SearchStrategy[AnswerValue]:
+    """Valid answers to one item of the catalogue (its options, bounds or type); ``text`` for
+    text items, which each property chooses for itself."""
+    if item.type == "choice":
+        return st.sampled_from([o.value for o in item.options])
+    if item.type == "boolean":
+        return st.booleans()
+    if item.type == "integer":
+        low = int(item.min_value if item.min_value is not None else 0)
+        high = int(item.max_value if item.max_value is not None else 300)
+        return st.integers(low, high)
+    if item.type == "decimal":
+        bottom = float(item.min_value if item.min_value is not None else 0)
+        top = float(item.max_value if item.max_value is not None else 300)
+        return st.floats(bottom, top, allow_nan=False)
+    return text

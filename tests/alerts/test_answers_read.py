@@ -23,9 +23,9 @@ from backend.domain.alerts.timeline import (
 )
 from questionnaires.answers import Answer, AnswerValue, Submission
 from questionnaires.errors import AnswerValidationError
-from questionnaires.model import Instrument, Item
+from questionnaires.model import Instrument
 from questionnaires.registry import catalogue
-from tests.alerts.builders import T0, day, n2o_session, phq9
+from tests.alerts.builders import T0, day, item_values, n2o_session, phq9
 
 PARAMETER_SETS = {
     "default": load_parameters(),
@@ -38,29 +38,13 @@ def _unread(parameters: AlertParameters) -> list[Instrument]:
     return [i for i in catalogue().instruments() if not reads_answers(i, parameters)]
 
 
-def _value(item: Item) -> st.SearchStrategy[AnswerValue]:
-    if item.type == "choice":
-        return st.sampled_from([o.value for o in item.options])
-    if item.type == "boolean":
-        return st.booleans()
-    if item.type == "integer":
-        low = int(item.min_value if item.min_value is not None else 0)
-        high = int(item.max_value if item.max_value is not None else 300)
-        return st.integers(low, high)
-    if item.type == "decimal":
-        bottom = float(item.min_value if item.min_value is not None else 0)
-        top = float(item.max_value if item.max_value is not None else 300)
-        return st.floats(bottom, top, allow_nan=False)
-    return st.text(min_size=1, max_size=40)
-
-
 @st.composite
 def _answers(draw: st.DrawFn, instrument: Instrument) -> dict[str, AnswerValue]:
     answers: dict[str, AnswerValue] = {}
     for item in instrument.items:
         # Mostly answered, sometimes not: prorated and unanswered safety items come out too.
         if draw(st.integers(0, 9)) > 0:
-            answers[item.link_id] = draw(_value(item))
+            answers[item.link_id] = draw(item_values(item, st.text(min_size=1, max_size=40)))
     return answers
 
 
@@ -135,7 +119,7 @@ def test_the_instruments_whose_answers_rules_read_are_named() -> None:
     """The ones this test would otherwise miss: their answers do change what rules raise."""
     parameters = PARAMETER_SETS["default"]
     read = {i.id for i in catalogue().instruments() if reads_answers(i, parameters)}
-    assert read == {"n2o-neuro", "side-effects"}
+    assert read == {"n2o-neuro", "side-effects", "home-blood-pressure", "ketamine-cognition"}
     # Stripped of its answers, a persistent dissociation the day after ketamine goes unseen.
     side_effects = catalogue().get("side-effects")
     item = parameters.ketamine.dissociation_item

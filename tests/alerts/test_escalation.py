@@ -23,8 +23,18 @@ from tests.identity.conftest import (
 
 
 async def _escalate(api: AsyncTestClient[Litestar], clock: MovableClock) -> None:
-    # The app's own timer may get there first; either way each step happens once.
-    await escalate_due_alerts(runtime_of(api).require_sessionmaker(), now=clock.now())
+    """Two instances' escalation passes at once, both finished before the test looks; each step
+    must still happen once. The app's own timer is stopped first: its pass could hold the due
+    alert (claimed, not yet committed) while these skip it, and the step would land just after
+    the test looked (seen once on a loaded machine)."""
+    runtime = runtime_of(api)
+    if runtime.timers.running:
+        await runtime.timers.shutdown()
+    sessions = runtime.require_sessionmaker()
+    await asyncio.gather(
+        escalate_due_alerts(sessions, now=clock.now()),
+        escalate_due_alerts(sessions, now=clock.now()),
+    )
 
 
 async def _escalations(api: AsyncTestClient[Litestar], alert_id: object) -> list[str]:

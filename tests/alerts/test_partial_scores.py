@@ -7,17 +7,23 @@ every item answered and once with one item of the sleep domain left out of one s
 same total, so the difference is the missing item alone.
 """
 
+import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backend.domain.alerts.candidate import AlertCandidate
+from backend.domain.alerts.candidate import AlertCandidate, Evidence
 from backend.domain.alerts.engine import evaluate_alerts
 from backend.domain.alerts.parameters import (
     build_parameters,
     load_parameters,
     read_document,
 )
-from backend.domain.alerts.timeline import PatientTimeline, ScoredResponse, course_baseline
+from backend.domain.alerts.timeline import (
+    CourseBaseline,
+    PatientTimeline,
+    ScoredResponse,
+    course_baseline,
+)
 from tests.alerts.builders import (
     QIDS_DOMAINS,
     T0,
@@ -174,6 +180,68 @@ def test_a_partial_course_baseline_gives_no_reference() -> None:
     )
     # No complete B0: nothing to measure a gain against, so no trajectory alert at all.
     assert rebound_events(timeline) == set()
+
+
+# --- The evidence says which totals were partial ---------------------------------------------
+
+
+def test_the_evidence_marks_a_partial_score_and_a_complete_one() -> None:
+    found = evaluate_alerts(qids_course(15, [(1, 5), (3, 10), (6, 10, True)]), DEFAULTS, now=NOW)
+    marks = {
+        (c.kind, s.response_id, s.role): s.partial
+        for c in found
+        for s in c.evidence.scores
+        if c.kind == "REBOUND_CANDIDATE"
+    }
+    # The day-6 candidate rests on a partial total; its nadir and B0 are complete.
+    assert marks[("REBOUND_CANDIDATE", "d6", "score")] is True
+    assert marks[("REBOUND_CANDIDATE", "d3", "score")] is False
+    assert {v for (_, r, _), v in marks.items() if r in {"d1", "b0"}} == {False}
+
+
+def test_the_evidence_marks_a_partial_recorded_baseline() -> None:
+    # Only a B0 recorded before partial scores were refused can be partial: the reviewer sees it.
+    timeline = qids_course(15, [(1, 5), (4, 14)])
+    recorded = PatientTimeline(
+        patient_id="p1",
+        sessions=timeline.sessions,
+        responses=timeline.responses,
+        baselines=(
+            CourseBaseline(
+                trajectory_key="qids-sr16-7d",
+                response_id="b0",
+                total=15,
+                authored=day(-1),
+                partial=True,
+            ),
+        ),
+    )
+    references = [
+        s.partial
+        for c in evaluate_alerts(recorded, DEFAULTS, now=NOW)
+        for s in c.evidence.scores
+        if s.role == "reference"
+    ]
+    assert references
+    assert set(references) == {True}
+
+
+def test_evidence_recorded_before_the_partial_mark_reads_as_not_known() -> None:
+    stored = msgspec.json.encode(
+        {
+            "scores": [
+                {
+                    "response_id": "r1",
+                    "role": "score",
+                    "trajectory_key": "qids-sr16-7d",
+                    "authored": "2026-01-01T00:00:00Z",
+                    "total": 10,
+                    "prorated": False,
+                }
+            ]
+        }
+    )
+    assert msgspec.json.decode(stored, type=Evidence).scores[0].partial is None
 
 
 # --- Property: a partially missing score counts for nothing beyond a candidate ------------------

@@ -56,7 +56,7 @@ def test_vector_1_measures_are_the_spec_arithmetic():
     }
     assert confirmed.severity == "routine"
     assert confirmed.rule_id.startswith("rebound@")
-    assert confirmed.parameter_version == "interlude-default@1.0.0"
+    assert confirmed.parameter_version == "interlude-default@1.1.0"
 
 
 def test_vector_2_gain_below_mcid_is_not_eligible_and_reports_non_response_at_day_7():
@@ -164,7 +164,13 @@ def test_per_session_reference_uses_the_pre_session_score():
         sessions=base.sessions,
         responses=base.responses,
         baselines=(
-            CourseBaseline(trajectory_key="phq9-2w", response_id="b0", total=14, authored=day(-1)),
+            CourseBaseline(
+                trajectory_key="phq9-2w",
+                response_id="b0",
+                total=14,
+                authored=day(-1),
+                partial=False,
+            ),
         ),
     )
     # Against B0 = 14 (gain 6) and against B_1 = 20 (gain 12) the rise of 7 is a rebound either
@@ -181,7 +187,9 @@ def test_explicit_course_baseline_wins_over_the_derived_one():
         sessions=timeline.sessions,
         responses=timeline.responses,
         baselines=(
-            CourseBaseline(trajectory_key="phq9-2w", response_id="x", total=26, authored=day(-3)),
+            CourseBaseline(
+                trajectory_key="phq9-2w", response_id="x", total=26, authored=day(-3), partial=False
+            ),
         ),
     )
     assert ("FULL_RETURN", "d6") in rebound_events(timeline)

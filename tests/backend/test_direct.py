@@ -20,15 +20,17 @@ from sqlalchemy import (
     literal,
     select,
     text,
+    type_coerce,
     union_all,
 )
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.config import Settings
 from backend.db.direct import DirectStatement, outside_transaction
 from backend.db.engine import create_engine
-from backend.db.types import UTCDateTime
+from backend.db.types import UTCDateTime, UuidText
 
 _metadata = MetaData()
 _things = Table(
@@ -108,6 +110,33 @@ async def test_rows_and_types_match_sqlalchemys(engine: AsyncEngine) -> None:
         [later] = await _BY_NAME.all(connection, {"name": "second"})
     assert later.at == datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
     assert later.at.utcoffset() == timedelta(0)
+
+
+async def test_a_uuid_read_as_text_is_its_canonical_text(engine: AsyncEngine) -> None:
+    row = _row("text", owner_id=None)
+    as_text = DirectStatement(
+        select(
+            type_coerce(_t.id, UuidText()).label("id"),
+            type_coerce(_t.owner_id, UuidText()).label("owner_id"),
+        ).where(_t.name == bindparam("name"))
+    )
+    async with engine.begin() as connection:
+        await _INSERT.all(connection, row)
+        [read] = await as_text.all(connection, {"name": "text"})
+    assert (read.id, read.owner_id) == (str(row["id"]), None)
+    assert type(read.id) is str
+
+
+def test_uuid_text_refuses_to_bind_and_reads_any_form_of_a_uuid() -> None:
+    value = uuid.uuid4()
+    dialect = sqlite.dialect()
+    reading = UuidText()
+    for stored in (value.hex, value.hex.upper(), str(value), value):
+        assert reading.process_result_value(stored, dialect) == str(value)
+    with pytest.raises(ValueError, match="badly formed"):
+        reading.process_result_value("not a uuid", dialect)
+    with pytest.raises(TypeError):
+        reading.process_bind_param(value, dialect)
 
 
 async def test_union_with_literals_and_no_rows(engine: AsyncEngine) -> None:

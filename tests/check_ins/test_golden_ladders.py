@@ -144,7 +144,7 @@ IV_GOLDEN_EVERY_SESSION = {
         paris(6, 2, 14, 20),
         ("madrs-s", "ketamine-bladder-misuse"),
     ),  # 24 h before start
-    "4h": (paris(6, 3, 19), ("side-effects",)),
+    "4h": (paris(6, 3, 19), ("side-effects", "home-blood-pressure")),
     "24h": (paris(6, 4, 15), ("madrs-s",)),
     "day-2-3": (paris(6, 5, 15), ("madrs-s",)),
 }
@@ -154,7 +154,12 @@ def test_iv_ketamine_infusion_ladder() -> None:
     infusion = session(id="k1", modality="iv_ketamine", ends_at=paris(6, 3, 15), minutes=40,
                        course_started_at=paris(5, 20, 14))  # fmt: skip
     plans = by_step(plan_check_ins(infusion, default_protocol("iv_ketamine"), patient()))
-    assert {s: (p.due_at, p.instruments) for s, p in plans.items()} == IV_GOLDEN_EVERY_SESSION
+    # The course calendar's weekly cognition item (§5.2) due within a week of this infusion, no
+    # later one being known: course day 21 (the course began on 20 May at 14:00).
+    weekly = {"cognition-weekly#3": (paris(6, 10, 14), ("ketamine-cognition",))}
+    assert {s: (p.due_at, p.instruments) for s, p in plans.items()} == (
+        IV_GOLDEN_EVERY_SESSION | weekly
+    )
     assert (plans["4h"].opens_at, plans["4h"].closes_at) == (paris(6, 3, 18), paris(6, 3, 21))
 
 
@@ -177,10 +182,10 @@ def test_iv_ketamine_follow_up_after_the_last_infusion() -> None:
     # Days 1 and 3 repeat the every-session +24 h and day 2-3 MADRS-S, so they are merged with them.
     assert asked == [
         (-day - timedelta(minutes=40), ("madrs-s", "ketamine-bladder-misuse")),
-        (timedelta(hours=4), ("side-effects",)),
+        (timedelta(hours=4), ("side-effects", "home-blood-pressure")),
         (day, ("madrs-s",)),
         (2 * day, ("madrs-s",)),  # earliest due time inside both windows
-        *[(d * day, ("phq9",)) for d in (7, 14, 21, 28, 42, 56, 70, 84)],
+        *[(d * day, ("phq9", "ketamine-cognition")) for d in (7, 14, 21, 28, 42, 56, 70, 84)],
     ]
     merged = by_step(plans)
     assert merged["follow-up-day-1"].merged_into == "k6:24h"
@@ -205,5 +210,5 @@ def test_esketamine_induction_and_maintenance(week: int, pre_dose: str, has_24h:
     assert pre.instruments == (pre_dose, "ketamine-bladder-misuse")
     assert pre.due_at == course_start + timedelta(weeks=week - 1, hours=-24)
     assert plans["evening"].due_at == ends + timedelta(hours=4)
-    assert plans["evening"].instruments == ("side-effects",)
+    assert plans["evening"].instruments == ("side-effects", "home-blood-pressure")
     assert ("24h" in plans) is has_24h

@@ -13,21 +13,25 @@ CSRF token.
 import logging
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, cast
 
 import httpx
 import pyotp
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
 
 from backend.audit.service import AUDIT_EVENTS
 from backend.dashboard.queries import OVERRIDES, STAFF
+from backend.dashboard.session import ACCESS_COOKIE, DASHBOARD_PATH, REFRESH_COOKIE
+from backend.db.models.clinic import Clinic
 from backend.domain.alerts.store import ON_CALL
 from backend.identity import sessions
 from backend.identity.roles import Role
+from backend.identity.schemas import TokenPair
 from tests.dashboard.browsing import DESKTOP, log_in, opened_page, scalar
 from tests.dashboard.conftest import LiveService
 
+CLINICS: Final = cast(Table, Clinic.__table__)  # type: ignore[attr-defined]
 NEW_EMAIL = "new.clinician@demo.interlude.example"
 N2O_OVERRIDE = """{
   "id": "clinic-n2o", "version": "2.0.0", "extends": {"id": "n2o-default", "version": "1.0.0"},
@@ -55,14 +59,18 @@ async def _staff_id(live: LiveService, role: str) -> uuid.UUID:
     return found
 
 
-async def _bearer(live: LiveService, role: Role, staff_id: uuid.UUID) -> str:
+async def _token_pair(live: LiveService, role: Role, staff_id: uuid.UUID) -> TokenPair:
     runtime = live.runtime
     async with runtime.require_sessionmaker()() as session:
         pair = await sessions.start_session(
             session, runtime, role=role, subject_id=staff_id, clinic_id=live.demo.clinic_id
         )
         await session.commit()
-    return pair.access_token
+    return pair
+
+
+async def _bearer(live: LiveService, role: Role, staff_id: uuid.UUID) -> str:
+    return (await _token_pair(live, role, staff_id)).access_token
 
 
 async def test_admin_forms_and_a_new_clinicians_totp_enrolment(
@@ -112,7 +120,7 @@ async def test_admin_forms_and_a_new_clinicians_totp_enrolment(
         await page.click("text=Save as a new version")
         await page.wait_for_url(live.base_url + "/dashboard/admin#parameters")
         version = await page.locator("#parameter-version").inner_text()
-        assert version == "interlude-default@1.0.0+demo@7"
+        assert version == "interlude-default@1.1.0+demo@7"
         assert await page.locator("#parameter-history tbody tr").count() == 1
         # The same version again, then JSON that does not parse: refused, nothing stored.
         for text, reason in ((override, "exists already"), ('{"version": ', "not valid JSON")):
@@ -293,7 +301,7 @@ async def test_a_save_from_a_page_another_save_outdated_is_refused(
         assert "changed since it was read" in outcome
         assert await second.input_value("#parameters-document") == stale
         assert await second.locator("#parameter-version").inner_text() == (
-            "interlude-default@1.0.0+demo@8"
+            "interlude-default@1.1.0+demo@8"
         )
         assert await scalar(live, select(func.count()).select_from(OVERRIDES)) == 1
         await second.click("text=Save as a new version")
@@ -329,3 +337,58 @@ async def test_a_save_from_a_page_another_save_outdated_is_refused(
             await second.click("text=Go back to the shipped default")
         assert (await info.value).status == 412
         assert "clinic-n2o v2.0.1" in await second.locator("#protocol-n2o summary").inner_text()
+
+
+async def _totp_required(live: LiveService) -> object:
+    return await scalar(
+        live,
+        select(CLINICS.c.totp_required_for_all_staff).where(CLINICS.c.id == live.demo.clinic_id),
+    )
+
+
+async def test_a_settings_save_from_a_page_another_admins_save_outdated_is_refused(
+    live: LiveService, browser: Any
+) -> None:
+    """Two admins (two login sessions) open the clinic settings; the first switches the TOTP rule
+    off; the second's save of the page it loaded is refused (412, nothing written, the same as
+    the API's If-Match) instead of switching it back on, and its page then shows the rule in
+    force, from which a save goes through."""
+    admin_id = await _staff_id(live, "clinic_admin")
+    assert await _totp_required(live) is True
+    async with opened_page(browser, DESKTOP) as first, opened_page(browser, DESKTOP) as second:
+        await log_in(first, live, Role.CLINIC_ADMIN, next_path="/dashboard/admin")
+        # A second login would reuse the TOTP code, which is refused (replay): the second
+        # session is started by the identity service and handed to the browser as its cookies.
+        pair = await _token_pair(live, Role.CLINIC_ADMIN, admin_id)
+        await second.context.add_cookies(
+            [
+                {"name": name, "value": value, "url": live.base_url + DASHBOARD_PATH}
+                for name, value in (
+                    (ACCESS_COOKIE, pair.access_token),
+                    (REFRESH_COOKIE, pair.refresh_token),
+                )
+            ]
+        )
+        await second.goto(live.base_url + "/dashboard/admin/")
+
+        await first.uncheck("#totp-required")
+        await first.click("#settings-form >> text=Save")
+        await first.wait_for_url(live.base_url + "/dashboard/admin#staff")
+        assert await _totp_required(live) is False
+
+        async with second.expect_response(lambda r: r.url.endswith("/admin/settings")) as info:
+            await second.click("#settings-form >> text=Save")
+        assert (await info.value).status == 412
+        outcome = await second.locator("#outcome-settings").inner_text()
+        assert "changed since it was read" in outcome
+        assert "current version" in outcome
+        assert await _totp_required(live) is False
+        assert await _audited(live, "clinic.settings", admin_id) == 1
+
+        # The refused page shows the settings in force; a save from it goes through.
+        assert not await second.is_checked("#totp-required")
+        await second.check("#totp-required")
+        await second.click("#settings-form >> text=Save")
+        await second.wait_for_url(live.base_url + "/dashboard/admin#staff")
+        assert await _totp_required(live) is True
+        assert await _audited(live, "clinic.settings", admin_id) == 2

@@ -4,15 +4,18 @@ databases, through the running app's services)."""
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from backend.dashboard.patient_view import PatientPage, build_trajectory, load_patient_page
+from backend.domain.alerts import store
 from backend.domain.alerts.timeline import TreatmentSession
 from backend.domain.responses.schemas import ScorePoint
 from backend.domain.sessions.schemas import BaselineView
+from backend.keyring.service import OwnerKeys
 from questionnaires.registry import get_instrument
 from tests.identity.conftest import (  # noqa: F401  (fixtures used by name)
     MovableClock,
@@ -150,3 +153,46 @@ async def test_the_page_shows_the_recorded_baseline_and_the_clinics_window(
     assert _phq9_baseline(page) == (datetime.fromisoformat(recorded.json()["authored_at"]), 21)
     (view,) = [t for t in page.trajectories if t.trajectory.element_id == "plot-phq9"]
     assert [(row.total, row.marks) for row in view.rows] == [(18, ""), (21, "baseline")]
+
+
+async def test_the_page_reads_the_clinics_parameters_once_and_decrypts_each_score_once(
+    api: AsyncTestClient[Litestar],  # noqa: F811
+    people: World,
+    clock: MovableClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The plots and the course's B0 come from one decryption of each score and one read of the
+    clinic's parameters (the page's B0 is still the rules' B0: the test above)."""
+    clinician = people.staff["clinician_a"].headers
+    patient = people.patients["patient_a"]
+    for days, total in ((3, 18), (2, 16)):
+        authored = clock.now() - timedelta(days=days)
+        await submit(api, patient.headers, "phq9", phq9_answer_list(total), authored=authored)
+    await plan_course(api, clinician, patient.id, clock.now() + timedelta(days=2))
+
+    overrides_read = 0
+    latest_override = store.latest_override
+
+    async def counted_override(*args: Any, **kwargs: Any) -> Any:
+        nonlocal overrides_read
+        overrides_read += 1
+        return await latest_override(*args, **kwargs)
+
+    decrypted: list[tuple[str, str]] = []
+    decrypt = OwnerKeys.decrypt
+
+    def counted_decrypt(
+        self: OwnerKeys, *, table: str, column: str, row_id: str, blob: bytes
+    ) -> bytes:
+        decrypted.append((column, row_id))
+        return decrypt(self, table=table, column=column, row_id=row_id, blob=blob)
+
+    monkeypatch.setattr(store, "latest_override", counted_override)
+    monkeypatch.setattr(OwnerKeys, "decrypt", counted_decrypt)
+    page = await _page(api, uuid.UUID(str(patient.id)), clock.now())
+
+    assert _phq9_baseline(page) is not None
+    assert overrides_read == 1
+    scores = [row_id for column, row_id in decrypted if column == "score_ct"]
+    assert len(scores) == 2
+    assert len(set(scores)) == len(scores)

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
+from typing import NamedTuple
 
 from backend.domain.exports.records import (
     AlertRecord,
@@ -55,19 +56,34 @@ def _uuid(identifiers: Identifiers, *parts: object) -> uuid.UUID:
     return value
 
 
+PARTIAL_SKIPS = ("phq9-8", "phq9-9")
+"""What a partial patient leaves out of two of their PHQ-9s: item 8 (the scorer prorates the
+total) and item 9 (no total at all: a safety item is never imputed)."""
+
+
+class _Scored(NamedTuple):
+    answers: tuple[ItemAnswerRecord, ...]
+    total: int | None
+    band: str | None
+    prorated: bool
+    missing_items: tuple[str, ...]
+
+
 @cache
-def _phq9(level: int) -> tuple[tuple[ItemAnswerRecord, ...], int | None, str | None, bool]:
+def _phq9(level: int, skip: str | None = None) -> _Scored:
     instrument = get_instrument("phq9")
     answers = tuple(
         Answer(link_id=item.link_id, value=(level + n) % 4)
         for n, item in enumerate(instrument.items)
-        if item.type == "choice" and item.link_id in {f"phq9-{i}" for i in range(1, 10)}
+        if item.type == "choice"
+        and item.link_id in {f"phq9-{i}" for i in range(1, 10)}
+        and item.link_id != skip
     )
     scored = score_submission(
         Submission(instrument_id="phq9", instrument_version=instrument.version, answers=answers)
     )
     records = tuple(ItemAnswerRecord(link_id=a.link_id, value=a.value) for a in answers)
-    return records, scored.total, scored.band, scored.prorated
+    return _Scored(records, scored.total, scored.band, scored.prorated, scored.missing_items)
 
 
 def patient(
@@ -84,7 +100,10 @@ def patient(
     alert_kinds: tuple[str, ...] = (),
     consent: bool = True,
     start: dt.datetime = EPOCH,
+    partial: bool = False,
 ) -> PatientTimeline:
+    """One patient; with `partial`, the last session's responses each skip an item
+    (`PARTIAL_SKIPS`)."""
     given, family = f"{GIVEN}{index:04d}", f"{FAMILY}{index:04d}"
     email = f"{given.lower()}.{family.lower()}@example-clinic.org"
     phone = f"+1-617-555-{index % 10_000:04d}"
@@ -144,7 +163,8 @@ def patient(
         for r in range(responses_per_session):
             authored = at + dt.timedelta(hours=2 + 22 * r, minutes=r * 3 + 1)
             identifiers.instants.add(authored)
-            answers, total, band, prorated = _phq9((index + k + r) % 4)
+            skip = PARTIAL_SKIPS[r % 2] if partial and k == sessions - 1 else None
+            scored = _phq9((index + k + r) % 4, skip)
             note = f"Told {given} {family} I feel better, call me on {phone}"
             identifiers.strings.add(note)
             responses.append(
@@ -154,10 +174,11 @@ def patient(
                     instrument_version=get_instrument("phq9").version,
                     scorer_version="1.0.0",
                     authored_at=authored,
-                    answers=answers,
-                    total=total,
-                    band=band,
-                    prorated=prorated,
+                    answers=scored.answers,
+                    total=scored.total,
+                    band=scored.band,
+                    prorated=scored.prorated,
+                    missing_items=scored.missing_items,
                     course_id=course_id,
                     free_text=note,
                     source_ip=ip,
@@ -236,7 +257,8 @@ def clinic(identifiers: Identifiers, size: int = 40) -> list[PatientTimeline]:
     """Four groups of ten (90+ women on ketamine; women and men aged 44-45 on ketamine or
     esketamine), plus one patient without research consent and one whose rare alert (N2O
     neurological symptoms) puts them alone in a class. 5-year age bands split the 44- and
-    45-year-olds; 10-year bands make every group reach k = 5."""
+    45-year-olds; 10-year bands make every group reach k = 5. Every fifth patient left items out
+    of two PHQ-9s (`patient`'s `partial`)."""
     timelines = []
     for i in range(size):
         old = i % 4 == 0
@@ -251,6 +273,7 @@ def clinic(identifiers: Identifiers, size: int = 40) -> list[PatientTimeline]:
                 zip_code=f"0213{i % 10}",
                 modality="ketamine_iv" if i % 4 < 2 else "esketamine_in",
                 alert_kinds=("SUICIDALITY",) if i % 7 == 0 else (),
+                partial=i % 5 == 1,
             )
         )
     timelines.append(patient(size, identifiers, birth_date=dt.date(1975, 5, 5), consent=False))

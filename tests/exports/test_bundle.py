@@ -25,6 +25,7 @@ from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
 from backend.domain.exports.codebook import TABLES
 from backend.domain.exports.deid import DeidentificationProfile, Pseudonymiser
+from backend.domain.exports.fhir import PATIENT_NOTE
 from backend.domain.exports.writers import MANIFEST, ExportFormats
 from tests.exports.pipeline import run_export
 from tests.exports.synthetic import Identifiers, clinic
@@ -36,6 +37,9 @@ FHIR_MODELS: dict[str, Any] = {
     "MedicationAdministration": MedicationAdministration,
     "Flag": Flag,
 }
+PARTIAL_PATIENTS = 8
+"""Patients 1, 6, ..., 36 of the synthetic clinic skipped item 8 of one PHQ-9 and item 9 of
+another (`synthetic.PARTIAL_SKIPS`)."""
 ISO_DATE = re.compile(rb"\d{4}-\d{2}-\d{2}")
 SLASH_DATE = re.compile(rb"\b\d{1,2}/\d{1,2}/\d{4}\b")
 
@@ -125,6 +129,46 @@ def test_no_identifying_value_appears_in_any_byte_of_any_file(
         assert SLASH_DATE.search(data) is None, (name, "a calendar date")
 
 
+def test_with_the_free_text_opt_in_the_notes_leave_in_every_format(
+    tmp_path: Path, timelines: list[Any]
+) -> None:
+    """The other side of the test above: with a clinic admin's opt-in the patients' notes on
+    their responses and the clinicians' side-effect notes are in the Parquet, the CSV and the
+    FHIR files (and the bundle says it needs review); without it, in no byte."""
+    profile = DeidentificationProfile(include_free_text=True)
+    run_export(timelines, tmp_path / "text", key=secrets.token_bytes(32), profile=profile)
+    exported = timelines[:40]  # not the non-consenting patient, nor the one left out for k
+    patient_notes = {r.free_text for t in exported for r in t.responses}
+    clinician_notes = {s.note for t in exported for s in t.side_effects}
+    assert len(patient_notes) == len(clinician_notes) == 40
+    for table in (
+        pq.read_table(tmp_path / "text" / "parquet" / "observations.parquet"),
+        pa_csv.read_csv(tmp_path / "text" / "csv" / "observations.csv"),
+    ):
+        texts = [r for r in table.to_pylist() if r["kind"] == "free_text"]
+        # (An empty cell of the CSV reads as "", of the Parquet as None.)
+        responses = [r for r in texts if r["instrument_id"]]
+        assert len(responses) == 40 * 4 * 2
+        assert {r["value_text"] for r in responses} == patient_notes
+        assert {r["value_text"] for r in texts if not r["instrument_id"]} == clinician_notes
+    fhir = tmp_path / "text" / "fhir"
+    notes: list[str] = []
+    for line in (fhir / "QuestionnaireResponse.ndjson").read_text().splitlines():
+        QuestionnaireResponse.model_validate_json(line)
+        resource = json.loads(line)
+        notes += [e["valueString"] for e in resource["extension"] if e["url"] == PATIENT_NOTE]
+        assert all(item["linkId"] != "note" for item in resource.get("item", ()))
+    assert len(notes) == 40 * 4 * 2
+    assert set(notes) == patient_notes
+    side_effect_notes = {
+        note["text"]
+        for line in (fhir / "Observation.ndjson").read_text().splitlines()
+        for note in json.loads(line).get("note", ())
+    }
+    assert side_effect_notes == clinician_notes
+    assert "CONTAINS FREE TEXT" in (tmp_path / "text" / "README.md").read_text()
+
+
 def test_the_non_consenting_patient_and_the_rare_flag_patient_are_left_out(bundle: Path) -> None:
     patients = pq.read_table(bundle / "parquet" / "patients.parquet")
     assert patients.num_rows == 40
@@ -144,7 +188,11 @@ def test_parquet_files_open_with_pyarrow_with_the_codebook_types(bundle: Path) -
     assert "shifted_time" not in observations.schema.names
     totals = observations.filter(pa.compute.equal(observations.column("kind"), "total"))
     assert totals.num_rows == 40 * 4 * 2
-    assert all(0 <= v <= 27 for v in totals.column("value").to_pylist())
+    values = totals.column("value").to_pylist()
+    assert values.count(None) == PARTIAL_PATIENTS, "no total without item 9 (never imputed)"
+    assert all(0 <= v <= 27 for v in values if v is not None)
+    assert observations.schema.field("score_partial").type == pa.bool_()
+    assert observations.schema.field("n_missing_items").type == pa.int32()
     patients = pq.read_table(bundle / "parquet" / "patients.parquet")
     assert patients.schema.field("first_treatment_year").type == pa.int16()
     assert set(patients.column("first_treatment_year").to_pylist()) == {2025}
@@ -175,8 +223,9 @@ def test_every_ndjson_line_validates_with_fhir_resources(bundle: Path) -> None:
         "Patient": 40,
         "MedicationAdministration": 160,
         "QuestionnaireResponse": 320,
-        # Totals, side effects, and per session a blood pressure and a MOAA/S rating.
-        "Observation": 320 + 160 + 160 * 2,
+        # Totals (not the partial patients' ones without item 9), side effects, and per
+        # session a blood pressure and a MOAA/S rating.
+        "Observation": 320 - PARTIAL_PATIENTS + 160 + 160 * 2,
         "Flag": 6,  # the exported patients with a SUICIDALITY alert
     }
 
@@ -184,11 +233,50 @@ def test_every_ndjson_line_validates_with_fhir_resources(bundle: Path) -> None:
 def test_phq9_totals_are_observations_with_the_loinc_total_code(bundle: Path) -> None:
     lines = (bundle / "fhir" / "Observation.ndjson").read_text().splitlines()
     totals = [json.loads(x) for x in lines if '"derivedFrom"' in x]
-    assert len(totals) == 320
+    assert len(totals) == 320 - PARTIAL_PATIENTS
     for total in totals:
         assert total["code"]["coding"][0] == {"system": "http://loinc.org", "code": "44261-6"}
         assert 0 <= total["valueInteger"] <= 27
         assert total["derivedFrom"][0]["reference"].startswith("QuestionnaireResponse/")
+
+
+def _extensions(resource: dict[str, Any]) -> dict[str, Any]:
+    return {
+        e["url"].rsplit(":", 1)[1]: next(v for k, v in e.items() if k.startswith("value"))
+        for e in resource.get("extension", ())
+    }
+
+
+def test_a_total_scored_with_items_missing_is_marked_partial_in_every_format(
+    bundle: Path,
+) -> None:
+    """A researcher can tell a partial total from a complete one (clinical-spec §2.4): a
+    prorated total (item 8 skipped), and a response without a total (item 9, never imputed),
+    are partial with one item missing; every other total is complete; item rows say nothing."""
+    parquet = pq.read_table(bundle / "parquet" / "observations.parquet").to_pylist()
+    csv = pa_csv.read_csv(bundle / "csv" / "observations.csv").to_pylist()
+    for rows in (parquet, csv):
+        totals = [r for r in rows if r["kind"] == "total"]
+        marks = Counter((r["score_partial"], r["n_missing_items"], r["prorated"]) for r in totals)
+        assert marks == {
+            (False, 0, False): 320 - 2 * PARTIAL_PATIENTS,
+            (True, 1, True): PARTIAL_PATIENTS,
+            (True, 1, False): PARTIAL_PATIENTS,
+        }
+        assert all(r["value"] is None for r in totals if r["score_partial"] and not r["prorated"])
+        items = [r for r in rows if r["kind"] == "item"]
+        assert {(r["score_partial"], r["n_missing_items"]) for r in items} == {(None, None)}
+    lines = (bundle / "fhir" / "Observation.ndjson").read_text().splitlines()
+    totals = [json.loads(x) for x in lines if '"derivedFrom"' in x]
+    fhir_marks = Counter(
+        (found["score-partial"], found["missing-items"], found["score-prorated"])
+        for found in map(_extensions, totals)
+    )
+    # The responses without a total have no total Observation.
+    assert fhir_marks == {
+        (False, 0, False): 320 - 2 * PARTIAL_PATIENTS,
+        (True, 1, True): PARTIAL_PATIENTS,
+    }
 
 
 def test_codebook_describes_every_column_of_every_file(bundle: Path) -> None:
@@ -340,6 +428,29 @@ def test_a_limited_data_set_shifts_each_patients_times_by_one_constant_offset(
     package = json.loads((tmp_path / "lds" / "datapackage.json").read_text())
     assert package["deidentification"]["limited_data_set"] is True
     assert "There are no calendar dates" not in readme
+
+
+def test_shifted_dates_leave_out_the_real_first_treatment_year(
+    tmp_path: Path, timelines: list[Any]
+) -> None:
+    """The real year beside a shifted date would bound the secret shift (a first session
+    shifted to early January of the real year means a shift of a few days at most), so with
+    shifted dates the year is empty in every file, and the gate does not count it either.
+    Without a shift it is the real year (`test_parquet_files_open_...`)."""
+    profile = DeidentificationProfile(date_shift=True)
+    run_export(timelines, tmp_path / "lds", key=secrets.token_bytes(32), profile=profile)
+    patients = pq.read_table(tmp_path / "lds" / "parquet" / "patients.parquet")
+    assert patients.num_rows == 40
+    assert patients.schema.field("first_treatment_year").type == pa.int16()
+    assert set(patients.column("first_treatment_year").to_pylist()) == {None}
+    csv = pa_csv.read_csv(tmp_path / "lds" / "csv" / "patients.csv")
+    assert csv.column("first_treatment_year").null_count == csv.num_rows == 40
+    package = json.loads((tmp_path / "lds" / "datapackage.json").read_text())
+    generalised = package["k_anonymity"]["generalisation"]["first_treatment_year"]
+    assert generalised == "not exported (dates shifted)"
+    readme = (tmp_path / "lds" / "README.md").read_text()
+    assert "first_treatment_year: not exported (dates shifted)." in readme
+    assert "Only `first_treatment_year`" not in readme
 
 
 def test_free_text_with_shifted_dates_is_marked_both_ways(

@@ -14,9 +14,11 @@ from typing import Any
 import msgspec
 import pyarrow.parquet as pq
 import pytest
+from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from hypothesis import given
 from hypothesis import strategies as st
 
+from backend.domain.exports import fhir
 from backend.domain.exports.deid import (
     CohortChanged,
     DeidentificationProfile,
@@ -450,6 +452,34 @@ def test_free_text_is_dropped_by_default_and_exported_only_on_request() -> None:
     notes = [r.value_text for r in batch.observations if r.kind == "free_text"]
     assert notes
     assert all(note and "Perpetua" in note for note in notes)
+
+
+def test_in_fhir_a_text_item_named_note_stays_an_answer_beside_the_patients_note() -> None:
+    """A response's rows are its answers, its total, then the patient's note: FHIR tells the
+    note (an extension: R4's QuestionnaireResponse has no note) from a text item by place, so
+    an item whose linkId happens to be "note" is not taken for it, nor dropped."""
+    timelines = clinic(Identifiers())
+    opted = DeidentificationProfile(include_free_text=True)
+    first = timelines[1].responses[0]
+    typed = ItemAnswerRecord(link_id="note", value="typed into the item")
+    response = msgspec.structs.replace(first, answers=(*first.answers, typed))
+    target = msgspec.structs.replace(timelines[1], responses=(response,))
+    rows = deidentify(
+        target,
+        profile=opted,
+        decision=gate(timelines, opted),
+        pseudonymiser=Pseudonymiser(b"k" * 32),
+    ).observations
+    resource = next(
+        r for r in fhir.observation_resources(rows) if r["resourceType"] == "QuestionnaireResponse"
+    )
+    QuestionnaireResponse.model_validate(resource)
+    assert resource["item"][-1] == {
+        "linkId": "note",
+        "answer": [{"valueString": "typed into the item"}],
+    }
+    notes = [e["valueString"] for e in resource["extension"] if e["url"] == fhir.PATIENT_NOTE]
+    assert notes == [first.free_text]
 
 
 def test_profile_classification() -> None:

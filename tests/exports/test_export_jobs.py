@@ -314,6 +314,12 @@ async def test_a_joined_study_exports_both_clinics(
         "/api/v1/exports/studies", headers=world.staff["admin_a"].headers,
         json={"name": "two-sites"},
     )  # fmt: skip
+    invited = await api.post(
+        f"/api/v1/exports/studies/{study.json()['id']}/invitations",
+        headers=world.staff["admin_a"].headers,
+        json={"clinic_id": str(world.clinic_b)},
+    )
+    assert invited.status_code == 201, invited.text
     joined = await api.post(
         f"/api/v1/exports/studies/{study.json()['id']}/clinics",
         headers=world.staff["admin_b"].headers,

@@ -31,6 +31,8 @@ SHIPPED = {
     "ketamine-bladder-misuse",
     "b12-risk",
     "blood-pressure",
+    "home-blood-pressure",
+    "ketamine-cognition",
 }
 
 

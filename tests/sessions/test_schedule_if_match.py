@@ -262,3 +262,34 @@ async def test_two_schedule_changes_of_the_same_tag_do_not_both_succeed(
     stored = await _stored_schedule(api, patient_id)
     assert stored.time_zone == "Europe/Paris"
     assert (stored.quiet_hours_start, stored.quiet_hours_end) == ("23:00", "06:00")
+
+
+async def test_every_change_a_clinician_sees_changes_the_session_version_in_one_instant(
+    api: AsyncTestClient[Litestar],  # noqa: F811
+    people: World,
+    clock: MovableClock,
+) -> None:
+    """The version must not lean on ``updated_at`` alone: two writes in the same instant (a
+    clock's resolution, or this frozen test clock) that change only whether the session ends the
+    course are two versions, so a copy read before the first is refused by the second."""
+    nurse, doctor = people.staff["clinician_a"], people.staff["admin_a"]
+    base, session = await _planned(api, people, clock)
+    url = f"{base}/sessions/{session['id']}/schedule"
+    read = session["version"]
+    same = {"planned_start": session["planned_start"]}
+    marked = await api.put(
+        url,
+        headers={**nurse.headers, "If-Match": f'"{read}"'},
+        json={**same, "last_in_course": True},
+    )
+    assert marked.status_code == 200, marked.text
+    assert marked.json()["last_in_course"] is True
+    assert marked.json()["version"] != read
+    after = await _shown(api, people, base, session["id"])
+    stale = await api.put(
+        url,
+        headers={**doctor.headers, "If-Match": f'"{read}"'},
+        json={**same, "last_in_course": False},
+    )
+    assert stale.status_code == 412, stale.text
+    assert await _shown(api, people, base, session["id"]) == after

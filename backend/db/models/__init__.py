@@ -20,7 +20,12 @@ from backend.db.models.data_key import DataKey as DataKey
 from backend.db.models.dek_rotation import DekRotation as DekRotation
 from backend.db.models.device import Device
 from backend.db.models.enrolment_code import EnrolmentCode
-from backend.db.models.export_job import ExportJob, ExportStudy, ExportStudyClinic
+from backend.db.models.export_job import (
+    ExportJob,
+    ExportStudy,
+    ExportStudyClinic,
+    ExportStudyInvitation,
+)
 from backend.db.models.login_failure import LoginFailureCounter
 from backend.db.models.outbox import OutboxMessage
 from backend.db.models.patient import Patient
@@ -56,6 +61,7 @@ __all__ = [
     "ExportJob",
     "ExportStudy",
     "ExportStudyClinic",
+    "ExportStudyInvitation",
     "LoginFailureCounter",
     "N2OSessionHold",
     "OutboxMessage",

@@ -38,6 +38,23 @@ class ExportStudyClinic(SQLModel, table=True):
     consented_at: datetime = Field(sa_type=UTCDateTime)
 
 
+class ExportStudyInvitation(SQLModel, table=True):
+    """A member clinic's pending invitation for another clinic to join a study.
+
+    Joining a study hands the joining clinic's researchers the members' de-identified data, so
+    the members decide who joins: a clinic joins only with an invitation, which joining consumes.
+    Only pending invitations are rows here (joined, declined and revoked ones are deleted); the
+    audit log keeps the history.
+    """
+
+    __tablename__ = "export_study_invitations"
+
+    study_id: uuid.UUID = Field(foreign_key="export_studies.id", primary_key=True)
+    clinic_id: uuid.UUID = Field(foreign_key="clinics.id", primary_key=True, index=True)
+    invited_by: uuid.UUID | None = Field(default=None)
+    invited_at: datetime = Field(sa_type=UTCDateTime)
+
+
 class ExportJob(SQLModel, table=True):
     """One requested research export, run in the background by whichever instance claims it.
 
@@ -45,7 +62,8 @@ class ExportJob(SQLModel, table=True):
     died is claimed again when the lease runs out and starts over in a fresh temporary
     directory; the final archive appears under ``result_path`` only by an atomic rename, so a
     half-written export is never handed out. ``clinic_ids`` freezes the cohort definition at
-    request time (JSON list of clinic ids). The per-export pseudonym key lives only as ciphertext
+    request time (JSON list of clinic ids), except that a clinic withdrawing from the study takes
+    itself out of the jobs not yet written. The per-export pseudonym key lives only as ciphertext
     under the job's own data key (keyring owner = the job id), destroyed when the job ends.
     Nothing here is PHI: ids, counts, states and a refusal reason that names counts only.
     """

@@ -56,6 +56,7 @@ AlertKind = Literal[
     "PSYCHOTIC_SYMPTOMS",
     "BLOOD_PRESSURE",
     "SEDATION",
+    "COGNITIVE_PROBLEMS",
     # §4.2 missed check-ins
     "CHECK_IN_REMINDER",
     "MISSED_CHECK_IN",
@@ -82,6 +83,9 @@ class ScoreEvidence(msgspec.Struct, frozen=True, kw_only=True):
     authored: datetime
     total: int | None
     prorated: bool
+    partial: bool | None = None
+    """Some scored item was unanswered (`ScoredResponse.partial`), prorated or not, so the total
+    may mislead a reviewer. None: evidence recorded before this field existed (not known)."""
 
 
 class AnswerEvidence(msgspec.Struct, frozen=True, kw_only=True):
@@ -130,6 +134,7 @@ def score_evidence(response: ScoredResponse, role: str) -> ScoreEvidence:
         authored=response.authored,
         total=response.total,
         prorated=response.prorated,
+        partial=response.partial,
     )
 
 

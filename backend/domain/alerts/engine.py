@@ -38,9 +38,10 @@ def reads_answers(instrument: Instrument, parameters: AlertParameters) -> bool:
 
     The rules that do: C-SSRS triage and the free-text keywords (suicidality), the N2O
     checklist's follow-up and rapid-progression items (any instrument with an N2O-neurology
-    safety item), the ketamine dissociation item. A timeline may leave the answers of other
-    instruments out (`history`: a long course is then read without decrypting them), which
-    `tests/alerts/test_answers_read.py` proves changes no rule's result.
+    safety item), the ketamine dissociation, home blood pressure and cognition items. A
+    timeline may leave the answers of other instruments out (`history`: a long course is then
+    read without decrypting them), which `tests/alerts/test_answers_read.py` proves changes no
+    rule's result.
     """
     link_ids = {item.link_id for item in instrument.items}
     return (
@@ -50,6 +51,9 @@ def reads_answers(instrument: Instrument, parameters: AlertParameters) -> bool:
         or any(link_id.startswith("NEURO-") for link_id in link_ids)
         or parameters.n2o_neuro.rapid_progression_item in link_ids
         or parameters.ketamine.dissociation_item in link_ids
+        or parameters.ketamine.home_bp_systolic_item in link_ids
+        or parameters.ketamine.home_bp_diastolic_item in link_ids
+        or parameters.ketamine.cognition_item in link_ids
     )
 
 

@@ -11,7 +11,7 @@ wait, after a response that left a suicide item blank (clinical-spec §5.3 rule 
 
 import enum
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -25,12 +25,14 @@ from backend.domain.alerts.parameters import AlertParameters
 from backend.domain.alerts.rows import AnyRow
 from backend.domain.alerts.timeline import (
     CourseBaseline,
+    InstrumentReading,
     MissedCheckIn,
     Modality,
     PatientTimeline,
     ScoredResponse,
     TreatmentSession,
-    scored_response,
+    instrument_reading,
+    read_scored,
 )
 from backend.keyring.service import Keyring, OwnerKeys
 from questionnaires.answers import Answer
@@ -56,31 +58,50 @@ class _Decrypted(msgspec.Struct, frozen=True, kw_only=True):
 AnswersNeeded = Callable[[Score], bool]
 
 
-def _decrypt(keys: OwnerKeys, row: AnyRow, answers_needed: AnswersNeeded) -> _Decrypted:
+_SCORE: Final = msgspec.msgpack.Decoder(Score)
+_ANSWERS: Final = msgspec.msgpack.Decoder(tuple[Answer, ...])
+
+
+def _decrypt(
+    keys: OwnerKeys, rows: Sequence[AnyRow], answers_needed: AnswersNeeded
+) -> list[_Decrypted]:
+    """The rows' scores, and their answers where a rule reads them, opened together: the parts
+    of the associated data every row shares are encoded once (`OwnerKeys.decrypt_many`), and a
+    field that fails to open raises, naming its row, as `OwnerKeys.decrypt` does."""
     # Decrypted on every read, never kept: a submission reads only its scope (its course), and
     # plaintext answers do not linger in memory between evaluations. The answers only where a
     # rule reads them (`engine.reads_answers`): most of a course is scores, and each field
     # opened is an AES-GCM decryption the submission waits for.
-    row_id = str(row.id)
-    score = msgspec.msgpack.decode(
-        keys.decrypt(
-            table=_RESPONSES_TABLE, column="score_ct", row_id=row_id, blob=bytes(row.score_ct)
-        ),
-        type=Score,
-    )
-    answers: dict[str, bool | int | float | str] = {}
-    if answers_needed(score):
-        stored = msgspec.msgpack.decode(
-            keys.decrypt(
-                table=_RESPONSES_TABLE,
-                column="answers_ct",
-                row_id=row_id,
-                blob=bytes(row.answers_ct),
-            ),
-            type=tuple[Answer, ...],
+    row_ids = [str(row.id) for row in rows]
+    scores = [
+        _SCORE.decode(plain)
+        for plain in keys.decrypt_many(
+            table=_RESPONSES_TABLE,
+            column="score_ct",
+            row_ids=row_ids,
+            blobs=[row.score_ct for row in rows],
         )
-        answers = {a.link_id: a.value for a in stored}
-    return _Decrypted(id=row_id, authored=row.authored_at, score=score, answers=answers)
+    ]
+    needed = [index for index, score in enumerate(scores) if answers_needed(score)]
+    answers: dict[int, dict[str, bool | int | float | str]] = {}
+    if needed:
+        opened = keys.decrypt_many(
+            table=_RESPONSES_TABLE,
+            column="answers_ct",
+            row_ids=[row_ids[index] for index in needed],
+            blobs=[rows[index].answers_ct for index in needed],
+        )
+        for index, plain in zip(needed, opened, strict=True):
+            answers[index] = {a.link_id: a.value for a in _ANSWERS.decode(plain)}
+    return [
+        _Decrypted(
+            id=row_id,
+            authored=row.authored_at,
+            score=score,
+            answers=answers.get(index, {}),
+        )
+        for index, (row_id, row, score) in enumerate(zip(row_ids, rows, scores, strict=True))
+    ]
 
 
 def answers_needed_by(parameters: AlertParameters) -> AnswersNeeded:
@@ -116,15 +137,18 @@ def _reasks(responses: list[_Decrypted], wait: timedelta) -> dict[str, str]:
 
 def _scored(responses: list[_Decrypted], wait: timedelta) -> list[ScoredResponse]:
     reask_of = _reasks(responses, wait)
+    # A course holds many responses to a few instruments: each instrument is read once.
+    readings: dict[tuple[str, str], InstrumentReading] = {}
     scored = []
     for response in responses:
-        instrument = catalogue().get(
-            response.score.instrument_id, response.score.instrument_version
-        )
+        key = (response.score.instrument_id, response.score.instrument_version)
+        reading = readings.get(key)
+        if reading is None:
+            reading = readings[key] = instrument_reading(catalogue().get(*key))
         scored.append(
-            scored_response(
+            read_scored(
                 response.score,
-                instrument,
+                reading,
                 response_id=response.id,
                 authored=response.authored,
                 answers=response.answers,
@@ -211,6 +235,12 @@ def scope_is_exact(responses: list[_Decrypted], submitted_id: str) -> bool:
     return not any(r.score.unanswered_safety_items for r in responses if r.id != submitted_id)
 
 
+def response_key(row_id: uuid.UUID | str) -> str:
+    """A stored response's id as the rules and its fields' associated data have it: the course's
+    rows come with it as text already (`sources.SubmissionScope.since`), others as a uuid."""
+    return row_id if type(row_id) is str else str(row_id)
+
+
 async def _submission_rows(
     connection: AsyncConnection,
     patient_id: uuid.UUID,
@@ -236,19 +266,19 @@ async def _submission_rows(
         submitted.id,
     ):
         return None  # a late arrival can change the pairing of later responses: read them all
-    rows: dict[uuid.UUID, AnyRow] = {r.id: r for r in scope.since}
-    rows.pop(submitted.id, None)
+    rows: dict[str, AnyRow] = {response_key(r.id): r for r in scope.since}
+    rows.pop(str(submitted.id), None)
     # The answer just before it is enough: if it left a safety item blank, `scope_is_exact`
     # sends us to the whole history anyway; if not, no re-ask chain reaches past it.
     if previous is not None:
-        rows.setdefault(previous.id, previous)
+        rows.setdefault(response_key(previous.id), previous)
     # The latest B12 risk answers (the submission's own, if it is one, are already in hand).
     if scope.latest_b12 is not None:
-        rows.setdefault(scope.latest_b12.id, scope.latest_b12)
-    missing = [i for i in baseline_ids if i not in rows and i != submitted.id]
+        rows.setdefault(response_key(scope.latest_b12.id), scope.latest_b12)
+    missing = [i for i in baseline_ids if str(i) not in rows and i != submitted.id]
     if missing:
         for row in await sources.responses_by_id(connection, patient_id, missing):
-            rows.setdefault(row.id, row)
+            rows.setdefault(response_key(row.id), row)
     return list(rows.values())
 
 
@@ -314,7 +344,7 @@ async def patient_timeline(
             keys = await keyring.owner_keys(session, patient_id)
         if keys is None:
             return []
-        return [_decrypt(keys, row, answers_needed) for row in rows]
+        return _decrypt(keys, rows, answers_needed)
 
     decrypted: list[_Decrypted] | None = None
     if rows is not None and submitted is not None:
@@ -343,6 +373,7 @@ async def patient_timeline(
                     response_id=response.id,
                     total=response.total,
                     authored=response.authored,
+                    partial=response.partial,
                 )
             )
     return PatientTimeline(

@@ -114,6 +114,17 @@ class KetamineParameters(_Parameters, frozen=True):
     dissociation_next_day_after_hours: float
     dissociation_review_severity: Severity
     dissociation_next_day_severity: Severity
+    home_bp_systolic_item: str
+    home_bp_diastolic_item: str
+    """The patient's home reading (§5.2 "Home BP (if the patient owns a cuff)"): numbers read
+    from the answers, so the thresholds are data here rather than safety items of the form."""
+    home_bp_systolic_at_least: int
+    home_bp_diastolic_at_least: int
+    """Either number at or above its threshold raises (§5.2: ≥180 or ≥110 [P])."""
+    home_bp_severity: Severity
+    cognition_item: str
+    """Yes to "new memory or concentration problems over weeks" raises (§5.2)."""
+    cognition_severity: Severity
 
 
 class MissedCheckInParameters(_Parameters, frozen=True):
@@ -234,6 +245,7 @@ def _check(parameters: AlertParameters) -> None:
     if SEVERITY_RANK[parameters.suicidality.free_text_severity] < SEVERITY_RANK["priority"]:
         raise ParameterError("suicidality.freeTextSeverity must be priority or above")
     _check_cssrs_tiers(parameters.suicidality.cssrs_tiers)
+    _check_ketamine(parameters.ketamine)
     _check_rebound_severity(parameters.rebound_severity)
     for key, rule in parameters.rebound.items():
         if not 0 < rule.min_fraction <= 1 or not 0 <= rule.min_gain_rel <= 1:
@@ -276,3 +288,18 @@ def _check_rebound_severity(severity: dict[ReboundEvent, Severity]) -> None:
         raise ParameterError(
             "reboundSeverity: clinician tasks must be routine or above: " + ", ".join(low)
         )
+
+
+def _check_ketamine(ketamine: KetamineParameters) -> None:
+    """Each red flag reaches a clinician (a tier below routine would not), and a threshold is a
+    possible reading: at or below zero every reading would raise."""
+    for field, severity in (
+        ("homeBpSeverity", ketamine.home_bp_severity),
+        ("cognitionSeverity", ketamine.cognition_severity),
+    ):
+        if SEVERITY_RANK[severity] < SEVERITY_RANK["routine"]:
+            raise ParameterError(f"ketamine.{field} must be routine or above")
+    if ketamine.home_bp_systolic_at_least <= 0 or ketamine.home_bp_diastolic_at_least <= 0:
+        raise ParameterError("ketamine: home blood pressure thresholds must be positive")
+    if ketamine.home_bp_systolic_item == ketamine.home_bp_diastolic_item:
+        raise ParameterError("ketamine: systolic and diastolic are two items")

@@ -17,6 +17,7 @@ from sqlalchemy import (
     literal,
     null,
     select,
+    type_coerce,
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from backend.db.direct import DirectStatement
 from backend.db.models.questionnaire_response import QuestionnaireResponse
 from backend.db.models.treatment import CheckIn, CourseBaseline, TreatmentCourse, TreatmentSession
+from backend.db.types import UuidText
 from backend.domain.alerts.rows import AnyRow
 
 RESPONSES: Final = typing_cast(Table, QuestionnaireResponse.__table__)  # type: ignore[attr-defined]
@@ -86,7 +88,13 @@ _SINCE_CONDITIONS: Final = (
 _SCOPE_SINCE: Final = DirectStatement(
     union_all(*_SCOPE_PARTS, _part(_SINCE_PART, _RESPONSE_COLUMNS).where(*_SINCE_CONDITIONS))
 )
-_ONLY_SINCE: Final = DirectStatement(select(*_RESPONSE_COLUMNS).where(*_SINCE_CONDITIONS))
+# The course's responses, the bulk of what a submission reads: their ids as text, as the rules
+# and the fields' associated data use them (`types.UuidText`).
+_ONLY_SINCE: Final = DirectStatement(
+    select(type_coerce(_R.id, UuidText()).label("id"), *_RESPONSE_COLUMNS[1:]).where(
+        *_SINCE_CONDITIONS
+    )
+)
 
 
 def prior_response_parts(previous: int, latest_b12: int) -> tuple["Part", "Part"]:
@@ -146,7 +154,8 @@ class SubmissionScope(NamedTuple):
     latest_b12: AnyRow | None
     """The latest B12 risk answers but the submission itself."""
     since: list[AnyRow]
-    """Responses authored at or after ``since`` (none asked: empty)."""
+    """Responses authored at or after ``since`` (none asked: empty). Their ``id`` may be the
+    uuid's canonical text rather than a `uuid.UUID` (`history.response_key` takes both)."""
 
 
 async def submission_scope(

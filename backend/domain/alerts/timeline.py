@@ -8,7 +8,8 @@ rules, which measure intervals). Ids are strings so evidence can point back at s
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from operator import attrgetter
+from typing import Annotated, Final, Literal
 
 import msgspec
 
@@ -85,6 +86,9 @@ class CourseBaseline(msgspec.Struct, frozen=True, kw_only=True):
     response_id: str
     total: int
     authored: UTCDateTime
+    partial: bool
+    """As `ScoredResponse.partial`. Only a B0 recorded before partial scores were refused can be
+    partial (a derived B0 is complete); the evidence shows it so the reviewer can judge."""
 
 
 class UnansweredSafetyItem(msgspec.Struct, frozen=True, kw_only=True):
@@ -161,6 +165,28 @@ class N2OExposureSummary(msgspec.Struct, frozen=True, kw_only=True):
     hours_since_previous_session: float | None
 
 
+class InstrumentReading(msgspec.Struct, frozen=True):
+    """What `scored_response` needs of an instrument, worked out once per instrument rather than
+    once per response (a course's history holds many responses to a few instruments)."""
+
+    recall_hours: int | None
+    concerns: dict[str, Concern]
+    """Each safety item's concern, by linkId."""
+    text_items: frozenset[str]
+    """The free-text items the rules read: a patient-answered instrument's text items (a
+    clinician's note is not the patient's message, §5.3 rule 1)."""
+
+
+def instrument_reading(instrument: Instrument) -> InstrumentReading:
+    return InstrumentReading(
+        recall_hours=instrument.recall.hours,
+        concerns={item.link_id: item.concern for item in instrument.safety_items},
+        text_items=frozenset(item.link_id for item in instrument.items if item.type == "text")
+        if instrument.respondent == "patient"
+        else frozenset(),
+    )
+
+
 def scored_response(
     score: Score,
     instrument: Instrument,
@@ -173,44 +199,68 @@ def scored_response(
     """The rules' view of one scored submission: values by linkId, and the free text of a
     patient-answered instrument's text items apart (a clinician's note is not the patient's
     message, §5.3 rule 1)."""
-    concerns = {item.link_id: item.concern for item in instrument.safety_items}
-    text_items = (
-        {item.link_id for item in instrument.items if item.type == "text"}
-        if instrument.respondent == "patient"
-        else set()
+    return read_scored(
+        score,
+        instrument_reading(instrument),
+        response_id=response_id,
+        authored=authored,
+        answers=answers,
+        reask_of=reask_of,
     )
+
+
+def read_scored(
+    score: Score,
+    reading: InstrumentReading,
+    *,
+    response_id: str,
+    authored: datetime,
+    answers: dict[str, bool | int | float | str],
+    reask_of: str | None = None,
+) -> ScoredResponse:
+    """`scored_response` with the instrument's reading worked out already."""
+    text_items = reading.text_items
     return ScoredResponse(
         id=response_id,
         instrument_id=score.instrument_id,
         instrument_version=score.instrument_version,
         trajectory_key=score.trajectory_key,
-        recall_hours=instrument.recall.hours,
+        recall_hours=reading.recall_hours,
         authored=authored,
         total=score.total,
         prorated=score.prorated,
         partial=bool(score.missing_items),
-        answers={k: v for k, v in answers.items() if not isinstance(v, str)},
+        # Most of a course's responses come without answers (`history`: only where a rule
+        # reads them), so the empty case skips the comprehensions.
+        answers={k: v for k, v in answers.items() if not isinstance(v, str)} if answers else {},
         free_text=tuple(
             FreeText(k, v)
             for k, v in sorted(answers.items())
             if k in text_items and isinstance(v, str) and v.strip()
-        ),
+        )
+        if answers and text_items
+        else (),
         safety_flags=score.safety_flags,
         unanswered_safety_items=tuple(
-            UnansweredSafetyItem(link_id=link_id, concern=concerns[link_id])
+            UnansweredSafetyItem(link_id=link_id, concern=reading.concerns[link_id])
             for link_id in score.unanswered_safety_items
         ),
         reask_of=reask_of,
     )
 
 
+# attrgetter builds each key in C; every rule sorts the whole course on every evaluation.
+_BY_AUTHORED: Final = attrgetter("authored", "id")
+_BY_START: Final = attrgetter("start", "id")
+
+
 def in_order(responses: tuple[ScoredResponse, ...] | list[ScoredResponse]) -> list[ScoredResponse]:
     """Chronological, ties broken by id, so that rules never depend on input order."""
-    return sorted(responses, key=lambda r: (r.authored, r.id))
+    return sorted(responses, key=_BY_AUTHORED)
 
 
 def sessions_in_order(sessions: tuple[TreatmentSession, ...]) -> list[TreatmentSession]:
-    return sorted(sessions, key=lambda s: (s.start, s.id))
+    return sorted(sessions, key=_BY_START)
 
 
 def course_baseline(
@@ -235,7 +285,11 @@ def course_baseline(
     last = candidates[-1]
     assert last.total is not None  # complete
     return CourseBaseline(
-        trajectory_key=trajectory_key, response_id=last.id, total=last.total, authored=last.authored
+        trajectory_key=trajectory_key,
+        response_id=last.id,
+        total=last.total,
+        authored=last.authored,
+        partial=False,
     )
 
 

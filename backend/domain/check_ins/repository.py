@@ -414,10 +414,26 @@ async def cancel_unsent_for_patient(
     connection: AsyncConnection, patient_id: uuid.UUID, *, now: datetime
 ) -> int:
     """Cancel every check-in of the patient that has not reached them (pending, merged): their
-    monitoring stopped. Claimed rows are the timers' (which cancel them on seeing the status)."""
+    monitoring stopped. Claimed rows are the timers' (which cancel them on seeing the status).
+
+    Rows a timer pass holds right now are skipped, not waited for: waiting on a row the pass
+    then updates again deadlocked erasure against the pass on PostgreSQL. A skipped row is
+    that pass's, and every later pass cancels it on claiming it (`monitoring_stopped`)."""
+    unsent = and_(_c.patient_id == patient_id, _c.status.in_(("pending", "merged")))
+    ids = list(
+        (
+            await connection.execute(
+                select(_c.id).where(unsent).order_by(_c.id).with_for_update(skip_locked=True)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if not ids:
+        return 0
     result = await connection.execute(
         update(TABLE)
-        .where(_c.patient_id == patient_id, _c.status.in_(("pending", "merged")))
+        .where(_c.id.in_(ids), unsent)
         .values(status="cancelled", cancelled_at=now, next_reminder_at=None, updated_at=now)
     )
     return int(result.rowcount or 0)

@@ -151,7 +151,9 @@ PATIENTS = Table(
         Column(
             "first_treatment_year",
             pa.int16(),
-            "Calendar year of the first treatment (empty when generalised away)",
+            "Calendar year of the first treatment (empty when generalised away). Always empty "
+            "with shifted dates: the real year would narrow each patient's secret shift (a "
+            "shifted year can be read from the sessions' shifted_start)",
         ),
         Column("rare_flags", pa.string(), "Rare alert kinds ever raised, ','-joined"),
     ),
@@ -235,12 +237,35 @@ OBSERVATIONS = Table(
         Column(
             "value_text",
             pa.string(),
-            "Free text typed by the patient, or a clinician's side-effect note (variable "
-            "'<code>_note'); only when the export opted in; may identify",
+            "Free text, only when the export opted in; may identify: a patient's answer to a "
+            "text item (variable: its linkId), a patient's note on the response (variable "
+            "'note', after the total), or a clinician's side-effect note (variable "
+            "'<code>_note'). In FHIR: the QuestionnaireResponse item's valueString, its "
+            "patient-note extension, the side-effect Observation's note",
             presence="free_text",
         ),
         Column("band", pa.string(), "Severity band of the total, by the instrument's bands"),
-        Column("prorated", pa.bool_(), "The total replaced missing items by the mean"),
+        Column(
+            "prorated",
+            pa.bool_(),
+            "Total rows: the total replaced missing items by the mean of the answered ones "
+            "(a prorated total is also score_partial); empty on other rows",
+        ),
+        Column(
+            "score_partial",
+            pa.bool_(),
+            "Total rows: some scored item was left unanswered, so the total is partial: prorated, "
+            "scored from the answered items (domain-maxima instruments such as QIDS-SR16), or "
+            "empty when too many were missing. The clinical rules never treat a partial total as "
+            "complete (e.g. it cannot confirm a rebound on its own); exclude or weight such "
+            "totals. Empty on other rows",
+        ),
+        Column(
+            "n_missing_items",
+            pa.int32(),
+            "Total rows: number of scored items left unanswered (0 = complete); which ones: the "
+            "item rows absent for this record_id. Empty on other rows",
+        ),
         *_WHEN,
         SHIFTED_TIME,
     ),
@@ -462,7 +487,7 @@ def datapackage(
             "k_achieved": k_anonymity.k_achieved,
             "quasi_identifiers": list(k_anonymity.quasi_identifiers),
             "generalisation_step": k_anonymity.generalisation_step,
-            "generalisation": k_anonymity.generalisation,
+            "generalisation": generalisation(k_anonymity, profile),
             "patients_considered": k_anonymity.patients_considered,
             "patients_suppressed": k_anonymity.patients_suppressed,
             "classes": k_anonymity.classes,
@@ -470,6 +495,17 @@ def datapackage(
         },
         "software": {"name": "interlude", "version": software_version},
     }
+
+
+def generalisation(
+    k_anonymity: KAnonymityReport, profile: DeidentificationProfile
+) -> dict[str, str]:
+    """How coarsely each quasi-identifier left, as the gate chose; with shifted dates the real
+    first-treatment year does not leave at all (`deid.quasi_identifiers`)."""
+    found = dict(k_anonymity.generalisation)
+    if profile.date_shift and "first_treatment_year" in found:
+        found["first_treatment_year"] = "not exported (dates shifted)"
+    return found
 
 
 def deidentification_summary(profile: DeidentificationProfile) -> dict[str, Any]:

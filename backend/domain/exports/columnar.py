@@ -43,6 +43,7 @@ _INSTANT: Final = pa.timestamp("us", tz="UTC")
 # pyarrow try to import optional modules (dateutil, pandas) that are not installed, and a failed
 # import is not cached: ~0.2-0.5 ms per call, more than the call's own work on a page.
 _ONE: Final = pa.scalar(1, pa.int64())
+_ZERO_32: Final = pa.scalar(0, pa.int32())
 _US_PER_SECOND: Final = pa.scalar(1_000_000.0, pa.float64())
 _SECONDS_PER_HOUR: Final = pa.scalar(3600.0, pa.float64())
 _HOURS_PER_DAY: Final = pa.scalar(24.0, pa.float64())
@@ -75,6 +76,9 @@ class Score(Protocol):
 
     @property
     def prorated(self) -> bool: ...
+
+    @property
+    def missing_items(self) -> Sequence[str]: ...
 
 
 class FlatAnswers(NamedTuple):
@@ -167,6 +171,8 @@ class ObservationColumns:
         self._total: list[float | None] = []
         self._band: list[str | None] = []
         self._prorated: list[bool] = []
+        self._missing: list[int] = []
+        """Scored items left unanswered, per response: the total is partial when any is."""
         self._answers: list[FlatAnswers | AnswerColumns] = []
         """Each patient's answers as they were added, in order."""
         self.instruments: set[tuple[str, str, str]] = set()
@@ -205,6 +211,7 @@ class ObservationColumns:
         self._total += [None if s.total is None else float(s.total) for s in scores]
         self._band += [s.band for s in scores]
         self._prorated += [s.prorated for s in scores]
+        self._missing += [len(s.missing_items) for s in scores]
         if isinstance(answers, AnswerColumns):
             part: FlatAnswers | AnswerColumns = answers
             responses = answers.responses
@@ -328,6 +335,17 @@ class ObservationColumns:
             ),
             "prorated": lambda: per_row(
                 pa.nulls(item_rows, pa.bool_()), pa.array(self._prorated, pa.bool_())
+            ),
+            # Partial as `deid` and the alert rules have it: prorated, or any item missing.
+            "score_partial": lambda: per_row(
+                pa.nulls(item_rows, pa.bool_()),
+                pc.or_(
+                    pa.array(self._prorated, pa.bool_()),
+                    pc.greater(pa.array(self._missing, pa.int32()), _ZERO_32),
+                ),
+            ),
+            "n_missing_items": lambda: per_row(
+                pa.nulls(item_rows, pa.int32()), pa.array(self._missing, pa.int32())
             ),
             "course_index": lambda: per_response(pa.array(self._course_index, pa.int32())),
             "session_index": lambda: per_response(pa.array(self._session_index, pa.int32())),

@@ -10,7 +10,7 @@ What leaves (45 CFR 164.514(b)(2), mapping in §E.1):
   first three ZIP digits ("000" for sparse areas);
 - time only relative to the patient's own anchors: hours and days since the start of the course,
   the index k of the latest treatment session and the hours since it; the calendar year of the
-  first treatment is the only calendar element (§E.2);
+  first treatment is the only calendar element (§E.2), and only without a date shift;
 - codes and numbers: instrument ids and versions, item answers, totals, side-effect codes and
   severities, session observations (blood pressure, CADSS-6, MOAA/S), alert kinds and rule
   versions.
@@ -19,8 +19,9 @@ What never leaves: names, contact details, record numbers, device ids and tokens
 internal ids, clinician notes, exact dates and timestamps, and free text (a patient's note can
 contain anything, names included) unless the export opts in to free text.
 
-An optional per-patient date shift (off by default) adds shifted timestamps; shifted dates are
-still dates, so such an export is a limited data set, not Safe Harbor (§E.2).
+An optional per-patient date shift (off by default) adds shifted timestamps and leaves out the
+real first-treatment year; shifted dates are still dates, so such an export is a limited data
+set, not Safe Harbor (§E.2).
 
 Pure functions: the caller passes the keys; nothing here reads a clock or does I/O.
 """
@@ -251,7 +252,10 @@ def quasi_identifiers(
         modality="+".join(sorted(modalities)) or "none",
         n_courses=len(timeline.courses),
         n_sessions=len(timeline.sessions),
-        first_treatment_year=None if first is None else first.year,
+        # Under a date shift the real year would bound each patient's secret offset (a shifted
+        # date in January with a real year one later says the shift is short): not exported,
+        # and so not a class the gate counts either. The shifted dates carry a shifted year.
+        first_treatment_year=None if first is None or profile.date_shift else first.year,
         rare_flags=tuple(sorted(flags)),
     )
 
@@ -564,6 +568,7 @@ def _observation(
     value_text: str | None = None,
     band: str | None = None,
     prorated: bool | None = None,
+    missing_items: int | None = None,
 ) -> ObservationRow:
     return ObservationRow(
         study_id=source.study_id,
@@ -577,6 +582,8 @@ def _observation(
         value_text=value_text,
         band=band,
         prorated=prorated,
+        score_partial=None if missing_items is None else bool(prorated or missing_items),
+        n_missing_items=missing_items,
         course_index=source.where.course_index,
         session_index=source.where.session_index,
         hours_since_session=source.where.hours_since_session,
@@ -625,6 +632,7 @@ def _response_rows(
             value=None if response.total is None else float(response.total),
             band=response.band,
             prorated=response.prorated,
+            missing_items=len(response.missing_items),
         )
     )
     if profile.include_free_text and response.free_text:

@@ -1,10 +1,15 @@
 """De-identified rows as FHIR R4 resources for a Bulk Data (Flat FHIR) NDJSON export
 (http://hl7.org/fhir/uv/bulkdata/): Patient, QuestionnaireResponse, Observation (totals with
-LOINC where the instrument has one; side effects the clinic recorded; session observations:
-blood pressure as the vital-signs panel LOINC 85354-9 with systolic 8480-6 and diastolic 8462-4
-in mm[Hg], CADSS-6 and MOAA/S), MedicationAdministration (sessions, which session observations
-and side effects are `partOf`), Flag (clinical alerts: kind, severity, rule and version, times
-relative to treatment and to the alert's opening).
+LOINC where the instrument has one, and extensions `score-partial`, `missing-items` and
+`score-prorated` saying whether the total is partial; side effects the clinic recorded; session
+observations: blood pressure as the vital-signs panel LOINC 85354-9 with systolic 8480-6 and
+diastolic 8462-4 in mm[Hg], CADSS-6 and MOAA/S), MedicationAdministration (sessions, which
+session observations and side effects are `partOf`), Flag (clinical alerts: kind, severity,
+rule and version, times relative to treatment and to the alert's opening).
+
+Free text leaves only when the export opted in: a text item's answer as the
+QuestionnaireResponse item's `valueString`, a patient's note on a response as its
+`patient-note` extension, a clinician's side-effect note as the Observation's `note`.
 
 Resources carry no calendar date: times are extensions relative to the course and session, and
 required dates are marked absent with the data-absent-reason "masked". Only a limited data set
@@ -27,6 +32,8 @@ from questionnaires.registry import get_instrument
 
 EXTENSION_BASE = "urn:interlude:fhir:StructureDefinition"
 SCORE_SYSTEM = "urn:interlude:fhir:CodeSystem:score"
+PATIENT_NOTE = f"{EXTENSION_BASE}:patient-note"
+"""A note the patient wrote on a response (free text: only when the export opted in)."""
 SIDE_EFFECT_SYSTEM = "urn:interlude:fhir:CodeSystem:side-effect"
 SESSION_OBSERVATION_SYSTEM = "urn:interlude:fhir:CodeSystem:session-observation"
 SIDE_EFFECT_CHECKLIST = "side-effects"
@@ -180,16 +187,27 @@ def _response_resources(rows: Sequence[ObservationRow]) -> Iterator[dict[str, An
     }
     if first.shifted_time is not None:
         response["authored"] = _instant(first.shifted_time)
+    # A response's rows are its answers, its total, then a note the patient wrote on the
+    # response (free text, only with the opt-in): told apart by place, not by name, so that a
+    # text item whose linkId is "note" stays an answer.
+    end = next((n for n, row in enumerate(rows) if row.kind == "total"), len(rows))
     items = [
         {"linkId": row.variable, "answer": [_answer(instrument, row)]}
-        for row in rows
-        if row.kind == "item" or (row.kind == "free_text" and row.variable != "note")
+        for row in rows[:end]
+        if row.kind in ("item", "free_text")
     ]
     if items:
         response["item"] = items
+    # R4's QuestionnaireResponse has no `note`, and the note answers no item of the
+    # questionnaire: an extension.
+    response["extension"] += [
+        {"url": PATIENT_NOTE, "valueString": row.value_text}
+        for row in rows[end + 1 :]
+        if row.kind == "free_text" and row.value_text
+    ]
     yield response
-    for row in rows:
-        if row.kind == "total" and row.value is not None:
+    for row in rows[end : end + 1]:
+        if row.value is not None:
             yield _total_observation(row, instrument, timing)
 
 
@@ -202,7 +220,7 @@ def _total_observation(
     resource: dict[str, Any] = {
         "resourceType": "Observation",
         "id": f"{row.record_id}-total",
-        "extension": timing,
+        "extension": [*timing, *_completeness_extensions(row)],
         "status": "final",
         "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "survey"}]}],
         "code": {"coding": coding, "text": f"{row.instrument_id} total score"},
@@ -215,6 +233,23 @@ def _total_observation(
     if row.shifted_time is not None:
         resource["effectiveDateTime"] = _instant(row.shifted_time)
     return resource
+
+
+def _completeness_extensions(row: ObservationRow) -> list[dict[str, Any]]:
+    """Whether a total is partial, as the observations table's `score_partial`,
+    `n_missing_items` and `prorated`. Extensions, because the value is present and final:
+    `dataAbsentReason` is for a missing value, and `interpretation` reads the value clinically
+    (the band is there)."""
+    values: list[tuple[str, str, bool | int | None]] = [
+        ("score-partial", "valueBoolean", row.score_partial),
+        ("missing-items", "valueInteger", row.n_missing_items),
+        ("score-prorated", "valueBoolean", row.prorated),
+    ]
+    return [
+        {"url": f"{EXTENSION_BASE}:{name}", key: value}
+        for name, key, value in values
+        if value is not None
+    ]
 
 
 @cache

@@ -525,6 +525,9 @@ class ExportRunner:
                 job.id,
                 instance=self._instance,
                 values={"state": state, "finished_at": now, **values},
+                # Done only with the clinics it ran with: one that left the study meanwhile
+                # took itself out of the job (`service.withdraw_from_study`).
+                cohort=job.clinic_ids if state == "done" else None,
             )
             if done and state != "queued":
                 # The job's own key is needed by no one any more: destroying it makes this
@@ -569,6 +572,16 @@ class ExportRunner:
                 table=JOBS_TABLE,
                 blob=job.pseudonym_key_ct,
             )
+
+    async def _cohort_narrowed(self, job: Any) -> bool:
+        """The job is still this instance's, but a clinic left it since it was claimed."""
+        async with self._sessions() as session:
+            current = await repository.get_job(await session.connection(), job.id)
+        return (
+            current is not None
+            and (current.state, current.claimed_by) == ("running", self._instance)
+            and current.clinic_ids != job.clinic_ids
+        )
 
     async def _name(self, job: Any) -> str:
         if job.study_id is not None:
@@ -633,6 +646,8 @@ class ExportRunner:
                 expires_at=now + self._retention,
             ):
                 final.unlink(missing_ok=True)
+                if await self._cohort_narrowed(job):
+                    raise CohortChanged("a clinic left the study while the export ran")
                 raise LeaseLost("the export job was taken over by another instance")
             logger.info("export done", extra={"fields": {**fields, "rows": rows}})
         except ExportRefused as refusal:

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from backend.domain.exports.codebook import InstrumentUsed, deidentification_summary
+from backend.domain.exports.codebook import (
+    InstrumentUsed,
+    deidentification_summary,
+    generalisation,
+)
 from backend.domain.exports.deid import DeidentificationProfile
+from backend.domain.exports.fhir import EXTENSION_BASE
 from backend.domain.exports.kanon import KAnonymityReport
 
 _CLASSIFICATION = {
@@ -80,8 +85,23 @@ def render_readme(
         "of these variables: `variables` in `datapackage.json`.",
         "Alerts add `hours_to_acknowledged` and `hours_to_resolved` (from the alert opening) and",
         "`hours_to_last_trigger`; their evidence and clinicians' notes are never exported.",
-        "Only `first_treatment_year` in `patients` is calendar information"
-        + (" (and the shifted times above)." if profile.date_shift else "."),
+        *(
+            (
+                "`first_treatment_year` is empty: the real year would narrow each patient's",
+                "shift (a shifted year can be read from the sessions' `shifted_start`).",
+            )
+            if profile.date_shift
+            else ("Only `first_treatment_year` in `patients` is calendar information.",)
+        ),
+        "",
+        "## Scores",
+        "",
+        "Each `total` row says whether the total is partial: `score_partial` (a scored item was",
+        "left unanswered), `n_missing_items`, and `prorated` (missing items replaced by the mean",
+        "of the answered ones). The clinical rules never treat a partial total as complete:",
+        "exclude or weight such totals. A response too incomplete to score has an empty `value`.",
+        "In FHIR, the total Observation carries the same as extensions",
+        f"`{EXTENSION_BASE}:score-partial`, `:missing-items` and `:score-prorated`.",
         "",
         "## De-identification",
         "",
@@ -93,7 +113,7 @@ def render_readme(
         "",
         f"- k required: {k_anonymity.k_required}; k achieved: {k_anonymity.k_achieved}.",
         f"- Quasi-identifiers: {', '.join(k_anonymity.quasi_identifiers)}.",
-        *(f"- {qi}: {level}." for qi, level in k_anonymity.generalisation.items()),
+        *(f"- {qi}: {level}." for qi, level in generalisation(k_anonymity, profile).items()),
         f"- Patients considered: {k_anonymity.patients_considered}; left out to reach k: "
         f"{k_anonymity.patients_suppressed} (in {k_anonymity.classes_suppressed} classes).",
         "",

@@ -97,6 +97,9 @@ class ScoredResponseRecord(_Record, frozen=True):
     total: int | None
     band: str | None = None
     prorated: bool = False
+    missing_items: tuple[str, ...] = ()
+    """Scored items left unanswered (`questionnaires.scoring.Score.missing_items`): the total is
+    partial whenever there is one, prorated or not (clinical-spec §2.4)."""
     course_id: uuid.UUID | None = None
     """The course the check-in belonged to; None lets the export choose by time."""
     free_text: str | None = None
@@ -233,6 +236,9 @@ class ObservationRow(_Row, frozen=True):
     value_text: str | None
     band: str | None
     prorated: bool | None
+    score_partial: bool | None
+    """A total scored with items missing (prorated or not); None on other rows."""
+    n_missing_items: int | None
     course_index: int | None
     session_index: int | None
     hours_since_session: float | None

@@ -6,17 +6,26 @@ from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
 import msgspec
-from sqlalchemy import Row, Table, and_, or_, select, update
+from sqlalchemy import Row, Table, and_, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from backend.db.models.export_job import ExportJob, ExportStudy, ExportStudyClinic
+from backend.db.models.clinic import Clinic
+from backend.db.models.export_job import (
+    ExportJob,
+    ExportStudy,
+    ExportStudyClinic,
+    ExportStudyInvitation,
+)
 
 JOBS: Final = cast(Table, ExportJob.__table__)  # type: ignore[attr-defined]
 STUDIES: Final = cast(Table, ExportStudy.__table__)  # type: ignore[attr-defined]
 STUDY_CLINICS: Final = cast(Table, ExportStudyClinic.__table__)  # type: ignore[attr-defined]
+INVITATIONS: Final = cast(Table, ExportStudyInvitation.__table__)  # type: ignore[attr-defined]
+_CLINICS: Final = cast(Table, Clinic.__table__)  # type: ignore[attr-defined]
 _j = JOBS.c
 _s = STUDIES.c
 _sc = STUDY_CLINICS.c
+_i = INVITATIONS.c
 
 TERMINAL_STATES: Final = frozenset({"done", "failed", "refused", "expired", "downloaded"})
 
@@ -105,14 +114,21 @@ async def record_progress(
 
 
 async def finish(
-    connection: AsyncConnection, job_id: uuid.UUID, *, instance: str, values: dict[str, Any]
+    connection: AsyncConnection,
+    job_id: uuid.UUID,
+    *,
+    instance: str,
+    values: dict[str, Any],
+    cohort: str | None = None,
 ) -> bool:
     """Move the job to its outcome (done, refused, failed, or back to queued); guarded by the
-    lease owner."""
+    lease owner and, given `cohort`, by the job's clinics still being those it ran with (a
+    clinic that left the study meanwhile narrowed them: `narrow_cohort`)."""
+    guard = _mine(job_id, instance)
+    if cohort is not None:
+        guard = and_(guard, _j.clinic_ids == cohort)
     result = await connection.execute(
-        update(JOBS)
-        .where(_mine(job_id, instance))
-        .values(claimed_by=None, lease_until=None, **values)
+        update(JOBS).where(guard).values(claimed_by=None, lease_until=None, **values)
     )
     return bool(result.rowcount)
 
@@ -237,3 +253,117 @@ async def add_study_clinic(
         )
     )
     return True
+
+
+async def is_member(connection: AsyncConnection, study_id: uuid.UUID, clinic_id: uuid.UUID) -> bool:
+    found = await connection.scalar(
+        select(_sc.clinic_id).where(_sc.study_id == study_id, _sc.clinic_id == clinic_id)
+    )
+    return found is not None
+
+
+async def remove_study_clinic(
+    connection: AsyncConnection, *, study_id: uuid.UUID, clinic_id: uuid.UUID
+) -> bool:
+    result = await connection.execute(
+        delete(STUDY_CLINICS).where(_sc.study_id == study_id, _sc.clinic_id == clinic_id)
+    )
+    return bool(result.rowcount)
+
+
+async def clinic_exists(connection: AsyncConnection, clinic_id: uuid.UUID) -> bool:
+    return bool(await connection.scalar(select(exists().where(_CLINICS.c.id == clinic_id))))
+
+
+async def study_invitations(connection: AsyncConnection, study_id: uuid.UUID) -> list[uuid.UUID]:
+    """The clinics invited to the study that have not joined, declined or been revoked yet."""
+    rows = await connection.execute(
+        select(_i.clinic_id).where(_i.study_id == study_id).order_by(_i.clinic_id)
+    )
+    return [row.clinic_id for row in rows.all()]
+
+
+async def is_invited(
+    connection: AsyncConnection, study_id: uuid.UUID, clinic_id: uuid.UUID
+) -> bool:
+    found = await connection.scalar(
+        select(_i.clinic_id).where(_i.study_id == study_id, _i.clinic_id == clinic_id)
+    )
+    return found is not None
+
+
+async def add_invitation(
+    connection: AsyncConnection,
+    *,
+    study_id: uuid.UUID,
+    clinic_id: uuid.UUID,
+    invited_by: uuid.UUID | None,
+    now: datetime,
+) -> bool:
+    """False when the clinic is invited already (the first invitation stays). The caller holds
+    the study's row lock, so two invitations cannot race to insert."""
+    if await is_invited(connection, study_id, clinic_id):
+        return False
+    await connection.execute(
+        INVITATIONS.insert().values(
+            study_id=study_id, clinic_id=clinic_id, invited_by=invited_by, invited_at=now
+        )
+    )
+    return True
+
+
+async def remove_invitation(
+    connection: AsyncConnection, *, study_id: uuid.UUID, clinic_id: uuid.UUID
+) -> bool:
+    """Consume (join), decline or revoke one pending invitation; False when there was none."""
+    result = await connection.execute(
+        delete(INVITATIONS).where(_i.study_id == study_id, _i.clinic_id == clinic_id)
+    )
+    return bool(result.rowcount)
+
+
+async def remove_invitations(connection: AsyncConnection, study_id: uuid.UUID) -> None:
+    await connection.execute(delete(INVITATIONS).where(_i.study_id == study_id))
+
+
+async def undelivered_jobs(connection: AsyncConnection, study_id: uuid.UUID) -> list[Any]:
+    """The study's jobs whose archive has not gone out yet: queued, running or done."""
+    statement = select(_j.id, _j.state, _j.clinic_ids, _j.requester_clinic_id).where(
+        _j.study_id == study_id, _j.state.in_(("queued", "running", "done"))
+    )
+    return list((await connection.execute(statement)).all())
+
+
+async def narrow_cohort(
+    connection: AsyncConnection, job_id: uuid.UUID, *, was: str, clinic_ids: str
+) -> bool:
+    """Replace a queued or running job's clinics (a clinic left the study). A running job's
+    runner then cannot finish it as done (`finish` with `cohort`) and runs it again with these
+    clinics. False when the job moved on (done, or its clinics changed) in the meantime."""
+    result = await connection.execute(
+        update(JOBS)
+        .where(_j.id == job_id, _j.state.in_(("queued", "running")), _j.clinic_ids == was)
+        .values(clinic_ids=clinic_ids)
+    )
+    return bool(result.rowcount)
+
+
+async def cancel_job(
+    connection: AsyncConnection, job_id: uuid.UUID, *, failure: str, now: datetime
+) -> bool:
+    """End a queued or running job as failed, taking it from its runner (whose guarded writes
+    then fail: it stops at its next progress report and publishes nothing)."""
+    result = await connection.execute(
+        update(JOBS)
+        .where(_j.id == job_id, _j.state.in_(("queued", "running")))
+        .values(state="failed", failure=failure, finished_at=now, claimed_by=None, lease_until=None)
+    )
+    return bool(result.rowcount)
+
+
+async def withdraw_result(connection: AsyncConnection, job_id: uuid.UUID) -> bool:
+    """A done job's archive will not be handed out: expired now (the cleanup deletes it)."""
+    result = await connection.execute(
+        update(JOBS).where(_j.id == job_id, _j.state == "done").values(state="expired")
+    )
+    return bool(result.rowcount)

@@ -58,8 +58,16 @@ class NewStudy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """True: the same patient has the same study id in every export of this study."""
 
 
+class StudyInvitation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    clinic_id: uuid.UUID
+    """The clinic invited to join the study (its admin then joins, or declines)."""
+
+
 class StudyView(msgspec.Struct, frozen=True, kw_only=True):
     id: uuid.UUID
     name: str
     stable_ids: bool
     clinic_ids: tuple[uuid.UUID, ...]
+    """The member clinics: each consented to research use of its data in the study."""
+    invited_clinic_ids: tuple[uuid.UUID, ...] | None = None
+    """Pending invitations, shown to members only (None for an invited clinic's staff)."""

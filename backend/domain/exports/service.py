@@ -2,11 +2,14 @@
 
 Who may do what (DESIGN §8, `Scope.EXPORT`): researchers and clinic admins, for their own
 clinic. A study is one or more clinics whose admins consented to research use of their
-consenting patients' data in it; a researcher may export a study their clinic belongs to. Shifted
-dates (a limited data set) and free text need a clinic admin's request, which is the approval on
-record. A job is visible to its requester and to the admins of the requester's clinic; only the
-requester downloads it, once. Everything is audited with purpose ``research``; a job of another
-clinic is "not found", never "forbidden", so ids cannot be probed.
+consenting patients' data in it; a researcher may export a study their clinic belongs to. A
+clinic joins a study only when a member's admin invited it (the members decide who receives
+their patients' data); its admin may withdraw it at any time. Shifted dates (a limited data
+set) and free text need a clinic admin's request, which is the approval on record. A job is
+visible to its requester and to the admins of the requester's clinic; only the requester
+downloads it, once. Everything is audited with purpose ``research``; a job of another clinic,
+or a study the caller's clinic has no part in, is "not found", never "forbidden", so ids
+cannot be probed.
 """
 
 import uuid
@@ -22,13 +25,27 @@ from backend.domain.exports.jobs import (
     STUDIES_TABLE,
     new_pseudonym_key,
 )
-from backend.domain.exports.schemas import ExportRequest, ExportView, NewStudy, StudyView
+from backend.domain.exports.schemas import (
+    ExportRequest,
+    ExportView,
+    NewStudy,
+    StudyInvitation,
+    StudyView,
+)
 from backend.domain.exports.writers import ExportFormats
 from backend.identity.audit_trail import Outcome, audit
 from backend.identity.principal import Principal
 from backend.identity.roles import Role
-from backend.lib.errors import Conflict, DomainError, Forbidden, NotFound
+from backend.lib.errors import (
+    Conflict,
+    DomainError,
+    FieldProblem,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+)
 from backend.lib.ids import uuid7
+from backend.lib.preconditions import lock_row
 from backend.state import Runtime
 
 _PURPOSE = "research"
@@ -52,7 +69,7 @@ async def _audit(
     principal: Principal,
     action: str,
     resource_type: str,
-    resource_id: uuid.UUID | None,
+    resource_id: uuid.UUID | str | None,
     outcome: Outcome = "success",
 ) -> None:
     await audit(
@@ -110,6 +127,9 @@ async def request_export(
     clinic_ids = [clinic_id]
     stable_ids = False
     if data.study_id is not None:
+        # Under the study's lock: a clinic withdrawing at this moment either finds this job (and
+        # takes itself out of it) or is no longer among the clinics read here.
+        await lock_row(session, repository.STUDIES, data.study_id)
         study = await repository.get_study(connection, data.study_id)
         clinic_ids = await repository.study_clinics(connection, data.study_id)
         if study is None or clinic_id not in clinic_ids:
@@ -219,8 +239,11 @@ async def claim_download(
 
 # --- studies --------------------------------------------------------------------------------
 
+WITHDRAWN_FAILURE = "clinic_withdrew"
+"""A job ended because the requester's own clinic left the study before it was written."""
 
-async def _study_view(session: AsyncSession, study_id: uuid.UUID) -> StudyView:
+
+async def _study_view(session: AsyncSession, study_id: uuid.UUID, *, member: bool) -> StudyView:
     connection = await session.connection()
     study = await repository.get_study(connection, study_id)
     if study is None:
@@ -230,7 +253,41 @@ async def _study_view(session: AsyncSession, study_id: uuid.UUID) -> StudyView:
         name=study.name,
         stable_ids=study.stable_ids,
         clinic_ids=tuple(await repository.study_clinics(connection, study_id)),
+        invited_clinic_ids=(
+            tuple(await repository.study_invitations(connection, study_id)) if member else None
+        ),
     )
+
+
+async def _no_such_study(
+    session: AsyncSession,
+    runtime: Runtime,
+    principal: Principal,
+    action: str,
+    study_id: uuid.UUID,
+) -> NotFound:
+    """A study the caller's clinic has no part in is "not found", whether it exists or not, so
+    ids cannot be probed; the attempt is audited (committed: the request fails)."""
+    await _audit(session, runtime, principal, action, "export_study", study_id, outcome="denied")
+    await session.commit()
+    return NotFound("no such study for this clinic")
+
+
+async def _locked_membership(
+    session: AsyncSession, study_id: uuid.UUID, clinic_id: uuid.UUID
+) -> tuple[bool, bool]:
+    """(the study exists, the clinic is a member), read under the study's row lock: every
+    change of a study's clinics and every export request of it holds that lock, so none of them
+    acts on membership another is changing (SQLite: one writer at a time anyway)."""
+    await lock_row(session, repository.STUDIES, study_id)
+    connection = await session.connection()
+    if await repository.get_study(connection, study_id) is None:
+        return False, False
+    return True, await repository.is_member(connection, study_id, clinic_id)
+
+
+def _invitation_id(study_id: uuid.UUID, clinic_id: uuid.UUID) -> str:
+    return f"{study_id}:{clinic_id}"
 
 
 async def create_study(
@@ -262,23 +319,163 @@ async def create_study(
         now=now,
     )  # fmt: skip
     await _audit(session, runtime, principal, "export.study.create", "export_study", study_id)
-    return await _study_view(session, study_id)
+    return await _study_view(session, study_id, member=True)
+
+
+async def read_study(
+    session: AsyncSession, runtime: Runtime, principal: Principal, study_id: uuid.UUID
+) -> StudyView:
+    """The study as its members see it; an invited clinic sees it too (what it would join),
+    without the other pending invitations."""
+    clinic_id = _clinic(principal)
+    connection = await session.connection()
+    exists = await repository.get_study(connection, study_id) is not None
+    member = exists and await repository.is_member(connection, study_id, clinic_id)
+    if not (member or (exists and await repository.is_invited(connection, study_id, clinic_id))):
+        raise await _no_such_study(session, runtime, principal, "export.study.read", study_id)
+    await _audit(session, runtime, principal, "export.study.read", "export_study", study_id)
+    return await _study_view(session, study_id, member=member)
+
+
+async def invite_to_study(
+    session: AsyncSession,
+    runtime: Runtime,
+    principal: Principal,
+    study_id: uuid.UUID,
+    data: StudyInvitation,
+) -> tuple[StudyView, bool]:
+    """A member clinic's admin invites another clinic; returns the study and whether the
+    invitation is new. Inviting a clinic invited already changes nothing (a second click, or a
+    colleague's, is not an error); inviting a member is a conflict (nothing to invite it to)."""
+    clinic_id = _clinic(principal)
+    _exists, member = await _locked_membership(session, study_id, clinic_id)
+    if not member:
+        raise await _no_such_study(session, runtime, principal, "export.study.invite", study_id)
+    connection = await session.connection()
+    if not await repository.clinic_exists(connection, data.clinic_id):
+        raise InvalidInput(
+            "no clinic has this id",
+            errors=[FieldProblem(pointer="/clinic_id", code="unknown", message="no such clinic")],
+        )
+    if await repository.is_member(connection, study_id, data.clinic_id):
+        raise Conflict("this clinic is a member of the study already")
+    created = await repository.add_invitation(
+        connection,
+        study_id=study_id,
+        clinic_id=data.clinic_id,
+        invited_by=principal.subject_id,
+        now=runtime.clock.now(),
+    )
+    await _audit(
+        session, runtime, principal, "export.study.invite", "export_study_invitation",
+        _invitation_id(study_id, data.clinic_id),
+    )  # fmt: skip
+    return await _study_view(session, study_id, member=True), created
+
+
+async def remove_invitation(
+    session: AsyncSession,
+    runtime: Runtime,
+    principal: Principal,
+    study_id: uuid.UUID,
+    invited_clinic_id: uuid.UUID,
+) -> None:
+    """A member clinic's admin revokes a pending invitation, or the invited clinic's admin
+    declines it."""
+    clinic_id = _clinic(principal)
+    _exists, member = await _locked_membership(session, study_id, clinic_id)
+    connection = await session.connection()
+    allowed = member or invited_clinic_id == clinic_id
+    if not (
+        allowed
+        and await repository.remove_invitation(
+            connection, study_id=study_id, clinic_id=invited_clinic_id
+        )
+    ):
+        raise await _no_such_study(session, runtime, principal, "export.study.uninvite", study_id)
+    await _audit(
+        session, runtime, principal, "export.study.uninvite", "export_study_invitation",
+        _invitation_id(study_id, invited_clinic_id),
+    )  # fmt: skip
 
 
 async def join_study(
     session: AsyncSession, runtime: Runtime, principal: Principal, study_id: uuid.UUID
 ) -> StudyView:
-    """The admin's clinic consents to research use of its data in the study."""
+    """The admin's clinic consents to research use of its data in the study: only with a
+    member's pending invitation, which joining consumes. Joining again changes nothing."""
     clinic_id = _clinic(principal)
+    exists, member = await _locked_membership(session, study_id, clinic_id)
     connection = await session.connection()
-    if await repository.get_study(connection, study_id) is None:
-        raise NotFound("no such study")
-    await repository.add_study_clinic(
-        connection,
-        study_id=study_id,
-        clinic_id=clinic_id,
-        consented_by=principal.subject_id,
-        now=runtime.clock.now(),
-    )
+    if not member:
+        invited = exists and await repository.remove_invitation(
+            connection, study_id=study_id, clinic_id=clinic_id
+        )
+        if not invited:
+            raise await _no_such_study(session, runtime, principal, "export.study.join", study_id)
+        await repository.add_study_clinic(
+            connection,
+            study_id=study_id,
+            clinic_id=clinic_id,
+            consented_by=principal.subject_id,
+            now=runtime.clock.now(),
+        )
     await _audit(session, runtime, principal, "export.study.join", "export_study", study_id)
-    return await _study_view(session, study_id)
+    return await _study_view(session, study_id, member=True)
+
+
+async def withdraw_from_study(
+    session: AsyncSession,
+    runtime: Runtime,
+    principal: Principal,
+    study_id: uuid.UUID,
+    leaving_clinic_id: uuid.UUID,
+) -> None:
+    """The admin's clinic withdraws its consent: no export written from now on holds its
+    patients.
+
+    Its undelivered exports of the study change with it (one transaction, under the study's
+    lock, so no export request slips in between): a queued or running job of another clinic
+    goes on without it (a running one is run again: its runner cannot finish it as it was,
+    `repository.finish` with `cohort`); a job this clinic requested ends (it may no longer
+    export the study); a finished archive not yet downloaded that holds its patients is
+    expired, never handed out. Pending invitations stay for the remaining members, unless none
+    remain: a study without members is kept (its name and key) but nobody can export or join it.
+    """
+    clinic_id = _clinic(principal)
+    _exists, member = await _locked_membership(session, study_id, clinic_id)
+    # Consent is the clinic's own to withdraw: another clinic's membership is "not found", as
+    # another clinic's resources are everywhere (never "forbidden": nothing to probe).
+    if leaving_clinic_id != clinic_id or not member:
+        raise await _no_such_study(session, runtime, principal, "export.study.withdraw", study_id)
+    connection = await session.connection()
+    await repository.remove_study_clinic(connection, study_id=study_id, clinic_id=clinic_id)
+    if not await repository.study_clinics(connection, study_id):
+        await repository.remove_invitations(connection, study_id)
+    now = runtime.clock.now()
+    leaving = str(clinic_id)
+    for job in await repository.undelivered_jobs(connection, study_id):
+        clinics = msgspec.json.decode(job.clinic_ids, type=list[str])
+        if leaving not in clinics:
+            continue
+        if job.state != "done" and job.requester_clinic_id == clinic_id:
+            changed = await repository.cancel_job(
+                connection, job.id, failure=WITHDRAWN_FAILURE, now=now
+            )
+            if changed:
+                await runtime.keyring.shred(session, job.id)  # as when a job ends
+        elif job.state != "done":
+            changed = await repository.narrow_cohort(
+                connection,
+                job.id,
+                was=job.clinic_ids,
+                clinic_ids=msgspec.json.encode([c for c in clinics if c != leaving]).decode(),
+            )
+        else:
+            changed = False
+        # A runner may have finished the job since it was read (it takes no study lock): its
+        # archive holds this clinic's patients and must not go out either.
+        changed = changed or await repository.withdraw_result(connection, job.id)
+        if changed:
+            await _audit(session, runtime, principal, "export.study.withdraw", "export_job", job.id)
+    await _audit(session, runtime, principal, "export.study.withdraw", "export_study", study_id)

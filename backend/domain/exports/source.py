@@ -108,6 +108,8 @@ class _StoredScore(msgspec.Struct, frozen=True, gc=False):
     total: int | None
     band: str | None = None
     prorated: bool = False
+    missing_items: tuple[str, ...] = ()
+    """Usually empty: decoding it costs next to nothing, and it is what makes a total partial."""
 
 
 _decode_many_scores = msgspec.msgpack.Decoder(list[_StoredScore]).decode

@@ -21,9 +21,14 @@ forgetting take the course's row lock and accept the entity tag of the course's 
 `course_baselines` shows, ``If-Match``), so a choice made from a stale page is refused (412), not
 saved over the other one. One tag covers the whole course: the rules read its baselines together,
 and a derived B0 changes when the patient answers again before the first session.
+
+The rule itself is pure (`derive_baselines`, from decrypted scores); `baselines_of_scores` lets a
+caller that has already decrypted the scores and read the clinic's parameters (the patient page)
+use them rather than read and decrypt them again.
 """
 
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -322,54 +327,97 @@ async def _baselines_of(
     session: AsyncSession, keyring: Keyring, patient_id: uuid.UUID, course: TreatmentCourse
 ) -> CourseBaselines:
     parameters = await parameters_for_clinic(session, course.clinic_id)
-    first_session = await _first_session_start(session, course)
     connection = await session.connection()
-    r, b = RESPONSES.c, BASELINES.c
+    r = RESPONSES.c
     rows = (
         await connection.execute(
-            select(r.id, r.instrument_id, r.authored_at, r.score_ct)
+            select(r.id, r.authored_at, r.score_ct)
             .where(r.patient_id == patient_id)
             .order_by(r.authored_at, r.id)
         )
     ).all()
-    recorded = {
-        row.response_id: row
-        for row in (
-            await connection.execute(
-                select(b.instrument_id, b.response_id, b.recorded_at, b.recorded_by).where(
-                    b.course_id == course.id
-                )
-            )
-        ).all()
-    }
-    scores: dict[str, tuple[Score, datetime]] = {}
+    responses: tuple[ScoredResponse, ...] = ()
     if rows:
         keys = await keyring.owner_keys(session, patient_id)
-        scores = {
-            str(row.id): (_decrypt_score(keys, row.id, row.score_ct), row.authored_at)
+        responses = tuple(
+            _scored(str(row.id), _decrypt_score(keys, row.id, row.score_ct), row.authored_at)
             for row in rows
-        }
-    responses = tuple(
-        ScoredResponse(
-            id=response_id,
-            instrument_id=score.instrument_id,
-            instrument_version=score.instrument_version,
-            trajectory_key=score.trajectory_key,
-            recall_hours=None,
-            authored=authored,
-            total=score.total,
-            prorated=score.prorated,
-            partial=bool(score.missing_items),
         )
-        for response_id, (score, authored) in scores.items()
+    return await baselines_of_scores(session, course, parameters, responses)
+
+
+def _scored(response_id: str, score: Score, authored: datetime) -> ScoredResponse:
+    return ScoredResponse(
+        id=response_id,
+        instrument_id=score.instrument_id,
+        instrument_version=score.instrument_version,
+        trajectory_key=score.trajectory_key,
+        recall_hours=None,
+        authored=authored,
+        total=score.total,
+        prorated=score.prorated,
+        partial=bool(score.missing_items),
     )
-    explicit = tuple(_explicit(scores, str(row.response_id)) for row in recorded.values())
+
+
+async def baselines_of_scores(
+    session: AsyncSession,
+    course: TreatmentCourse,
+    parameters: AlertParameters,
+    responses: Sequence[ScoredResponse],
+) -> CourseBaselines:
+    """`course_baselines` from scores the caller has already decrypted (the patient page), and
+    the clinic's parameters it has already read. B0 of a trajectory is right when ``responses``
+    hold all of that trajectory's responses; a trajectory with none in them has no B0 here."""
+    first_session = await _first_session_start(session, course)
+    connection = await session.connection()
+    b = BASELINES.c
+    recorded = (
+        await connection.execute(
+            select(b.response_id, b.recorded_at, b.recorded_by).where(b.course_id == course.id)
+        )
+    ).all()
+    return derive_baselines(
+        patient_id=course.patient_id,
+        course_id=course.id,
+        first_session=first_session,
+        parameters=parameters,
+        responses=responses,
+        recorded={
+            row.response_id: RecordedBaseline(
+                recorded_at=row.recorded_at, recorded_by=row.recorded_by
+            )
+            for row in recorded
+        },
+    )
+
+
+class RecordedBaseline(msgspec.Struct, frozen=True, kw_only=True):
+    """Who recorded a course's B0 and when (the response it names is the key it is found by)."""
+
+    recorded_at: datetime
+    recorded_by: uuid.UUID | None
+
+
+def derive_baselines(
+    *,
+    patient_id: uuid.UUID,
+    course_id: uuid.UUID,
+    first_session: datetime | None,
+    parameters: AlertParameters,
+    responses: Sequence[ScoredResponse],
+    recorded: Mapping[uuid.UUID, RecordedBaseline],
+) -> CourseBaselines:
+    """B0 of each trajectory the rules compare with a baseline (pure): the recorded response,
+    else the last complete score within the rule's window before the first session."""
+    scored = {r.id: r for r in responses}
+    explicit = tuple(_explicit(scored, str(response_id)) for response_id in recorded)
     timeline = PatientTimeline(
         patient_id=str(patient_id),
         sessions=()
         if first_session is None
-        else (TimelineSession(id=str(course.id), modality="n2o", start=first_session, end=None),),
-        responses=responses,
+        else (TimelineSession(id=str(course_id), modality="n2o", start=first_session, end=None),),
+        responses=tuple(scored.values()),
         baselines=tuple(e for e in explicit if e is not None),
     )
     views = []
@@ -377,35 +425,32 @@ async def _baselines_of(
         b0 = course_baseline(timeline, key, within_days=within_days(parameters, key))
         if b0 is None:
             continue
-        score, authored = scores[b0.response_id]
+        response = scored[b0.response_id]
         row = recorded.get(uuid.UUID(b0.response_id))
         views.append(
             BaselineView(
-                instrument_id=score.instrument_id,
+                instrument_id=response.instrument_id,
                 trajectory_key=key,
                 source="recorded" if row is not None else "derived",
                 response_id=uuid.UUID(b0.response_id),
-                instrument_version=score.instrument_version,
+                instrument_version=response.instrument_version,
                 total=b0.total,
-                authored_at=authored,
+                authored_at=response.authored,
                 recorded_at=None if row is None else row.recorded_at,
                 recorded_by=None if row is None else row.recorded_by,
             )
         )
-    return CourseBaselines(course_id=course.id, first_session_at=first_session, baselines=views)
+    return CourseBaselines(course_id=course_id, first_session_at=first_session, baselines=views)
 
 
-def _explicit(
-    scores: dict[str, tuple[Score, datetime]], response_id: str
-) -> CourseBaselineMark | None:
-    if response_id not in scores:
-        return None
-    score, authored = scores[response_id]
-    if score.total is None:
+def _explicit(scored: Mapping[str, ScoredResponse], response_id: str) -> CourseBaselineMark | None:
+    response = scored.get(response_id)
+    if response is None or response.total is None:
         return None
     return CourseBaselineMark(
-        trajectory_key=score.trajectory_key,
+        trajectory_key=response.trajectory_key,
         response_id=response_id,
-        total=score.total,
-        authored=authored,
+        total=response.total,
+        authored=response.authored,
+        partial=response.partial,
     )

@@ -292,10 +292,12 @@ async def get_session(
 ) -> TreatmentSession:
     # for_update: PostgreSQL locks the row until the transaction ends (SQLite's BEGIN IMMEDIATE
     # already serialises writers), so a version checked under it cannot change before the write.
+    # NO KEY UPDATE, as `lock_row`: the timer's foreign-key checks of check_ins.session_id must
+    # not wait for it while this transaction waits for a check-in the timer holds.
     row = await session.get(
         TreatmentSession,
         session_id,
-        with_for_update=for_update or None,
+        with_for_update={"key_share": True} if for_update else None,
         # The locked read's values, not a copy this session may already hold.
         populate_existing=for_update,
     )
@@ -407,7 +409,8 @@ def session_version(row: TreatmentSession) -> str:
     """An opaque version of what a clinician sees of the session, for ``If-Match``.
 
     A hash of the stored state, not of the clock alone: every write of observations or notes
-    seals them with a fresh nonce, so two writes in the same microsecond still differ."""
+    seals them with a fresh nonce, and every other field the view shows is hashed itself, so two
+    writes in the same instant (the clock's resolution) that change anything still differ."""
 
     def instant(value: datetime | None) -> str:
         return "" if value is None else value.astimezone(UTC).isoformat()
@@ -421,6 +424,17 @@ def session_version(row: TreatmentSession) -> str:
         instant(row.ended_at).encode(),
         instant(row.discharged_at).encode(),
         repr(row.rems_monitoring_completed).encode(),
+        repr(row.is_last_in_course).encode(),
+        # Doses: a rescheduled length changes the minutes beside the planned end.
+        repr(
+            (
+                row.n2o_concentration_percent,
+                row.n2o_minutes,
+                row.ketamine_mg_per_kg,
+                row.ketamine_minutes,
+                row.esketamine_mg,
+            )
+        ).encode(),
         row.observations_ct or b"",
         row.notes_ct or b"",
         instant(row.updated_at).encode(),

@@ -108,11 +108,12 @@ def rebound_alerts(
     alerts = _clinical_event_alerts(timeline, parameters, now)
     if not sessions:
         return alerts
+    responses = in_order(timeline.responses)  # once, not once per trajectory key
     for key in sorted(parameters.rebound):
         rule = parameters.rebound[key]
         scores = [
             r
-            for r in in_order(timeline.responses)
+            for r in responses
             if r.trajectory_key == key and r.total is not None and r.authored <= now
         ]
         if not scores:
@@ -154,6 +155,7 @@ def _reference(trajectory: _Trajectory, session: TreatmentSession) -> _Reference
                 authored=baseline.authored,
                 total=baseline.total,
                 prorated=False,
+                partial=baseline.partial,
             ),
         )
     earliest = session.start - timedelta(hours=rule.pre_session_within_hours)
@@ -316,9 +318,11 @@ def _post_session(trajectory: _Trajectory, score: ScoredResponse) -> bool:
 
 def _consecutive_pairs(
     trajectory: _Trajectory, *, across_sessions: bool
-) -> list[tuple[list[ScoredResponse], ScoredResponse, ScoredResponse]]:
-    """(complete scores before the pair, previous, current) for consecutive complete scores
-    since the course began; unless `across_sessions`, only pairs no session start separates."""
+) -> tuple[list[ScoredResponse], list[tuple[int, ScoredResponse, ScoredResponse]]]:
+    """The complete scores since the course began, and (how many of them came before the pair,
+    previous, current) for consecutive ones; unless `across_sessions`, only pairs no session
+    start separates. The scores before a pair are a prefix of the first list: a count, not a
+    copy (a copy per pair was quadratic in the course's scores)."""
     course_start = trajectory.sessions[0].start
     complete = [s for s in trajectory.scores if s.complete and s.authored >= course_start]
     pairs = []
@@ -328,8 +332,8 @@ def _consecutive_pairs(
             previous.authored < s.start <= current.authored for s in trajectory.sessions
         )
         if not separated:
-            pairs.append((complete[: i - 1], previous, current))
-    return pairs
+            pairs.append((i - 1, previous, current))
+    return complete, pairs
 
 
 def _loss_of_response_alerts(trajectory: _Trajectory) -> list[AlertCandidate]:
@@ -344,13 +348,22 @@ def _loss_of_response_alerts(trajectory: _Trajectory) -> list[AlertCandidate]:
         authored=baseline.authored,
         total=baseline.total,
         prorated=False,
+        partial=baseline.partial,
     )
+    complete, pairs = _consecutive_pairs(trajectory, across_sessions=False)
+    # The first response (post-session, at or below the limit) before a pair is the first of
+    # all complete scores, if it comes before the pair: found once, not once per pair.
+    first = next(
+        (k for k, s in enumerate(complete) if _post_session(trajectory, s) and _total(s) <= limit),
+        None,
+    )
+    if first is None:
+        return []  # never responded after a session: no response to lose
     alerts = []
-    for earlier, previous, current in _consecutive_pairs(trajectory, across_sessions=False):
-        responded = [s for s in earlier if _post_session(trajectory, s) and _total(s) <= limit]
+    for before, previous, current in pairs:
         gap = current.authored - previous.authored
         if (
-            responded
+            first < before
             and _total(previous) > limit
             and _total(current) > limit
             and timedelta(hours=rule.confirm_min_gap_h)
@@ -363,7 +376,7 @@ def _loss_of_response_alerts(trajectory: _Trajectory) -> list[AlertCandidate]:
                     current,
                     [
                         reference,
-                        score_evidence(responded[0], "response"),
+                        score_evidence(complete[first], "response"),
                         score_evidence(previous, "previous"),
                         score_evidence(current, "score"),
                     ],
@@ -378,16 +391,13 @@ def _relapse_alerts(trajectory: _Trajectory) -> list[AlertCandidate]:
     if rule.remission_at_or_below is None or rule.relapse_threshold is None:
         return []
     remission, threshold = rule.remission_at_or_below, rule.relapse_threshold
-    pairs = _consecutive_pairs(trajectory, across_sessions=True)
-    if not pairs:
-        return []
-    # Every pair's `earlier` is a prefix of the longest one, so the first remitted score is
+    complete, pairs = _consecutive_pairs(trajectory, across_sessions=True)
+    # The scores before each pair are a prefix of `complete`, so the first remitted score is
     # found once (it was searched for again per pair: quadratic in the course's scores).
-    longest = max((earlier for earlier, _, _ in pairs), key=len)
     first = next(
         (
             k
-            for k, s in enumerate(longest)
+            for k, s in enumerate(complete)
             if _post_session(trajectory, s) and _total(s) <= remission
         ),
         None,
@@ -395,10 +405,10 @@ def _relapse_alerts(trajectory: _Trajectory) -> list[AlertCandidate]:
     if first is None:
         return []  # never in remission after a session: nothing to relapse from
     alerts = []
-    for earlier, previous, current in pairs:
+    for before, previous, current in pairs:
         gap = current.authored - previous.authored
         if (
-            first < len(earlier)
+            first < before
             and _total(previous) >= threshold
             and _total(current) >= threshold
             and timedelta(days=rule.relapse_min_gap_d)
@@ -410,7 +420,7 @@ def _relapse_alerts(trajectory: _Trajectory) -> list[AlertCandidate]:
                     "RELAPSE_LIKE",
                     current,
                     [
-                        score_evidence(longest[first], "remission"),
+                        score_evidence(complete[first], "remission"),
                         score_evidence(previous, "previous"),
                         score_evidence(current, "score"),
                     ],
