@@ -42,6 +42,7 @@ from backend.identity.controllers import (
     PatientController,
     SessionController,
 )
+from backend.identity.staff_admin_controllers import StaffAdminController
 from backend.system.health import HealthController
 from backend.system.metrics import metrics
 
@@ -54,6 +55,7 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     FhirQuestionnaireResponseController,
     SessionController,
     ClinicAdminController,
+    StaffAdminController,
     PatientController,
     PatientAppController,
     TreatmentSessionController,

@@ -8,7 +8,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody, Parameter
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.identity import login, patients, sessions, staff
+from backend.identity import login, patients, sessions, staff, staff_admin
 from backend.identity.access import Scope, access
 from backend.identity.errors import RecordedDenial
 from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
@@ -36,6 +36,7 @@ from backend.identity.schemas import (
     RefreshRequest,
     StaffLogin,
     StaffLoginResult,
+    StaffPage,
     TokenPair,
     TotpConfirmation,
     TotpEnrolment,
@@ -224,6 +225,23 @@ class ClinicAdminController(Controller):
             id=created.staff.id,
             role=Role(created.staff.role),
             one_time_password=created.one_time_password,
+        )
+
+    @get(
+        "/staff",
+        opt=access(Role.CLINIC_ADMIN, scope=Scope.CLINIC),
+        summary="The clinic's staff accounts (names and emails decrypted; the read is audited)",
+    )
+    async def list_staff(
+        self,
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+        cursor: Annotated[str | None, Parameter(max_length=64)] = None,
+        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+    ) -> StaffPage:
+        return await staff_admin.list_staff(
+            db_session, runtime, principal, cursor=cursor, limit=limit
         )
 
     @post("/care-teams", opt=access(Role.CLINIC_ADMIN, scope=Scope.CLINIC), status_code=201)

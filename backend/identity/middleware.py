@@ -5,7 +5,9 @@ parsed path parameters are already in the ASGI scope here. The order of checks:
 
 1. ``opt={"public": True}`` passes untouched (probes, login, refresh, code redemption).
 2. A route without an ``AccessRule`` is refused for everyone: forgetting a rule fails closed.
-3. The bearer token must verify for one of the audiences the rule's roles imply (401).
+3. The bearer token must verify for one of the audiences the rule's roles imply (401); a staff
+   token also only while its account is active with the role and clinic it names (401), so a
+   disabled account or a changed role takes effect at the next request.
 4. ``decide`` checks role, TOTP-enrolment stage and clinic; a PATIENT-scoped route also checks
    that the named patient is the caller or in the caller's clinic (403, 404 for no such patient).
 
@@ -99,6 +101,11 @@ async def authorise(runtime: Runtime, scope: Scope, rule: AccessRule) -> Princip
         await _record_refusal(runtime, scope, f"access.token_{refused.reason}", None, None)
         raise Unauthorized(_BAD_TOKEN) from None
     principal = principal_from_claims(claims)
+    if not principal.is_patient:
+        stale = await _staff_token_outdated(runtime, principal)
+        if stale is not None:
+            await _record_refusal(runtime, scope, f"access.{stale}", principal, None)
+            raise Unauthorized(_BAD_TOKEN)
     denial = decide(rule, principal)
     patient_id: UUID | None = None
     if denial is None and rule.scope is AccessScope.PATIENT:
@@ -111,6 +118,21 @@ async def authorise(runtime: Runtime, scope: Scope, rule: AccessRule) -> Princip
             raise NotFound("no such patient")
         raise Forbidden(_FORBIDDEN)
     return principal
+
+
+async def _staff_token_outdated(runtime: Runtime, principal: Principal) -> str | None:
+    """Why a staff member's valid token no longer speaks for them (an audit reason), or None.
+
+    A signature proves what the account was when the token was issued; a clinic admin who
+    disables an account or changes its role means it to hold from the next request, not up to
+    15 minutes later, so the account is read on every staff request (one primary-key read)."""
+    async with runtime.require_sessionmaker()() as session:
+        current = await repositories.staff_access(session, principal.subject_id)
+    if current is None or current[0] != "active":
+        return "account_inactive"
+    if current[1] != principal.role.value or current[2] != principal.clinic_id:
+        return "role_changed"
+    return None
 
 
 def _patient_parameter(scope: Scope) -> UUID:

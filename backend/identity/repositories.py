@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import Table, case, delete, literal, update
+from sqlalchemy import Table, case, delete, func, literal, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -32,6 +32,7 @@ _COUNTERS = cast(Table, LoginFailureCounter.__table__)  # type: ignore[attr-defi
 _REFRESH = cast(Table, RefreshToken.__table__)  # type: ignore[attr-defined]
 _CODES = cast(Table, EnrolmentCode.__table__)  # type: ignore[attr-defined]
 _DEVICES = cast(Table, Device.__table__)  # type: ignore[attr-defined]
+_MEMBERSHIPS = cast(Table, CareTeamMembership.__table__)  # type: ignore[attr-defined]
 
 
 async def add(session: AsyncSession, *rows: Any) -> None:
@@ -84,6 +85,36 @@ async def list_team_members(
     return (await session.exec(statement)).all()
 
 
+async def remove_membership(session: AsyncSession, team_id: UUID, staff_id: UUID) -> bool:
+    connection = await session.connection()
+    result = await connection.execute(
+        delete(_MEMBERSHIPS).where(
+            _MEMBERSHIPS.c.care_team_id == team_id, _MEMBERSHIPS.c.staff_id == staff_id
+        )
+    )
+    return bool(result.rowcount)
+
+
+async def teams_of_staff(
+    session: AsyncSession, clinic_id: UUID, staff_ids: Sequence[UUID]
+) -> dict[UUID, list[UUID]]:
+    """The care teams each of ``staff_ids`` belongs to, by staff id (absent: none)."""
+    if not staff_ids:
+        return {}
+    statement = (
+        select(CareTeamMembership.staff_id, CareTeamMembership.care_team_id)
+        .where(
+            col(CareTeamMembership.clinic_id) == clinic_id,
+            col(CareTeamMembership.staff_id).in_(staff_ids),
+        )
+        .order_by(col(CareTeamMembership.care_team_id))
+    )
+    found: dict[UUID, list[UUID]] = {}
+    for staff_id, team_id in (await session.exec(statement)).all():
+        found.setdefault(staff_id, []).append(team_id)
+    return found
+
+
 # --- staff ---
 
 
@@ -98,6 +129,41 @@ async def get_staff_in_clinic(
         col(StaffMember.id) == staff_id, col(StaffMember.clinic_id) == clinic_id
     )
     return (await session.exec(statement)).first()
+
+
+async def staff_access(
+    session: AsyncSession, staff_id: UUID
+) -> tuple[str, str, UUID | None] | None:
+    """Status, role and clinic of an account, as the access check compares them with a token."""
+    statement = select(StaffMember.status, StaffMember.role, StaffMember.clinic_id).where(
+        col(StaffMember.id) == staff_id
+    )
+    row = (await session.exec(statement)).first()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+async def list_clinic_staff(
+    session: AsyncSession, clinic_id: UUID, *, after: UUID | None, limit: int
+) -> Sequence[StaffMember]:
+    """One page of the clinic's staff accounts (erased ones left out), ordered by id."""
+    statement = select(StaffMember).where(
+        col(StaffMember.clinic_id) == clinic_id, col(StaffMember.status) != "erased"
+    )
+    if after is not None:
+        statement = statement.where(col(StaffMember.id) > after)
+    return (await session.exec(statement.order_by(col(StaffMember.id)).limit(limit))).all()
+
+
+async def count_active_staff_with_role(
+    session: AsyncSession, clinic_id: UUID, role: str, *, other_than: UUID
+) -> int:
+    statement = select(func.count()).where(
+        col(StaffMember.clinic_id) == clinic_id,
+        col(StaffMember.role) == role,
+        col(StaffMember.status) == "active",
+        col(StaffMember.id) != other_than,
+    )
+    return int((await session.exec(statement)).one())
 
 
 async def get_staff_by_email_index(session: AsyncSession, index: bytes) -> StaffMember | None:

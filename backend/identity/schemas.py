@@ -81,6 +81,34 @@ class CreatedStaffMember(msgspec.Struct, frozen=True, kw_only=True):
     one_time_password: str
 
 
+StaffStatus = Literal["active", "disabled"]
+ClinicStaffRole = Literal["clinician", "clinic_admin", "researcher"]
+
+
+class StaffMemberView(msgspec.Struct, frozen=True, kw_only=True):
+    """A staff account as its clinic admin sees it: name and email decrypted (the read is
+    audited), whether it can sign in, its care teams and its place on the on-call list."""
+
+    id: UUID
+    role: Role
+    status: StaffStatus
+    name: str | None
+    email: str | None
+    totp_enrolled: bool
+    care_team_ids: list[UUID]
+    on_call: bool
+    created_at: datetime
+
+
+class StaffPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[StaffMemberView]
+    next_cursor: str | None
+
+
+class StaffRoleChange(Input, frozen=True, kw_only=True):
+    role: ClinicStaffRole
+
+
 class NewCareTeam(Input, frozen=True, kw_only=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
 

@@ -1,10 +1,13 @@
 """Access tokens (short-lived HS256 JWTs) and refresh tokens (opaque, stored as SHA-256).
 
-Access tokens are checked without the database: signature, issuer, audience and expiry against
-the one clock. Each names its audience ("staff" or "patient"), so a patient's token is refused by
-a staff route even before roles are compared, and carries ``sid`` (the refresh-token family) so a
-logout can name the session it ends. They live 15 minutes, the lifetime litestar-fullstack uses;
-revocation acts on refresh tokens, so a stolen access token is useful for at most that long.
+This module checks access tokens without the database: signature, issuer, audience and
+expiry against the one clock. Each names its audience ("staff" or "patient"), so a patient's
+token is refused by a staff route even before roles are compared, and carries ``sid`` (the
+refresh-token family) so a logout can name the session it ends. They live 15 minutes, the
+lifetime litestar-fullstack uses; revocation acts on refresh tokens, so a stolen patient access
+token is useful for at most that long. A staff token is also compared with its account on every
+request (``middleware``): once an admin disables the account or changes its role, the token is
+refused at once.
 """
 
 import functools

@@ -303,6 +303,17 @@ async def replace_on_call(
         )
 
 
+async def remove_from_on_call(
+    connection: AsyncConnection, clinic_id: uuid.UUID, staff_id: uuid.UUID
+) -> bool:
+    """Take one person off the clinic's on-call list; the others keep their order (positions
+    only order the list, so the gap left behind changes nothing)."""
+    result = await connection.execute(
+        ON_CALL.delete().where(ON_CALL.c.clinic_id == clinic_id, ON_CALL.c.staff_id == staff_id)
+    )
+    return bool(result.rowcount)
+
+
 async def active_clinical_staff(
     connection: AsyncConnection, clinic_id: uuid.UUID, staff_ids: list[uuid.UUID]
 ) -> set[uuid.UUID]:
