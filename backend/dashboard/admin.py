@@ -34,7 +34,7 @@ from backend.dashboard.patients import audit_read
 from backend.domain.alerts import clinic_settings
 from backend.domain.check_ins import clinic_protocols
 from backend.domain.check_ins.protocols import MODALITIES, Modality, Protocol, default_protocol
-from backend.identity import repositories
+from backend.identity import repositories, staff_admin
 from backend.identity import staff as staff_service
 from backend.identity.access import Scope, access
 from backend.identity.audit_trail import audit
@@ -256,6 +256,7 @@ async def _overview(
         status_code=status_code,
         clinic=staff_service.clinic_view(clinic),
         members=members,
+        me=principal.subject_id,
         clinical=clinical,
         names=names,
         teams=teams,
@@ -404,6 +405,34 @@ class DashboardAdminController(Controller):
             ),
             status_code=201,
         )
+
+    @post("/staff/{staff_id:uuid}/disable", opt=_ADMIN, status_code=303)
+    async def disable_staff(
+        self,
+        staff_id: FromPath[uuid.UUID],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Response[Any]:
+        try:
+            await staff_admin.disable_staff(db_session, runtime, principal, staff_id)
+        except DomainError as error:
+            return await self._refused(error, "staff", principal, runtime, db_session)
+        return Redirect(path=ADMIN_PATH + "#staff", status_code=HTTP_303_SEE_OTHER)
+
+    @post("/staff/{staff_id:uuid}/enable", opt=_ADMIN, status_code=303)
+    async def enable_staff(
+        self,
+        staff_id: FromPath[uuid.UUID],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Response[Any]:
+        try:
+            await staff_admin.enable_staff(db_session, runtime, principal, staff_id)
+        except DomainError as error:
+            return await self._refused(error, "staff", principal, runtime, db_session)
+        return Redirect(path=ADMIN_PATH + "#staff", status_code=HTTP_303_SEE_OTHER)
 
     @post("/settings", opt=_ADMIN, status_code=303)
     async def save_settings(

@@ -392,3 +392,41 @@ async def test_a_settings_save_from_a_page_another_admins_save_outdated_is_refus
         await second.wait_for_url(live.base_url + "/dashboard/admin#staff")
         assert await _totp_required(live) is True
         assert await _audited(live, "clinic.settings", admin_id) == 2
+
+
+async def test_an_admin_disables_and_re_enables_a_clinician_from_the_staff_table(
+    live: LiveService,
+) -> None:
+    admin_id = await _staff_id(live, "clinic_admin")
+    clinician_id = await _staff_id(live, "clinician")
+    admin = await _bearer(live, Role.CLINIC_ADMIN, admin_id)
+    clinician = await _bearer(live, Role.CLINICIAN, clinician_id)
+    headers = {"Authorization": f"Bearer {admin}"}
+    status = select(STAFF.c.status).where(STAFF.c.id == clinician_id)
+    async with httpx.AsyncClient(base_url=live.base_url, timeout=10) as client:
+        page = await client.get("/dashboard/admin", headers=headers)
+        assert f'action="/dashboard/admin/staff/{clinician_id}/disable"' in page.text
+        # No button on the admin's own row.
+        assert f"/dashboard/admin/staff/{admin_id}/" not in page.text
+        disabled = await client.post(
+            f"/dashboard/admin/staff/{clinician_id}/disable", headers=headers
+        )
+        assert disabled.status_code == 303, disabled.text
+        assert await scalar(live, status) == "disabled"
+        refused = await client.get(
+            "/dashboard/admin", headers={"Authorization": f"Bearer {clinician}"}
+        )
+        assert refused.status_code == 401
+        page = await client.get("/dashboard/admin", headers=headers)
+        assert f'action="/dashboard/admin/staff/{clinician_id}/enable"' in page.text
+        enabled = await client.post(
+            f"/dashboard/admin/staff/{clinician_id}/enable", headers=headers
+        )
+        assert enabled.status_code == 303, enabled.text
+        assert await scalar(live, status) == "active"
+        # Their own account: refused with the reason on the page, nothing changed.
+        own = await client.post(f"/dashboard/admin/staff/{admin_id}/disable", headers=headers)
+        assert own.status_code == 409
+        assert "your own account" in own.text
+    assert await _audited(live, "staff.disable", admin_id) == 1
+    assert await _audited(live, "staff.enable", admin_id) == 1
