@@ -8,7 +8,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody, Parameter
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.identity import login, patients, sessions, staff, staff_admin
+from backend.identity import consent, login, patients, sessions, staff, staff_admin
 from backend.identity.access import Scope, access
 from backend.identity.errors import RecordedDenial
 from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
@@ -18,6 +18,9 @@ from backend.identity.schemas import (
     ClinicSettings,
     ClinicView,
     CodeRedemption,
+    ConsentChange,
+    ConsentSaved,
+    ConsentView,
     CreatedPatient,
     CreatedStaffMember,
     DeviceUpdate,
@@ -42,12 +45,27 @@ from backend.identity.schemas import (
     TotpEnrolment,
 )
 from backend.lib.errors import NotFound
-from backend.lib.preconditions import IF_MATCH_DESCRIPTION, etag_headers, if_match_versions
+from backend.lib.preconditions import (
+    IF_MATCH_DESCRIPTION,
+    etag_headers,
+    if_match_versions,
+    required_if_match_versions,
+)
 from backend.state import Runtime
 
 ALL_STAFF = (Role.CLINICIAN, Role.CLINIC_ADMIN, Role.RESEARCHER, Role.OPERATOR)
 CLINICAL = (Role.CLINICIAN, Role.CLINIC_ADMIN)
 PUBLIC = {"public": True}
+CONSENT_IF_MATCH_DESCRIPTION = (
+    "Send the `ETag` of the GET as `If-Match`. Required (428 without it, or with `*`): consent "
+    "is only changed from the version the caller read. If it changed since, nothing is written "
+    "and the answer is 412."
+)
+OWN_CONSENT_DESCRIPTION = (
+    "Withdraw monitoring and/or research consent (send `false`). Turning a consent on is "
+    "refused (403): the clinic records consent. Withdrawing monitoring stops check-ins at once "
+    "and ends the app's session at its next refresh. " + IF_MATCH_DESCRIPTION
+)
 
 
 def client_address(request: Request[Any, Any, Any]) -> str:
@@ -334,6 +352,46 @@ class PatientController(Controller):
     ) -> PatientView:
         return await patients.read_patient(db_session, runtime, principal, patient_id)
 
+    @get(
+        "/{patient_id:uuid}/consent",
+        opt=access(*CLINICAL, scope=Scope.PATIENT),
+        summary="The patient's monitoring and research consent (its ETag is the PUT's If-Match)",
+    )
+    async def get_consent(
+        self,
+        patient_id: FromPath[UUID],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Response[ConsentView]:
+        current = await consent.read_consent(db_session, runtime, principal, patient_id)
+        return Response(current, headers=etag_headers(current))
+
+    @put(
+        "/{patient_id:uuid}/consent",
+        opt=access(*CLINICAL, scope=Scope.PATIENT),
+        summary="Record the patient's consents; withdrawing monitoring stops it at once",
+        description=CONSENT_IF_MATCH_DESCRIPTION,
+    )
+    async def change_consent(
+        self,
+        patient_id: FromPath[UUID],
+        data: JSONBody[ConsentChange],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+        if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
+    ) -> Response[ConsentSaved]:
+        saved = await consent.change_consent(
+            db_session,
+            runtime,
+            principal,
+            patient_id,
+            data,
+            if_match=required_if_match_versions(if_match),
+        )
+        return Response(saved, headers=etag_headers(consent.view_of(saved)))
+
     @post(
         "/{patient_id:uuid}/enrolment-code",
         opt=access(*CLINICAL, scope=Scope.PATIENT),
@@ -393,6 +451,39 @@ class PatientAppController(Controller):
         db_session: NamedDependency[AsyncSession],
     ) -> Me:
         return await patients.me(db_session, runtime, principal)
+
+    @get(
+        "/me/consent",
+        opt=access(Role.PATIENT, scope=Scope.SELF),
+        summary="The patient's own consents (its ETag is the PUT's If-Match)",
+    )
+    async def my_consent(
+        self,
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Response[ConsentView]:
+        current = await consent.read_consent(db_session, runtime, principal, principal.subject_id)
+        return Response(current, headers=etag_headers(current))
+
+    @put(
+        "/me/consent",
+        opt=access(Role.PATIENT, scope=Scope.SELF),
+        summary="Withdraw the patient's own monitoring and/or research consent",
+        description=OWN_CONSENT_DESCRIPTION,
+    )
+    async def withdraw_my_consent(
+        self,
+        data: JSONBody[ConsentChange],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+        if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
+    ) -> Response[ConsentSaved]:
+        saved = await consent.withdraw_own_consent(
+            db_session, runtime, principal, data, if_match=if_match_versions(if_match)
+        )
+        return Response(saved, headers=etag_headers(consent.view_of(saved)))
 
     @put("/me/device", opt=access(Role.PATIENT, scope=Scope.SELF))
     async def update_device(

@@ -85,6 +85,19 @@ async def create_patient(
     session: AsyncSession, runtime: Runtime, principal: Principal, data: NewPatient
 ) -> CreatedPatient:
     clinic_id = _clinic(principal)
+    if not data.monitoring_consent:
+        # Enrolment exists for monitoring: a patient who does not consent to it has nothing to
+        # be enrolled in (and research data come only from monitoring).
+        raise InvalidInput(
+            "a patient is enrolled for monitoring; record them once they consent to it",
+            errors=[
+                FieldProblem(
+                    pointer="/monitoring_consent",
+                    code="consent_required",
+                    message="monitoring consent is required to enrol a patient",
+                )
+            ],
+        )
     check_time_zone(data.time_zone, "/time_zone")
     if data.care_team_id is not None and (
         await repositories.get_care_team(session, clinic_id, data.care_team_id) is None

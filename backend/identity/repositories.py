@@ -263,6 +263,16 @@ async def get_device(session: AsyncSession, patient_id: UUID, device_id: UUID) -
     return (await session.exec(statement)).first()
 
 
+async def has_enrolled_device(session: AsyncSession, patient_id: UUID) -> bool:
+    """Whether the patient has a device that still signs in (they redeemed a code on it)."""
+    statement = (
+        select(col(Device.id))
+        .where(col(Device.patient_id) == patient_id, col(Device.revoked_at).is_(None))
+        .limit(1)
+    )
+    return (await session.exec(statement)).first() is not None
+
+
 async def revoke_devices(session: AsyncSession, patient_id: UUID, now: datetime) -> None:
     connection = await session.connection()
     await connection.execute(

@@ -200,6 +200,37 @@ class CreatedPatient(msgspec.Struct, frozen=True, kw_only=True):
     enrolment: EnrolmentCodeView
 
 
+class ConsentChange(Input, frozen=True, kw_only=True):
+    """Both consents as they should be from now on (a PUT replaces the pair)."""
+
+    monitoring_consent: bool
+    research_consent: bool
+
+
+class ConsentView(msgspec.Struct, frozen=True, kw_only=True):
+    """A patient's consents and the monitoring status they imply (its ETag is the PUT's
+    If-Match). ``status``: ``withdrawn`` once monitoring consent is withdrawn; ``active`` or
+    ``invited`` (no device enrolled yet) while it is given."""
+
+    monitoring_consent: bool
+    research_consent: bool
+    consent_updated_at: datetime
+    status: str
+
+
+class ConsentSaved(msgspec.Struct, frozen=True, kw_only=True):
+    """A PUT's answer: the consents now in force (as the GET shows them) and what followed."""
+
+    monitoring_consent: bool
+    research_consent: bool
+    consent_updated_at: datetime
+    status: str
+    check_ins_cancelled: int = 0
+    """Check-ins still open to the patient that a monitoring withdrawal cancelled."""
+    check_ins_planned: int = 0
+    """Check-ins planned again (new or restored) when monitoring consent was given again."""
+
+
 # --- patient app ---
 
 

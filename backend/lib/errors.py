@@ -67,6 +67,14 @@ class PreconditionFailed(DomainError):
     title = "The resource changed since it was read"
 
 
+class PreconditionRequired(DomainError):
+    """A write that must be conditional came without ``If-Match`` (RFC 6585 §3)."""
+
+    status_code = 428
+    problem_type = "precondition-required"
+    title = "This change must name the version it was made from"
+
+
 class Gone(DomainError):
     status_code = 410
     problem_type = "gone"

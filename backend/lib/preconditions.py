@@ -22,7 +22,7 @@ from sqlalchemy import Table, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.db.models.clinic import Clinic
-from backend.lib.errors import InvalidInput, PreconditionFailed
+from backend.lib.errors import InvalidInput, PreconditionFailed, PreconditionRequired
 
 __all__ = [
     "IF_MATCH_DESCRIPTION",
@@ -33,6 +33,7 @@ __all__ = [
     "lock_row",
     "require_current",
     "require_version",
+    "required_if_match_versions",
     "tag_headers",
 ]
 
@@ -61,6 +62,19 @@ def if_match_versions(header: str | None) -> frozenset[str] | None:
             raise InvalidInput('If-Match must be "*" or quoted entity tags, e.g. "3f2a..."')
         versions.add(tag[1:-1])
     return frozenset(versions)
+
+
+def required_if_match_versions(header: str | None) -> frozenset[str]:
+    """`if_match_versions` for a write that is never unconditional (a patient's consent): without
+    ``If-Match``, or with ``*``, nothing is written and the answer is 428, so a change is always
+    made from a copy the caller has read and can never undo one saved meanwhile."""
+    versions = if_match_versions(header)
+    if versions is None:
+        raise PreconditionRequired(
+            'send the ETag of a GET as If-Match (an entity tag, not "*"): this change is '
+            "only made from the version it was read from"
+        )
+    return versions
 
 
 def entity_tag(representation: Any) -> str:

@@ -439,6 +439,49 @@ async def cancel_unsent_for_patient(
     return int(result.rowcount or 0)
 
 
+async def cancel_open_for_patient(
+    connection: AsyncConnection, patient_id: uuid.UUID, *, now: datetime
+) -> list[uuid.UUID]:
+    """Cancel every check-in of the patient still open to them: not yet sent (pending, merged)
+    and sent but unanswered while its window is open. Their monitoring consent was withdrawn:
+    nothing more is sent, reminded or counted as missed. Returns the ids it cancelled.
+
+    SKIP LOCKED, as `cancel_unsent_for_patient` and for the same reason: a row a timer pass holds
+    (claimed, being reminded) is that pass's, and it cancels it itself on seeing the patient's
+    status (`monitoring_stopped`)."""
+    still_open = and_(
+        _c.patient_id == patient_id,
+        or_(
+            _c.status.in_(("pending", "merged")),
+            and_(_c.status == "sent", _c.closes_at > now),
+        ),
+    )
+    ids = list(
+        (
+            await connection.execute(
+                select(_c.id).where(still_open).order_by(_c.id).with_for_update(skip_locked=True)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if not ids:
+        return []
+    result = await connection.execute(
+        update(TABLE)
+        .where(_c.id.in_(ids), still_open)
+        .values(
+            status="cancelled",
+            cancelled_at=now,
+            next_reminder_at=None,
+            lease_until=None,
+            updated_at=now,
+        )
+        .returning(_c.id)
+    )
+    return list(result.scalars().all())
+
+
 async def last_answered(connection: AsyncConnection, patient_id: uuid.UUID) -> dict[str, datetime]:
     """Instrument id → when the patient last answered it (the planner's substitutions)."""
     r = RESPONSES.c

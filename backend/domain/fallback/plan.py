@@ -94,6 +94,8 @@ class Act(msgspec.Struct, frozen=True, tag=True):
 
 Decision = Finish | Wait | Act
 OPEN_CHECK_IN: Final = frozenset({"pending", "claimed", "sent"})
+MONITORING_STOPPED: Final = "monitoring_stopped"
+"""The outcome of a watch closed because the patient's monitoring stopped (withdrawn, erased)."""
 
 
 def decide(
@@ -105,8 +107,14 @@ def decide(
     check_in_status: str | None,
     confirmed: bool,
     reach: Reach,
+    monitoring_stopped: bool = False,
     timings: FallbackTimings = DEFAULT_TIMINGS,
 ) -> Decision:
+    """The watch's next move. ``monitoring_stopped``: the check-in's patient withdrew their
+    monitoring consent or was erased; nothing more may reach them, or ask staff to reach them,
+    whatever else holds (a withdrawal racing a pass, an erasure)."""
+    if monitoring_stopped:
+        return Finish(status="closed", outcome=MONITORING_STOPPED)
     if confirmed:
         return Finish(status="confirmed", outcome="receipt")
     if check_in_status not in OPEN_CHECK_IN:

@@ -9,10 +9,12 @@ from sqlalchemy import Row, Table, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backend.db.models.notification import CheckInFallback, StaffTask
+from backend.db.models.treatment import CheckIn
 from backend.db.upsert import dialect_insert
 
 TABLE: Final = cast(Table, CheckInFallback.__table__)  # type: ignore[attr-defined]
 TASKS: Final = cast(Table, StaffTask.__table__)  # type: ignore[attr-defined]
+CHECK_INS: Final = cast(Table, CheckIn.__table__)  # type: ignore[attr-defined]
 _c = TABLE.c
 
 
@@ -124,6 +126,40 @@ async def hurry(connection: AsyncConnection, check_in_ids: Iterable[str], *, now
             .where(_c.check_in_id.in_(ids), _c.status == "watching", _c.next_at > now)
             .values(next_at=now)
         )
+
+
+async def close_for_patient(
+    connection: AsyncConnection, patient_id: uuid.UUID, *, outcome: str, now: datetime
+) -> int:
+    """Close every open watch of the patient's check-ins (their monitoring stopped): no re-send,
+    text or staff task follows. Watches a timer pass holds are skipped, not waited for (lock
+    order: see `backend.domain.check_ins.repository.cancel_unsent_for_patient`); that pass, or
+    the next, closes them itself (`plan.decide` with ``monitoring_stopped``)."""
+    theirs = and_(
+        _c.status == "watching",
+        _c.check_in_id.in_(select(CHECK_INS.c.id).where(CHECK_INS.c.patient_id == patient_id)),
+    )
+    ids = list(
+        (
+            await connection.execute(
+                select(_c.check_in_id)
+                .where(theirs)
+                .order_by(_c.check_in_id)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if not ids:
+        return 0
+    result = await connection.execute(
+        update(TABLE)
+        .where(_c.check_in_id.in_(ids), _c.status == "watching")
+        .values(status="closed", outcome=outcome, claimed_by=None, lease_until=None, updated_at=now)
+        .returning(_c.check_in_id)
+    )
+    return len(result.all())
 
 
 async def add_task(

@@ -138,12 +138,15 @@ class FallbackTimer:
         confirmed = await receipts.of_check_ins(connection, ids)
         devices = await check_ins.active_devices(connection, patient_ids)
         wanted = await preferences.patients(connection, patient_ids)
-        team_rows = await connection.execute(
-            select(PATIENTS.c.id, PATIENTS.c.care_team_id).where(
-                PATIENTS.c.id.in_(sorted(patient_ids))
+        patient_rows = (
+            await connection.execute(
+                select(PATIENTS.c.id, PATIENTS.c.care_team_id, PATIENTS.c.status).where(
+                    PATIENTS.c.id.in_(sorted(patient_ids))
+                )
             )
-        )
-        teams: dict[uuid.UUID, uuid.UUID | None] = {p: t for p, t in team_rows.all()}  # noqa: C416
+        ).all()
+        teams: dict[uuid.UUID, uuid.UUID | None] = {p: t for p, t, _ in patient_rows}
+        stopped = {p for p, _, status in patient_rows if status in check_ins.MONITORING_STOPPED}
         for row in rows:
             check_in = check_in_rows.get(row.check_in_id)
             patient_id = check_in.patient_id if check_in is not None else None
@@ -165,6 +168,7 @@ class FallbackTimer:
                 check_in_status=check_in.status if check_in is not None else None,
                 confirmed=str(row.check_in_id) in confirmed,
                 reach=reach,
+                monitoring_stopped=patient_id in stopped,
                 timings=self._timings,
             )
             if isinstance(decision, Finish):

@@ -28,6 +28,8 @@ from backend.domain.check_ins.plans import PatientSchedulingContext, PlannedSess
 from backend.domain.check_ins.protocols import MODALITIES, Modality
 from backend.domain.check_ins.quiet_hours import QuietHours
 from backend.domain.check_ins.replanning import apply_decision, replan, replan_for_patient
+from backend.domain.fallback import repository as fallbacks
+from backend.domain.fallback.plan import MONITORING_STOPPED as FALLBACK_MONITORING_STOPPED
 from backend.domain.sessions.schemas import (
     Observations,
     ObservationsInput,
@@ -680,6 +682,11 @@ async def replan_course(
     live = [r for r in rows if r.status != "cancelled"]
     course.started_at = effective_start(live[0]) if live else None
     session.add(course)
+    if patient.status in repository.MONITORING_STOPPED:
+        # Withdrawn: sessions are still recorded, but nothing is planned to ask them; a renewed
+        # consent plans every course again (`resume_monitoring`).
+        await session.flush()
+        return ReplanSummary()
     connection = await session.connection()
     context = await scheduling_context(session, patient)
     protocol = await course_protocol(
@@ -776,3 +783,40 @@ async def cancel_unsent_check_ins(
     await session.flush()
     connection = await session.connection()
     return await repository.cancel_unsent_for_patient(connection, patient_id, now=now)
+
+
+async def stop_monitoring(
+    session: AsyncSession, patient_id: uuid.UUID, *, now: datetime
+) -> tuple[int, int]:
+    """The patient withdrew their monitoring consent: every check-in still open to them is
+    cancelled and every open fallback watch of theirs closed, in the caller's transaction.
+    Returns (check-ins cancelled, watches closed).
+
+    The caller holds the patient's row (`lock_row`, taken before any check-in, as re-plans take
+    it) and has already set their status, so a timer pass holding a skipped row cancels or
+    closes it itself on reading the status."""
+    await session.flush()
+    connection = await session.connection()
+    cancelled = await repository.cancel_open_for_patient(connection, patient_id, now=now)
+    closed = await fallbacks.close_for_patient(
+        connection, patient_id, outcome=FALLBACK_MONITORING_STOPPED, now=now
+    )
+    return len(cancelled), closed
+
+
+async def resume_monitoring(
+    session: AsyncSession, patient_id: uuid.UUID, *, now: datetime
+) -> ReplanSummary:
+    """The patient's monitoring consent was given again: every course is planned again, so the
+    check-ins of sessions still ahead (and those whose window is still open) come back; windows
+    that closed meanwhile stay cancelled, never missed. The caller holds the patient's row and
+    has set their status back first (`replan_course` plans nothing for a withdrawn patient)."""
+    total = ReplanSummary()
+    for course in await list_courses(session, patient_id):
+        done = await replan_course(session, course, now=now)
+        total = ReplanSummary(
+            inserted=total.inserted + done.inserted,
+            updated=total.updated + done.updated,
+            cancelled=total.cancelled + done.cancelled,
+        )
+    return total
