@@ -376,19 +376,21 @@ class PatientController(Controller):
     async def change_consent(
         self,
         patient_id: FromPath[UUID],
+        request: Request[Any, Any, Any],
         data: JSONBody[ConsentChange],
         principal: NamedDependency[Principal],
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
         if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
     ) -> Response[ConsentSaved]:
+        versions = required_if_match_versions(if_match)
         saved = await consent.change_consent(
             db_session,
             runtime,
             principal,
             patient_id,
-            data,
-            if_match=required_if_match_versions(if_match),
+            consent.strictly(await request.body()),
+            if_match=versions,
         )
         return Response(saved, headers=etag_headers(consent.view_of(saved)))
 
@@ -474,14 +476,20 @@ class PatientAppController(Controller):
     )
     async def withdraw_my_consent(
         self,
+        request: Request[Any, Any, Any],
         data: JSONBody[ConsentChange],
         principal: NamedDependency[Principal],
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
         if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
     ) -> Response[ConsentSaved]:
+        versions = if_match_versions(if_match)
         saved = await consent.withdraw_own_consent(
-            db_session, runtime, principal, data, if_match=if_match_versions(if_match)
+            db_session,
+            runtime,
+            principal,
+            consent.strictly(await request.body()),
+            if_match=versions,
         )
         return Response(saved, headers=etag_headers(consent.view_of(saved)))
 
