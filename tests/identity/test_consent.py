@@ -147,11 +147,12 @@ async def _watches(api: AsyncTestClient[Litestar], ids: list[uuid.UUID]) -> dict
         return {r.check_in_id: r for r in rows.all()}
 
 
-def _phq9() -> dict[str, Any]:
+def _phq9(item9: int = 0) -> dict[str, Any]:
+    values = {**dict.fromkeys(range(1, 9), 1), 9: item9}
     return {
         "instrumentId": "phq9",
         "instrumentVersion": PHQ9.version,
-        "answers": [{"linkId": f"phq9-{item}", "value": 1} for item in range(1, 10)],
+        "answers": [{"linkId": f"phq9-{item}", "value": v} for item, v in values.items()],
     }
 
 
@@ -428,6 +429,36 @@ async def test_a_patient_withdrawing_monitoring_stops_it_and_their_app_at_once(
         assert phi not in rendered
     row = await _patient_row(api, patient.id)
     assert (row.status, row.monitoring_consent) == ("withdrawn", False)
+
+
+async def test_alerts_raised_before_a_withdrawal_stay_open_for_the_clinicians(
+    api: AsyncTestClient[Litestar],  # noqa: F811
+    people: World,
+    clock: MovableClock,
+) -> None:
+    clinician, patient = people.staff["clinician_a"], people.patients["patient_a"]
+    answered = await api.post("/api/v1/responses", headers=patient.headers, json=_phq9(item9=2))
+    assert answered.status_code in (200, 201), answered.text
+    listed = await api.get(f"/api/v1/alerts?patient={patient.id}", headers=clinician.headers)
+    assert listed.status_code == 200, listed.text
+    [alert] = [a for a in listed.json()["items"] if a["kind"] == "SUICIDALITY"]
+    assert alert["status"] == "open"
+
+    clock.advance(minutes=1)
+    stopped = await api.put(
+        "/api/v1/me/consent",
+        headers=patient.headers,
+        json={"monitoring_consent": False, "research_consent": False},
+    )
+    assert stopped.status_code == 200, stopped.text
+    after = await api.get(f"/api/v1/alerts/{alert['id']}", headers=clinician.headers)
+    assert after.status_code == 200, after.text
+    assert after.json()["alert"]["status"] == "open"
+    acknowledged = await api.post(
+        f"/api/v1/alerts/{alert['id']}/acknowledge", headers=clinician.headers
+    )
+    assert acknowledged.status_code == 200, acknowledged.text
+    assert acknowledged.json()["status"] == "acknowledged"
 
 
 async def test_withdrawal_cancels_open_check_ins_and_closes_their_fallbacks(
