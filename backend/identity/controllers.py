@@ -383,6 +383,7 @@ class PatientController(Controller):
         db_session: NamedDependency[AsyncSession],
         if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
     ) -> Response[ConsentSaved]:
+        # ``data`` gives the schema and a first check; what is recorded is the strict decoding.
         versions = required_if_match_versions(if_match)
         saved = await consent.change_consent(
             db_session,
@@ -483,6 +484,7 @@ class PatientAppController(Controller):
         db_session: NamedDependency[AsyncSession],
         if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
     ) -> Response[ConsentSaved]:
+        # ``data`` gives the schema and a first check; what is recorded is the strict decoding.
         versions = if_match_versions(if_match)
         saved = await consent.withdraw_own_consent(
             db_session,
