@@ -42,6 +42,7 @@ KIND_LABELS: Final = {
     "COGNITIVE_PROBLEMS": "Memory or concentration problems",
     "CHECK_IN_REMINDER": "Check-in reminder",
     "MISSED_CHECK_IN": "Missed check-in",
+    "MONITORING_WITHDRAWN": "Withdrew from monitoring (in the app)",
 }
 # How an alert ended (``ResolveRequest.outcome``), as the resolve forms offer them.
 OUTCOME_LABELS: Final[dict[str, str]] = {

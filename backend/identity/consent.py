@@ -8,7 +8,9 @@ recorded by the clinic.
 Withdrawing monitoring stops it at once, in the same transaction: the patient's status becomes
 ``withdrawn``, every check-in still open to them is cancelled and every fallback watch closed
 (`sessions.stop_monitoring`); the app's session ends at its next refresh and answers are
-refused. Alerts already raised stay open for the clinicians. Giving monitoring consent again
+refused. Alerts already raised stay open for the clinicians; a withdrawal from the app raises one
+more, in the same transaction, so the care team learns that the patient went silent on purpose
+(`alerts.rules.withdrawal`). Giving monitoring consent again
 sets the status back (``active``, or ``invited`` without an enrolled device) and plans every
 course again (`sessions.resume_monitoring`). Research consent is read when an export runs
 (`backend.domain.exports.source`): withdrawn, the patient is in no export made afterwards.
@@ -16,6 +18,7 @@ course again (`sessions.resume_monitoring`). Research consent is read when an ex
 Lock order, as every re-plan: the patient's row first (`lock_row`), then their check-ins.
 """
 
+from datetime import datetime
 from typing import Final, cast
 from uuid import UUID
 
@@ -24,6 +27,9 @@ from sqlalchemy import Table
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.db.models import Patient
+from backend.domain.alerts.clinic_settings import parameters_for_clinic
+from backend.domain.alerts.evaluation import EvaluationPlan, act_on_plan
+from backend.domain.alerts.rules.withdrawal import monitoring_withdrawn_alert
 from backend.domain.sessions import service as sessions
 from backend.identity import repositories
 from backend.identity.audit_trail import audit
@@ -164,6 +170,8 @@ async def _apply(
         patient.status = "withdrawn"
         session.add(patient)
         cancelled, _closed = await sessions.stop_monitoring(session, patient.id, now=now)
+        if principal.is_patient:
+            await _tell_care_team(session, runtime, patient, now=now, cancelled=cancelled)
     elif monitoring_changed:
         enrolled = await repositories.has_enrolled_device(session, patient.id)
         patient.status = "active" if enrolled else "invited"
@@ -181,6 +189,24 @@ async def _apply(
             verb = "given" if given else "withdrawn"
             await _audit(session, runtime, principal, f"patient.consent.{kind}_{verb}", patient.id)
     return saved_view(consent_view(patient), cancelled=cancelled, planned=planned)
+
+
+async def _tell_care_team(
+    session: AsyncSession, runtime: Runtime, patient: Patient, *, now: datetime, cancelled: int
+) -> None:
+    """Open (or add to) the care team's MONITORING_WITHDRAWN alert and notify its first
+    responders, as any alert (`alerts.evaluation.act_on_plan`)."""
+    parameters = await parameters_for_clinic(session, patient.clinic_id)
+    candidate = monitoring_withdrawn_alert(
+        patient_id=str(patient.id),
+        withdrawn_at=now,
+        check_ins_cancelled=cancelled,
+        parameters=parameters,
+    )
+    plan = EvaluationPlan(routing=patient, keys=None, new=[candidate])
+    await act_on_plan(
+        session, runtime.keyring, plan, patient_id=patient.id, clinic_id=patient.clinic_id, now=now
+    )
 
 
 async def _audit(

@@ -214,7 +214,7 @@ async def test_a_clinic_override_changes_new_alerts_and_is_recorded_on_them(
     override = {"parameterSet": "clinic-a", "version": "2", "slaMinutes": {"priority": 30}}
     saved = await api.put("/api/v1/clinic/alert-parameters", headers=admin.headers, json=override)
     assert saved.status_code == 200, saved.text
-    assert saved.json()["version"] == "interlude-default@1.1.0+clinic-a@2"
+    assert saved.json()["version"] == "interlude-default@1.2.0+clinic-a@2"
     again = await api.put("/api/v1/clinic/alert-parameters", headers=admin.headers, json=override)
     assert again.status_code == 409
     read = await api.get(
@@ -224,12 +224,12 @@ async def test_a_clinic_override_changes_new_alerts_and_is_recorded_on_them(
 
     await submit(api, clock, patient, "phq9", phq9(8, item9=1))
     [alert] = await alerts_of(api, patient.id)
-    assert alert.parameter_version == "interlude-default@1.1.0+clinic-a@2"
+    assert alert.parameter_version == "interlude-default@1.2.0+clinic-a@2"
     assert alert.sla_minutes == 30
     # The other clinic still runs on the defaults.
     await submit(api, clock, world.patients["patient_b"], "phq9", phq9(8, item9=1))
     [theirs] = await alerts_of(api, world.patients["patient_b"].id)
-    assert (theirs.parameter_version, theirs.sla_minutes) == ("interlude-default@1.1.0", 480)
+    assert (theirs.parameter_version, theirs.sla_minutes) == ("interlude-default@1.2.0", 480)
 
 
 async def test_a_submission_evaluates_under_the_clinic_s_newest_override(
@@ -252,7 +252,7 @@ async def test_a_submission_evaluates_under_the_clinic_s_newest_override(
     await submit(api, clock, world.patients["patient_a"], "phq9", phq9(8, item9=1))
     [alert] = await alerts_of(api, world.patients["patient_a"].id)
     assert (alert.parameter_version, alert.sla_minutes) == (
-        "interlude-default@1.1.0+clinic-a@3",
+        "interlude-default@1.2.0+clinic-a@3",
         45,
     )
 

@@ -51,7 +51,7 @@ async def test_a_high_home_reading_raises_an_urgent_alert_and_is_stored_encrypte
 
     [alert] = await alerts_of(api, patient.id)
     assert (alert.kind, alert.severity, alert.status) == ("BLOOD_PRESSURE", "urgent", "open")
-    assert (alert.rule_id, alert.parameter_version) == ("ketamine@1.1.0", "interlude-default@1.1.0")
+    assert (alert.rule_id, alert.parameter_version) == ("ketamine@1.1.0", "interlude-default@1.2.0")
     [occurrence] = await occurrences_for(api, patient.id)
     assert occurrence.patient_action is None
 

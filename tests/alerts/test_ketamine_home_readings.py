@@ -107,7 +107,7 @@ def test_a_reading_at_or_above_either_threshold_always_raises_one_urgent_alert(
 def test_the_evidence_holds_the_whole_reading_and_the_thresholds_used() -> None:
     [alert] = evaluate(home_bp(150, 112))
     assert alert.rule_id == "ketamine@1.1.0"
-    assert alert.parameter_version == "interlude-default@1.1.0"
+    assert alert.parameter_version == "interlude-default@1.2.0"
     assert alert.evidence.answers == (
         AnswerEvidence(response_id="h1", link_id="hbp-systolic", value=150),
         AnswerEvidence(response_id="h1", link_id="hbp-diastolic", value=112),

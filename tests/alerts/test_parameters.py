@@ -40,7 +40,7 @@ def test_relative_only_instruments_have_no_absolute_criteria():
 
 def test_conservative_profile_needs_a_rise_of_7():
     parameters = load_parameters("conservative-rebound")
-    assert parameters.version == "interlude-default@1.1.0+conservative-rebound@1.0.0"
+    assert parameters.version == "interlude-default@1.2.0+conservative-rebound@1.0.0"
     assert parameters.rebound["phq9-2w"].min_rise_abs == 7
     assert parameters.rebound["gad7-2w"].min_rise_abs == 4  # its own value wins over defaults
     timeline = phq9_course(20, [(1, 10), (3, 12), (7, 16), (10, 18)])

@@ -56,7 +56,7 @@ def test_vector_1_measures_are_the_spec_arithmetic():
     }
     assert confirmed.severity == "routine"
     assert confirmed.rule_id.startswith("rebound@")
-    assert confirmed.parameter_version == "interlude-default@1.1.0"
+    assert confirmed.parameter_version == "interlude-default@1.2.0"
 
 
 def test_vector_2_gain_below_mcid_is_not_eligible_and_reports_non_response_at_day_7():

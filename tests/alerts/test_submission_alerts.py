@@ -46,7 +46,7 @@ async def test_a_positive_suicide_item_raises_an_alert_on_every_submission(
     assert alerts[0].sla_minutes == 480
     assert alerts[1].sla_minutes == 60
     assert alerts[1].sla_due_at == clock.now() + timedelta(minutes=60)
-    assert alerts[0].parameter_version == "interlude-default@1.1.0"
+    assert alerts[0].parameter_version == "interlude-default@1.2.0"
     assert alerts[0].rule_id == "suicidality@1.1.0"
     for alert, urgency in zip(alerts, ("normal", "high"), strict=True):
         messages = await outbox_for(api, alert.id)

@@ -120,7 +120,7 @@ async def test_admin_forms_and_a_new_clinicians_totp_enrolment(
         await page.click("text=Save as a new version")
         await page.wait_for_url(live.base_url + "/dashboard/admin#parameters")
         version = await page.locator("#parameter-version").inner_text()
-        assert version == "interlude-default@1.1.0+demo@7"
+        assert version == "interlude-default@1.2.0+demo@7"
         assert await page.locator("#parameter-history tbody tr").count() == 1
         # The same version again, then JSON that does not parse: refused, nothing stored.
         for text, reason in ((override, "exists already"), ('{"version": ', "not valid JSON")):
@@ -301,7 +301,7 @@ async def test_a_save_from_a_page_another_save_outdated_is_refused(
         assert "changed since it was read" in outcome
         assert await second.input_value("#parameters-document") == stale
         assert await second.locator("#parameter-version").inner_text() == (
-            "interlude-default@1.1.0+demo@8"
+            "interlude-default@1.2.0+demo@8"
         )
         assert await scalar(live, select(func.count()).select_from(OVERRIDES)) == 1
         await second.click("text=Save as a new version")

@@ -21,6 +21,7 @@ from backend.domain.check_ins import repository
 from backend.domain.fallback import repository as fallback
 from backend.lib.logging import JsonFormatter
 from questionnaires.registry import get_instrument
+from tests.alerts.stored import outbox_for
 from tests.identity.conftest import (  # noqa: F401  (fixtures used by name)
     MovableClock,
     PatientAccount,
@@ -664,3 +665,54 @@ async def test_a_withdrawal_beside_a_timer_pass_does_not_wait_for_its_check_in(
     assert held.status == "sent"
     assert rows
     assert {r.status for r in rows.values()} == {"cancelled"}
+
+
+async def test_a_withdrawal_from_the_app_tells_the_care_team_and_one_by_staff_does_not(
+    api: AsyncTestClient[Litestar],  # noqa: F811
+    people: World,
+    clock: MovableClock,
+) -> None:
+    clinician = people.staff["clinician_a"]
+    patient, other = people.patients["patient_a"], people.patients["patient_a2"]
+    await _plan_session(api, people, patient, clock.now() + timedelta(days=2))
+    stopped = await api.put(
+        "/api/v1/me/consent",
+        headers=patient.headers,
+        json={"monitoring_consent": False, "research_consent": False},
+    )
+    assert stopped.status_code == 200, stopped.text
+    listed = await api.get(f"/api/v1/alerts?patient={patient.id}", headers=clinician.headers)
+    assert listed.status_code == 200, listed.text
+    [alert] = [a for a in listed.json()["items"] if a["kind"] == "MONITORING_WITHDRAWN"]
+    assert (alert["status"], alert["severity"]) == ("open", "routine")
+    # Sent to the care team like any alert: a message naming the alert, nothing about the patient.
+    messages = await outbox_for(api, uuid.UUID(alert["id"]))
+    assert messages
+    assert {m.kind for m in messages} == {"alert"}
+    assert {m.recipient_type for m in messages} == {"staff"}
+    detail = await api.get(f"/api/v1/alerts/{alert['id']}", headers=clinician.headers)
+    assert detail.status_code == 200, detail.text
+    [occurrence] = detail.json()["occurrences"]
+    assert occurrence["ruleId"] == "monitoring-withdrawn@1.0.0"
+    assert occurrence["evidence"]["measures"] == {
+        "withdrawn_by": "patient",
+        "check_ins_cancelled": stopped.json()["check_ins_cancelled"],
+    }
+    assert stopped.json()["check_ins_cancelled"] > 0
+    # The clinic acknowledges it like any other.
+    acknowledged = await api.post(
+        f"/api/v1/alerts/{alert['id']}/acknowledge", headers=clinician.headers
+    )
+    assert acknowledged.status_code == 200, acknowledged.text
+
+    # Staff recording a withdrawal already know: no alert for that one.
+    _shown, tag = await _read(api, clinician, other)
+    recorded = await api.put(
+        _url(other),
+        headers={**clinician.headers, "If-Match": tag},
+        json={"monitoring_consent": False, "research_consent": False},
+    )
+    assert recorded.status_code == 200, recorded.text
+    theirs = await api.get(f"/api/v1/alerts?patient={other.id}", headers=clinician.headers)
+    assert theirs.status_code == 200, theirs.text
+    assert not [a for a in theirs.json()["items"] if a["kind"] == "MONITORING_WITHDRAWN"]

@@ -60,6 +60,8 @@ AlertKind = Literal[
     # §4.2 missed check-ins
     "CHECK_IN_REMINDER",
     "MISSED_CHECK_IN",
+    # The patient stopped monitoring from the app (not a spec rule: the care team must know)
+    "MONITORING_WITHDRAWN",
 ]
 
 Audience = Literal["clinician", "patient"]

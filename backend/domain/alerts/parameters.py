@@ -137,6 +137,10 @@ class MissedCheckInParameters(_Parameters, frozen=True):
     recent_reminder_after_hours: float
     recent_flag_after_hours: float
     recent_flag_severity: Severity
+    withdrawal_severity: Severity
+    """The tier of a patient withdrawing monitoring consent from the app [P]: check-ins stop and
+    no missed check-in will ever be flagged, so the care team is told instead (`"info"`: on the
+    dashboard only, nobody notified)."""
 
 
 ReboundEvent = Literal[
