@@ -7,6 +7,7 @@ round trip) and never echoes a value: answers are PHI.
 from __future__ import annotations
 
 import math
+from typing import TypeGuard
 
 import msgspec
 
@@ -50,6 +51,13 @@ def validate_answers(instrument: Instrument, submission: Submission) -> dict[str
             problem = _value_problem(item, answer.value)
             if problem is not None:
                 problems.append(problem)
+    faulty = {problem.link_id for problem in problems}
+    for order in instrument.value_orders:
+        above, below = answers.get(order.above), answers.get(order.below)
+        # Only between two valid numbers: any other fault is already a problem of its own.
+        comparable = faulty.isdisjoint((order.above, order.below))
+        if comparable and _is_number(above) and _is_number(below) and not above > below:
+            problems.append(AnswerProblem(code="not_above", link_id=order.above))
     for item in instrument.items:
         enabled = is_enabled(item, answers)
         if item.link_id in answers and not enabled:
@@ -69,6 +77,10 @@ def is_enabled(item: Item, answers: dict[str, AnswerValue]) -> bool:
         condition.link_id in answers and _same_answer(answers[condition.link_id], condition.answer)
         for condition in item.enable_when
     )
+
+
+def _is_number(value: AnswerValue | None) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _same_answer(given: AnswerValue, expected: bool | int) -> bool:

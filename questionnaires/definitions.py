@@ -82,6 +82,10 @@ def _item_problems(instrument: Instrument) -> Iterator[str]:
         seen.add(link_id)
     if not instrument.items:
         yield "instrument has no items"
+    numeric = {item.link_id for item in instrument.items if item.type in ("integer", "decimal")}
+    for order in instrument.value_orders:
+        if not {order.above, order.below} <= numeric or order.above == order.below:
+            yield f"value order {order.above} > {order.below} must name two numeric items"
 
 
 def _type_problems(item: Item) -> Iterator[str]:

@@ -18,6 +18,7 @@ ProblemCode = Literal[
     "wrong_type",
     "not_an_option",
     "out_of_range",
+    "not_above",
     "too_long",
     "missing_required",
     "not_enabled",

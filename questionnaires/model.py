@@ -80,6 +80,16 @@ class Item(_Definition, frozen=True):
     enable_when: tuple[EnableWhen, ...] = ()
 
 
+class ValueOrder(_Definition, frozen=True):
+    """Two numeric items whose values must be in this order when both are answered: a blood
+    pressure's top number above its bottom one. Values the other way round are a slip of the
+    finger (or a swapped entry), not a reading, and a swapped one would raise the wrong alert."""
+
+    above: str
+    """linkId of the item whose value must be strictly greater."""
+    below: str
+
+
 class RecallWindow(_Definition, frozen=True):
     text: str
     """As worded on the form, e.g. "last 2 weeks"."""
@@ -182,6 +192,7 @@ class Instrument(_Definition, frozen=True):
     bands: tuple[SeverityBand, ...] = ()
     safety_items: tuple[SafetyItem, ...] = ()
     notes: tuple[str, ...] = ()
+    value_orders: tuple[ValueOrder, ...] = ()
 
     def item(self, link_id: str) -> Item | None:
         return next((item for item in self.items if item.link_id == link_id), None)

@@ -82,6 +82,7 @@ async def test_a_patient_without_a_monitor_completes_the_form_without_an_alert(
         {"hbp-measured": True, "hbp-systolic": 186},  # half a reading
         {"hbp-measured": True, "hbp-systolic": "186", "hbp-diastolic": 97},
         {"hbp-systolic": 186, "hbp-diastolic": 97},  # no reading was said to be taken
+        {"hbp-measured": True, "hbp-systolic": 97, "hbp-diastolic": 186},  # swapped
     ],
 )
 async def test_an_implausible_reading_is_a_422_problem_and_nothing_is_stored(

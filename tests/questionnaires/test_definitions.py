@@ -198,6 +198,21 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         ),
         "above its lowest answer",
     ),
+    (
+        "value order on a choice",
+        top(valueOrders=[{"above": "hours", "below": "mood"}]),
+        "must name two numeric items",
+    ),
+    (
+        "value order on a missing item",
+        top(valueOrders=[{"above": "hours", "below": "nope"}]),
+        "must name two numeric items",
+    ),
+    (
+        "value order on itself",
+        top(valueOrders=[{"above": "hours", "below": "hours"}]),
+        "must name two numeric items",
+    ),
 ]
 
 

@@ -50,6 +50,13 @@ def test_numbers_without_a_reading_taken_are_refused() -> None:
         (120, 201, [("out_of_range", "hbp-diastolic")]),
         (120.5, 80, [("wrong_type", "hbp-systolic")]),
         ("120", True, [("wrong_type", "hbp-systolic"), ("wrong_type", "hbp-diastolic")]),
+        # The top number is above the bottom one: swapped or equal numbers are an entry slip
+        # (a swapped 120/185 would otherwise raise a diastolic alert for a reading of 185/120).
+        (120, 185, [("not_above", "hbp-systolic")]),
+        (90, 90, [("not_above", "hbp-systolic")]),
+        # Another fault of either number is reported alone, not twice.
+        (49, 180, [("out_of_range", "hbp-systolic")]),
+        (60, 201, [("out_of_range", "hbp-diastolic")]),
     ],
 )
 def test_implausible_readings_are_refused(
@@ -63,10 +70,26 @@ def test_implausible_readings_are_refused(
 def test_every_plausible_reading_is_accepted_and_flags_nothing_itself(
     systolic: int, diastolic: int
 ) -> None:
+    if systolic <= diastolic:
+        assert problems("home-blood-pressure", reading(systolic, diastolic)) == (
+            AnswerProblem(code="not_above", link_id="hbp-systolic"),
+        )
+        return
     # The thresholds are alert parameters (ketamine.homeBp*), not safety items of the form: a
     # safety item would make a skipped reading a re-asked "unanswered safety item".
     result = score_of("home-blood-pressure", reading(systolic, diastolic))
     assert (result.safety_flags, result.unanswered_safety_items) == ((), ())
+
+
+@pytest.mark.parametrize(("systolic", "diastolic"), [(80, 120), (120, 120), (121, 120)])
+def test_the_clinicians_reading_is_checked_the_same_way(systolic: int, diastolic: int) -> None:
+    values = {"bp-time-point": 1, "bp-systolic": systolic, "bp-diastolic": diastolic}
+    if systolic > diastolic:
+        assert score_of("blood-pressure", values).total is None
+    else:
+        assert problems("blood-pressure", values) == (
+            AnswerProblem(code="not_above", link_id="bp-systolic"),
+        )
 
 
 def test_home_readings_are_in_mmhg_and_answered_by_the_patient() -> None:
