@@ -40,6 +40,7 @@ from backend.lib.logging import configure_logging
 from backend.lib.openapi import CorrectedJsonRenderPlugin
 from backend.lib.problems import exception_handlers
 from backend.lib.request_context import RequestContextMiddleware
+from backend.lib.strict_body import strict_json_body
 from backend.routes import ROUTE_HANDLERS
 from backend.state import Runtime
 from backend.system import instances
@@ -226,6 +227,9 @@ def create_app(
             DashboardSessionMiddleware(),
             AccessControlMiddleware(),
         ],
+        # Every JSON body is decoded strictly before its handler runs (the framework's own
+        # decoding turns "false" into False).
+        before_request=strict_json_body,
         template_config=dashboard_template_config(),
         exception_handlers=exception_handlers,
         openapi_config=OpenAPIConfig(

@@ -22,7 +22,6 @@ from datetime import datetime
 from typing import Final, cast
 from uuid import UUID
 
-import msgspec
 from sqlalchemy import Table
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -35,7 +34,7 @@ from backend.identity import repositories
 from backend.identity.audit_trail import audit
 from backend.identity.principal import Principal
 from backend.identity.schemas import ConsentChange, ConsentSaved, ConsentView
-from backend.lib.errors import Forbidden, InvalidInput, NotFound
+from backend.lib.errors import Forbidden, NotFound
 from backend.lib.preconditions import lock_row, require_current
 from backend.state import Runtime
 
@@ -44,18 +43,6 @@ _WHAT: Final = "the patient's consent"
 _PATIENT_CANNOT_GRANT: Final = (
     "consent is given at your clinic, which records it; here you can only withdraw it"
 )
-
-
-def strictly(body: bytes) -> ConsentChange:
-    """The request body decoded strictly. The framework's own decoding is lax (``"false"`` and
-    ``0`` become ``False``); a consent is recorded only from a JSON ``true`` or ``false``."""
-    try:
-        return msgspec.json.decode(body, type=ConsentChange, strict=True)
-    except msgspec.ValidationError as error:
-        # msgspec names the field and the expected type, never the value sent.
-        raise InvalidInput(f"the consent is not valid: {error}") from None
-    except msgspec.DecodeError:
-        raise InvalidInput("the body is not JSON") from None
 
 
 def consent_view(patient: Patient) -> ConsentView:

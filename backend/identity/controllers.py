@@ -376,21 +376,19 @@ class PatientController(Controller):
     async def change_consent(
         self,
         patient_id: FromPath[UUID],
-        request: Request[Any, Any, Any],
         data: JSONBody[ConsentChange],
         principal: NamedDependency[Principal],
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
         if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
     ) -> Response[ConsentSaved]:
-        # ``data`` gives the schema and a first check; what is recorded is the strict decoding.
         versions = required_if_match_versions(if_match)
         saved = await consent.change_consent(
             db_session,
             runtime,
             principal,
             patient_id,
-            consent.strictly(await request.body()),
+            data,
             if_match=versions,
         )
         return Response(saved, headers=etag_headers(consent.view_of(saved)))
@@ -477,20 +475,18 @@ class PatientAppController(Controller):
     )
     async def withdraw_my_consent(
         self,
-        request: Request[Any, Any, Any],
         data: JSONBody[ConsentChange],
         principal: NamedDependency[Principal],
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
         if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
     ) -> Response[ConsentSaved]:
-        # ``data`` gives the schema and a first check; what is recorded is the strict decoding.
         versions = if_match_versions(if_match)
         saved = await consent.withdraw_own_consent(
             db_session,
             runtime,
             principal,
-            consent.strictly(await request.body()),
+            data,
             if_match=versions,
         )
         return Response(saved, headers=etag_headers(consent.view_of(saved)))

@@ -144,6 +144,54 @@ async def test_a_validation_problem_points_at_the_field(
     assert errors[0]["pointer"] == "systolic"
 
 
+class _Flags(msgspec.Struct, forbid_unknown_fields=True):
+    consent: bool
+    count: int
+    ratio: float = 0.0
+    readings: list[_Reading] = msgspec.field(default_factory=list)
+
+
+@post("/test/flags", opt={"public": True})
+async def _flags(data: JSONBody[_Flags]) -> dict[str, object]:
+    return msgspec.to_builtins(data)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("body", "pointer"),
+    [
+        ({"consent": "false", "count": 1}, "consent"),
+        ({"consent": 0, "count": 1}, "consent"),
+        ({"consent": True, "count": "12"}, "count"),
+        ({"consent": True, "count": 12.0}, "count"),
+        ({"consent": True, "count": 1, "readings": [{"systolic": "140"}]}, "readings[0].systolic"),
+    ],
+)
+async def test_json_values_of_the_wrong_type_are_refused_not_coerced(
+    settings: Settings, body: dict[str, object], pointer: str
+) -> None:
+    # The framework alone would turn "false" into False and "12" into 12.
+    app = create_app(settings, extra_route_handlers=[_flags])
+    async with AsyncTestClient(app=app) as client:
+        response = await client.post("/test/flags", json=body)
+        assert response.status_code == 400, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        [error] = response.json()["errors"]
+        assert error["pointer"] == pointer
+        assert "Expected" in error["message"]
+        assert "140" not in response.text
+        assert '"12"' not in response.text
+
+        # The exact types pass, an int where a float is asked included (JSON has one number).
+        good = {"consent": False, "count": 12, "ratio": 1, "readings": [{"systolic": 140}]}
+        accepted = await client.post("/test/flags", json=good)
+        assert accepted.status_code == 201, accepted.text
+        assert accepted.json() == {
+            **good,
+            "ratio": 1.0,
+            "readings": [{"systolic": 140, "diastolic": 0}],
+        }
+
+
 async def test_every_write_endpoint_rejects_a_malformed_body_with_a_problem(
     test_client: AsyncTestClient[Litestar],
 ) -> None:
