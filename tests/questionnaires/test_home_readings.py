@@ -83,7 +83,11 @@ def test_every_plausible_reading_is_accepted_and_flags_nothing_itself(
 
 @pytest.mark.parametrize(("systolic", "diastolic"), [(80, 120), (120, 120), (121, 120)])
 def test_the_clinicians_reading_is_checked_the_same_way(systolic: int, diastolic: int) -> None:
-    values = {"bp-time-point": 1, "bp-systolic": systolic, "bp-diastolic": diastolic}
+    values: dict[str, AnswerValue] = {
+        "bp-time-point": 1,
+        "bp-systolic": systolic,
+        "bp-diastolic": diastolic,
+    }
     if systolic > diastolic:
         assert score_of("blood-pressure", values).total is None
     else:
