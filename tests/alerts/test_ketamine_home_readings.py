@@ -80,8 +80,15 @@ def test_a_patient_without_a_monitor_raises_nothing() -> None:
     assert evaluate(no_answer) == []
 
 
-@given(systolic=st.integers(50, 179), diastolic=st.integers(20, 109))
-def test_a_reading_below_both_thresholds_never_raises(systolic: int, diastolic: int) -> None:
+# Readings as the form accepts them: the top number above the bottom one (`valueOrders`).
+_BELOW_BOTH = st.integers(20, 109).flatmap(
+    lambda diastolic: st.tuples(st.integers(max(50, diastolic + 1), 179), st.just(diastolic))
+)
+
+
+@given(reading=_BELOW_BOTH)
+def test_a_reading_below_both_thresholds_never_raises(reading: tuple[int, int]) -> None:
+    systolic, diastolic = reading
     assert evaluate(home_bp(systolic, diastolic)) == []
 
 
@@ -93,10 +100,12 @@ def test_a_reading_below_both_thresholds_never_raises(systolic: int, diastolic: 
 def test_a_reading_at_or_above_either_threshold_always_raises_one_urgent_alert(
     data: st.DataObject, high: str, session: TreatmentSession
 ) -> None:
-    high_systolic = st.integers(180, 300)
-    high_diastolic = st.integers(110, 200)
-    systolic = data.draw(high_systolic if high != "diastolic" else st.integers(50, 300))
-    diastolic = data.draw(high_diastolic if high != "systolic" else st.integers(20, 200))
+    if high == "diastolic":
+        diastolic = data.draw(st.integers(110, 200))
+        systolic = data.draw(st.integers(diastolic + 1, 300))
+    else:
+        systolic = data.draw(st.integers(180, 300))
+        diastolic = data.draw(st.integers(110 if high == "both" else 20, min(200, systolic - 1)))
     [alert] = evaluate(home_bp(systolic, diastolic), session=session)
     assert (alert.kind, alert.severity, alert.audience) == ("BLOOD_PRESSURE", "urgent", "clinician")
     assert alert.sla_minutes == DEFAULTS.sla_minutes["urgent"]
