@@ -14,7 +14,7 @@ from typing import Any
 from questionnaires.answers import Answer, AnswerValue, Submission
 from questionnaires.definitions import stem_link_id
 from questionnaires.errors import AnswerProblem, AnswerValidationError
-from questionnaires.model import AnswerOption, EnableWhen, Instrument, Item
+from questionnaires.model import AnswerOption, EnableWhen, Instrument, Item, ValueOrder
 
 DEFAULT_CANONICAL_BASE = "urn:interlude:fhir:Questionnaire"
 LOINC = "http://loinc.org"
@@ -25,6 +25,9 @@ ORDINAL_VALUE = "http://hl7.org/fhir/StructureDefinition/ordinalValue"
 MIN_VALUE = "http://hl7.org/fhir/StructureDefinition/minValue"
 MAX_VALUE = "http://hl7.org/fhir/StructureDefinition/maxValue"
 UNIT = "http://hl7.org/fhir/StructureDefinition/questionnaire-unit"
+TARGET_CONSTRAINT = "http://hl7.org/fhir/StructureDefinition/targetConstraint"
+"""SDC's rule a form filler checks before it submits: here each of the instrument's value orders,
+as a FHIRPath on the response (the server checks them anyway, `answers.validate_answers`)."""
 
 _FHIR_TYPE = {
     "choice": "choice",
@@ -65,7 +68,41 @@ def render_questionnaire(
         resource["code"] = [
             {"system": LOINC, "code": instrument.loinc_panel, "display": instrument.title}
         ]
+    if instrument.value_orders:
+        resource["extension"] = [
+            _value_order(instrument, order, number)
+            for number, order in enumerate(instrument.value_orders, 1)
+        ]
     return resource
+
+
+def _value_order(instrument: Instrument, order: ValueOrder, number: int) -> dict[str, Any]:
+    def answer(link_id: str) -> str:
+        return f"%resource.repeat(item).where(linkId='{link_id}').answer.value"
+
+    above, below = answer(order.above), answer(order.below)
+    above_item, below_item = instrument.item(order.above), instrument.item(order.below)
+    assert above_item is not None  # definitions rule: a value order names two numeric items
+    assert below_item is not None
+    return {
+        "url": TARGET_CONSTRAINT,
+        "extension": [
+            {"url": "key", "valueId": f"value-order-{number}"},
+            {"url": "severity", "valueCode": "error"},
+            {
+                "url": "expression",
+                "valueExpression": {
+                    "language": "text/fhirpath",
+                    "expression": f"{above}.empty() or {below}.empty() or {above} > {below}",
+                },
+            },
+            {
+                "url": "human",
+                "valueString": f"{above_item.topic} must be above {below_item.topic.lower()}.",
+            },
+            {"url": "location", "valueString": f"item.where(linkId='{order.above}')"},
+        ],
+    }
 
 
 def _coding(option: AnswerOption) -> dict[str, Any]:

@@ -82,6 +82,35 @@ def test_numeric_items_render_bounds_and_units() -> None:
     ] == 50
 
 
+@pytest.mark.parametrize(
+    ("instrument_id", "above", "below"),
+    [
+        ("home-blood-pressure", "hbp-systolic", "hbp-diastolic"),
+        ("blood-pressure", "bp-systolic", "bp-diastolic"),
+    ],
+)
+def test_value_orders_render_as_sdc_target_constraints(
+    instrument_id: str, above: str, below: str
+) -> None:
+    rendered = render_questionnaire(get_instrument(instrument_id))
+    [constraint] = Questionnaire.model_validate(rendered).extension or []
+    assert constraint.url == "http://hl7.org/fhir/StructureDefinition/targetConstraint"
+    parts = {e["url"]: e for e in rendered["extension"][0]["extension"]}
+    assert parts["severity"]["valueCode"] == "error"
+    assert parts["expression"]["valueExpression"]["language"] == "text/fhirpath"
+    expression = parts["expression"]["valueExpression"]["expression"]
+    answer = "%resource.repeat(item).where(linkId='{}').answer.value"
+    # Checked only when both numbers are given, and then the first must be the greater.
+    assert expression == (
+        f"{answer.format(above)}.empty() or {answer.format(below)}.empty()"
+        f" or {answer.format(above)} > {answer.format(below)}"
+    )
+    assert parts["human"]["valueString"].startswith("Systolic blood pressure")
+    assert parts["location"]["valueString"] == f"item.where(linkId='{above}')"
+    # Instruments without a value order carry no constraint.
+    assert "extension" not in render_questionnaire(get_instrument("phq9"))
+
+
 def test_canonical_base_is_configurable() -> None:
     rendered = render_questionnaire(
         get_instrument("gad7"), "https://clinic.example/fhir/Questionnaire"
