@@ -312,9 +312,17 @@ async def redeem_code(
             session, runtime.blind_indexes.compute(enrolment.CODE_PURPOSE, code)
         )
     patient = None
-    if row is not None and await repositories.claim_code(session, row.id, now):
-        patient = await repositories.get_patient(session, row.clinic_id, row.patient_id)
-    if row is None or patient is None or patient.status in {"erased", "withdrawn"}:
+    if row is not None:
+        found = await repositories.get_patient(session, row.clinic_id, row.patient_id)
+        # Checked before the code is used up: a withdrawn patient's code is refused but works
+        # once the clinic records their consent again.
+        if (
+            found is not None
+            and found.status not in {"erased", "withdrawn"}
+            and await repositories.claim_code(session, row.id, now)
+        ):
+            patient = found
+    if row is None or patient is None:
         await record_failure(session, runtime, keys)
         await audit(
             session,

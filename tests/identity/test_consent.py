@@ -581,17 +581,19 @@ async def test_a_patient_never_enrolled_on_a_device_goes_back_to_invited(
     assert (await _put(api, clinician, account, monitoring=False, research=False))[
         "status"
     ] == "withdrawn"
-    # A withdrawn patient's code does not enrol a device.
-    refused = await api.post(
-        "/api/v1/enrolment/redeem",
-        json={
-            "code": body["enrolment"]["code"],
-            "device": {"platform": "ios", "time_zone": "Europe/London", "locale": "en"},
-        },
-    )
+    # A withdrawn patient's code does not enrol a device...
+    redemption = {
+        "code": body["enrolment"]["code"],
+        "device": {"platform": "ios", "time_zone": "Europe/London", "locale": "en"},
+    }
+    refused = await api.post("/api/v1/enrolment/redeem", json=redemption)
     assert refused.status_code == 401, refused.text
     given = await _put(api, clinician, account, monitoring=True, research=False)
     assert given["status"] == "invited"
+    # ...and is not used up by the attempt: once consent is recorded again, it enrols.
+    enrolled = await api.post("/api/v1/enrolment/redeem", json=redemption)
+    assert enrolled.status_code in (200, 201), enrolled.text
+    assert (await _patient_row(api, account.id)).status == "active"
 
 
 async def test_a_patient_is_only_enrolled_with_monitoring_consent(
