@@ -229,6 +229,7 @@ async def _overview(
                 "role": row.role,
                 "status": row.status,
                 "totp": row.totp_confirmed_at is not None,
+                "last_login_at": row.last_login_at,
             }
         )
     names = {m["id"]: m["name"] for m in members}

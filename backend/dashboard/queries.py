@@ -136,7 +136,15 @@ async def clinic_patients(connection: AsyncConnection, clinic_id: uuid.UUID) -> 
 async def clinic_staff(connection: AsyncConnection, clinic_id: uuid.UUID) -> list[AnyRow]:
     s = STAFF.c
     statement = (
-        select(s.id, s.role, s.status, s.totp_confirmed_at, s.created_at, s.name_ciphertext)
+        select(
+            s.id,
+            s.role,
+            s.status,
+            s.totp_confirmed_at,
+            s.created_at,
+            s.last_login_at,
+            s.name_ciphertext,
+        )
         .where(s.clinic_id == clinic_id)
         .order_by(s.role, s.created_at)
     )

@@ -125,6 +125,8 @@ async def log_in(
         )
     await repositories.clear_login_failures(session, keys[0][0])
     await _audit_login(session, runtime, staff, "login", "success")
+    staff.last_login_at = runtime.clock.now()
+    session.add(staff)
     tokens = await start_session(
         session, runtime, role=role, subject_id=staff.id, clinic_id=staff.clinic_id
     )
@@ -226,6 +228,8 @@ async def confirm_totp_enrolment(
     staff.totp_pending_ciphertext = None
     staff.totp_last_step = step
     staff.totp_confirmed_at = runtime.clock.now()
+    # The first full sign-in of an account that had to set up its authenticator app first.
+    staff.last_login_at = staff.totp_confirmed_at
     session.add(staff)
     await repositories.clear_login_failures(session, keys[0][0])
     await audit(

@@ -98,6 +98,8 @@ class StaffMemberView(msgspec.Struct, frozen=True, kw_only=True):
     care_team_ids: list[UUID]
     on_call: bool
     created_at: datetime
+    last_login_at: datetime | None
+    """The last completed sign-in (None: never signed in)."""
 
 
 class StaffPage(msgspec.Struct, frozen=True, kw_only=True):

@@ -86,6 +86,7 @@ async def _views(
                 care_team_ids=teams.get(row.id, []),
                 on_call=row.id in on_call,
                 created_at=row.created_at,
+                last_login_at=row.last_login_at,
             )
         )
     return views

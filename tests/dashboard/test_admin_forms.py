@@ -406,6 +406,8 @@ async def test_an_admin_disables_and_re_enables_a_clinician_from_the_staff_table
     async with httpx.AsyncClient(base_url=live.base_url, timeout=10) as client:
         page = await client.get("/dashboard/admin", headers=headers)
         assert f'action="/dashboard/admin/staff/{clinician_id}/disable"' in page.text
+        # Dormant accounts stand out: each row says when that person last signed in.
+        assert '<th scope="col">Last sign-in</th>' in page.text
         # No button on the admin's own row.
         assert f"/dashboard/admin/staff/{admin_id}/" not in page.text
         disabled = await client.post(

@@ -5,6 +5,7 @@ request (the middleware reads the account with every staff token), and the guard
 409 problem of their own type, changing nothing.
 """
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -459,3 +460,36 @@ async def test_malformed_ids_and_cursors_are_problems(
     _is_problem(await api.get(STAFF, headers=admin.headers, params={"cursor": "nope"}), 422)
     bad_limit = await api.get(STAFF, headers=admin.headers, params={"limit": 0})
     assert bad_limit.status_code == 400, bad_limit.text
+
+
+async def test_the_staff_list_shows_each_accounts_last_sign_in(
+    api: AsyncTestClient[Litestar], world: World, clock: MovableClock
+) -> None:
+    admin, doc = world.staff["admin_a"], world.staff["clinician_a"]
+    newcomer = await make_staff(api, Role.CLINICIAN, world.clinic_a, "new.doc@example.org")
+
+    def last_login(listed: Any, account: StaffAccount) -> Any:
+        return next(i for i in listed.json()["items"] if i["id"] == str(account.id))[
+            "last_login_at"
+        ]
+
+    before = await api.get(STAFF, headers=admin.headers)
+    assert before.status_code == 200, before.text
+    assert last_login(before, newcomer) is None  # never signed in
+    assert last_login(before, doc) is not None  # the world signed everyone in
+
+    clock.advance(hours=5)
+    await log_in(api, admin, clock)  # the admin's earlier session has expired
+    await log_in(api, doc, clock)
+    signed_in_at = clock.now()
+    # A wrong password is not a sign-in.
+    refused = await api.post(
+        "/api/v1/auth/staff/login", json={"email": newcomer.email, "password": "wrong " * 3}
+    )
+    assert refused.status_code == 401, refused.text
+    after = await api.get(STAFF, headers=admin.headers)
+    assert after.status_code == 200, after.text
+    assert datetime.fromisoformat(last_login(after, doc)) == signed_in_at
+    assert last_login(after, newcomer) is None
+    one = await api.get(f"{STAFF}/{doc.id}", headers=admin.headers)
+    assert datetime.fromisoformat(one.json()["last_login_at"]) == signed_in_at

@@ -48,3 +48,6 @@ class StaffMember(SQLModel, table=True):
     totp_last_step: int | None = Field(default=None, sa_type=BigInteger)
     totp_confirmed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(sa_type=UTCDateTime)
+    # When this account last completed a sign-in (None: never): a clinic admin spots dormant
+    # accounts to disable without reading the audit log.
+    last_login_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
