@@ -10,9 +10,9 @@ Withdrawing monitoring stops it at once, in the same transaction: the patient's 
 (`sessions.stop_monitoring`); the app's session ends at its next refresh and answers are
 refused. Alerts already raised stay open for the clinicians; a withdrawal from the app raises one
 more, in the same transaction, so the care team learns that the patient went silent on purpose
-(`alerts.rules.withdrawal`). Giving monitoring consent again
-sets the status back (``active``, or ``invited`` without an enrolled device) and plans every
-course again (`sessions.resume_monitoring`). Research consent is read when an export runs
+(`alerts.rules.withdrawal`). Giving monitoring consent again sets the status back (``active``,
+or ``invited`` without an enrolled device) and plans every course again
+(`sessions.resume_monitoring`). Research consent is read when an export runs
 (`backend.domain.exports.source`): withdrawn, the patient is in no export made afterwards.
 
 Lock order, as every re-plan: the patient's row first (`lock_row`), then their check-ins.

@@ -82,6 +82,31 @@ async def _put(
     return body
 
 
+async def _withdraw_in_app(
+    api: AsyncTestClient[Litestar],  # noqa: F811
+    patient: PatientAccount,
+) -> Any:
+    """The patient withdraws both consents from the app; the 200 response."""
+    stopped = await api.put(
+        "/api/v1/me/consent",
+        headers=patient.headers,
+        json={"monitoring_consent": False, "research_consent": False},
+    )
+    assert stopped.status_code == 200, stopped.text
+    return stopped
+
+
+async def _alerts_of_kind(
+    api: AsyncTestClient[Litestar],  # noqa: F811
+    who: StaffAccount,
+    patient: PatientAccount,
+    kind: str,
+) -> list[dict[str, Any]]:
+    listed = await api.get(f"/api/v1/alerts?patient={patient.id}", headers=who.headers)
+    assert listed.status_code == 200, listed.text
+    return [a for a in listed.json()["items"] if a["kind"] == kind]
+
+
 async def _patient_row(api: AsyncTestClient[Litestar], patient_id: uuid.UUID) -> Patient:  # noqa: F811
     async with runtime_of(api).require_sessionmaker()() as session:
         row = await session.get(Patient, patient_id)
@@ -399,12 +424,7 @@ async def test_a_patient_withdrawing_monitoring_stops_it_and_their_app_at_once(
     await _plan_session(api, people, other, start)
     assert {r.status for r in (await _rows(api, patient.id)).values()} & OPEN
     with caplog.at_level(logging.DEBUG):
-        stopped = await api.put(
-            "/api/v1/me/consent",
-            headers=patient.headers,
-            json={"monitoring_consent": False, "research_consent": False},
-        )
-        assert stopped.status_code == 200, stopped.text
+        stopped = await _withdraw_in_app(api, patient)
         assert stopped.json()["status"] == "withdrawn"
         assert stopped.json()["check_ins_cancelled"] > 0
         rows = await _rows(api, patient.id)
@@ -440,18 +460,11 @@ async def test_alerts_raised_before_a_withdrawal_stay_open_for_the_clinicians(
     clinician, patient = people.staff["clinician_a"], people.patients["patient_a"]
     answered = await api.post("/api/v1/responses", headers=patient.headers, json=_phq9(item9=2))
     assert answered.status_code in (200, 201), answered.text
-    listed = await api.get(f"/api/v1/alerts?patient={patient.id}", headers=clinician.headers)
-    assert listed.status_code == 200, listed.text
-    [alert] = [a for a in listed.json()["items"] if a["kind"] == "SUICIDALITY"]
+    [alert] = await _alerts_of_kind(api, clinician, patient, "SUICIDALITY")
     assert alert["status"] == "open"
 
     clock.advance(minutes=1)
-    stopped = await api.put(
-        "/api/v1/me/consent",
-        headers=patient.headers,
-        json={"monitoring_consent": False, "research_consent": False},
-    )
-    assert stopped.status_code == 200, stopped.text
+    await _withdraw_in_app(api, patient)
     after = await api.get(f"/api/v1/alerts/{alert['id']}", headers=clinician.headers)
     assert after.status_code == 200, after.text
     assert after.json()["alert"]["status"] == "open"
@@ -677,15 +690,8 @@ async def test_a_withdrawal_from_the_app_tells_the_care_team_and_one_by_staff_do
     clinician = people.staff["clinician_a"]
     patient, other = people.patients["patient_a"], people.patients["patient_a2"]
     await _plan_session(api, people, patient, clock.now() + timedelta(days=2))
-    stopped = await api.put(
-        "/api/v1/me/consent",
-        headers=patient.headers,
-        json={"monitoring_consent": False, "research_consent": False},
-    )
-    assert stopped.status_code == 200, stopped.text
-    listed = await api.get(f"/api/v1/alerts?patient={patient.id}", headers=clinician.headers)
-    assert listed.status_code == 200, listed.text
-    [alert] = [a for a in listed.json()["items"] if a["kind"] == "MONITORING_WITHDRAWN"]
+    stopped = await _withdraw_in_app(api, patient)
+    [alert] = await _alerts_of_kind(api, clinician, patient, "MONITORING_WITHDRAWN")
     assert (alert["status"], alert["severity"]) == ("open", "routine")
     # Sent to the care team like any alert: a message naming the alert, nothing about the patient.
     messages = await outbox_for(api, uuid.UUID(alert["id"]))
@@ -708,13 +714,5 @@ async def test_a_withdrawal_from_the_app_tells_the_care_team_and_one_by_staff_do
     assert acknowledged.status_code == 200, acknowledged.text
 
     # Staff recording a withdrawal already know: no alert for that one.
-    _shown, tag = await _read(api, clinician, other)
-    recorded = await api.put(
-        _url(other),
-        headers={**clinician.headers, "If-Match": tag},
-        json={"monitoring_consent": False, "research_consent": False},
-    )
-    assert recorded.status_code == 200, recorded.text
-    theirs = await api.get(f"/api/v1/alerts?patient={other.id}", headers=clinician.headers)
-    assert theirs.status_code == 200, theirs.text
-    assert not [a for a in theirs.json()["items"] if a["kind"] == "MONITORING_WITHDRAWN"]
+    await _put(api, clinician, other, monitoring=False, research=False)
+    assert await _alerts_of_kind(api, clinician, other, "MONITORING_WITHDRAWN") == []
