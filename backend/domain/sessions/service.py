@@ -8,6 +8,11 @@ session (the baseline) all follow from the course's final state. The pure planne
 (`backend.domain.check_ins.replanning.replan`) decides; rows that reached the patient (claimed,
 sent, answered) or closed (missed) are never touched, so nothing is re-issued, and re-running the
 same change writes nothing (the decision depends only on the final state).
+
+Every change holds the patient's row first (`hold_patient`), as a consent change and a schedule
+change do, and reads the patient's status under it: a session recorded while the patient
+withdraws waits for the withdrawal and plans nothing, instead of planning check-ins for a patient
+who has just withdrawn (the timer would drop them, but they would stand as rows).
 """
 
 import hashlib
@@ -67,8 +72,22 @@ class ReplanSummary(msgspec.Struct, frozen=True, kw_only=True):
 # --- patients ----------------------------------------------------------------------------------
 
 
-async def get_patient(session: AsyncSession, patient_id: uuid.UUID) -> Patient:
-    patient = (await session.exec(select(Patient).where(col(Patient.id) == patient_id))).first()
+async def hold_patient(session: AsyncSession, patient_id: uuid.UUID) -> None:
+    """Lock the patient's row to the end of the transaction (PostgreSQL; SQLite has one writer).
+    Taken before any session or check-in row, the order every re-plan and consent change uses,
+    so two of them wait for each other instead of deadlocking."""
+    await lock_row(session, _PATIENTS, patient_id)
+
+
+async def get_patient(
+    session: AsyncSession, patient_id: uuid.UUID, *, fresh: bool = False
+) -> Patient:
+    """The patient (NotFound when erased). ``fresh``: the row's values as the database has them
+    now (under `hold_patient`), not a copy this session loaded before it waited for the lock."""
+    statement = select(Patient).where(col(Patient.id) == patient_id)
+    if fresh:
+        statement = statement.execution_options(populate_existing=True)
+    patient = (await session.exec(statement)).first()
     if patient is None or patient.status == "erased":
         raise NotFound("no such patient")
     return patient
@@ -167,6 +186,7 @@ async def end_course(
 
     A planned session whose start has passed is kept: it was most likely held and not yet
     recorded as completed, and its check-ins may already have gone out."""
+    await hold_patient(session, patient_id)
     course = await get_course(session, patient_id, course_id)
     rows = await course_sessions(session, course.id)
     if course.status == "ended":
@@ -247,6 +267,7 @@ async def record_session(
     now: datetime,
 ) -> TreatmentSession:
     """A new planned session and its check-ins (same transaction)."""
+    await hold_patient(session, patient_id)
     patient = await get_patient(session, patient_id)
     start = _plausible(data.planned_start, "/planned_start", now)
     _check_dose(data)
@@ -321,6 +342,7 @@ async def reschedule_session(
 
     ``if_match``: the versions the caller accepts (`session_version`); PreconditionFailed (412)
     when the session changed since, so a stale copy of its times is never saved."""
+    await hold_patient(session, patient_id)
     row = await get_session(session, patient_id, session_id, for_update=True)
     # Read under the row's lock (for_update), so the version cannot change before the write.
     require_version(if_match, session_version(row), "the session")
@@ -353,6 +375,7 @@ async def cancel_session(
     session: AsyncSession, *, patient_id: uuid.UUID, session_id: uuid.UUID, now: datetime
 ) -> TreatmentSession:
     """Cancel a planned session: its unsent check-ins are cancelled; sent ones stand."""
+    await hold_patient(session, patient_id)
     row = await get_session(session, patient_id, session_id)
     if row.status == "cancelled":
         return row  # cancelling twice is cancelling once
@@ -375,6 +398,7 @@ async def complete_session(
     now: datetime,
 ) -> TreatmentSession:
     """Record the session as held, with its actual times; its ladder re-times from the end."""
+    await hold_patient(session, patient_id)
     row = await get_session(session, patient_id, session_id)
     if row.status == "cancelled":
         raise Conflict("a cancelled session cannot be completed")
@@ -677,7 +701,7 @@ async def replan_course(
 ) -> ReplanSummary:
     """Bring every check-in of the course's sessions in line with the course's current state."""
     await session.flush()
-    patient = await get_patient(session, course.patient_id)
+    patient = await get_patient(session, course.patient_id, fresh=True)
     rows = await course_sessions(session, course.id)
     live = [r for r in rows if r.status != "cancelled"]
     course.started_at = effective_start(live[0]) if live else None
@@ -746,7 +770,7 @@ async def change_patient_schedule(
     PreconditionFailed if ``if_match`` (entity tags of a `PatientSchedule`) no longer names the
     schedule in force."""
     # Always under the patient's lock: the check, the write and the re-planning see one state.
-    await lock_row(session, _PATIENTS, patient_id)
+    await hold_patient(session, patient_id)
     if if_match is not None:
         current = await patient_schedule(session, patient_id)
         require_current(if_match, current, "the patient's schedule")
