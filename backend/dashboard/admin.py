@@ -13,6 +13,9 @@ protocol override and its removal) carry the entity tag the API serves as ``ETag
 outdated is refused (412) with nothing written, and the page re-rendered shows what is in force.
 The forms that add one staff member, care team or team member need no tag: they change nothing
 another admin's page showed (a duplicate is refused by the service, adding a member is a no-op).
+Nor do the one-shot actions on one account or membership (disable, enable, a new role, a
+removal from a team): each says what it should be afterwards, so repeating it changes nothing,
+as in the API.
 """
 
 import uuid
@@ -68,6 +71,10 @@ class StaffForm(msgspec.Struct, kw_only=True):
     role: str = ""
     name: str = ""
     email: str = ""
+
+
+class RoleForm(msgspec.Struct, kw_only=True):
+    role: str = ""
 
 
 class CareTeamForm(msgspec.Struct, kw_only=True):
@@ -435,6 +442,23 @@ class DashboardAdminController(Controller):
             return await self._refused(error, "staff", principal, runtime, db_session)
         return Redirect(path=ADMIN_PATH + "#staff", status_code=HTTP_303_SEE_OTHER)
 
+    @post("/staff/{staff_id:uuid}/role", opt=_ADMIN, status_code=303)
+    async def change_role(
+        self,
+        staff_id: FromPath[uuid.UUID],
+        data: URLEncodedBody[RoleForm],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Response[Any]:
+        try:
+            if data.role not in NEW_STAFF_ROLES:
+                raise InvalidInput("choose a clinician, clinic admin or researcher role")
+            await staff_admin.change_role(db_session, runtime, principal, staff_id, Role(data.role))
+        except DomainError as error:
+            return await self._refused(error, "staff", principal, runtime, db_session)
+        return Redirect(path=ADMIN_PATH + "#staff", status_code=HTTP_303_SEE_OTHER)
+
     @post("/settings", opt=_ADMIN, status_code=303)
     async def save_settings(
         self,
@@ -485,6 +509,27 @@ class DashboardAdminController(Controller):
         try:
             staff_id = parse_staff_id(data.staff_id, pointer="member")
             await staff_service.add_care_team_member(
+                db_session, runtime, principal, care_team_id, staff_id
+            )
+        except DomainError as error:
+            return await self._refused(error, "teams", principal, runtime, db_session)
+        return Redirect(path=ADMIN_PATH + "#teams", status_code=HTTP_303_SEE_OTHER)
+
+    @post(
+        "/care-teams/{care_team_id:uuid}/members/{staff_id:uuid}/remove",
+        opt=_ADMIN,
+        status_code=303,
+    )
+    async def remove_care_team_member(
+        self,
+        care_team_id: FromPath[uuid.UUID],
+        staff_id: FromPath[uuid.UUID],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Response[Any]:
+        try:
+            await staff_admin.remove_care_team_member(
                 db_session, runtime, principal, care_team_id, staff_id
             )
         except DomainError as error:

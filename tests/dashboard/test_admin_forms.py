@@ -7,7 +7,9 @@ says why and changes nothing. The new clinician
 logs in with the one-time password, is sent to set up an authenticator app, sees the QR code and
 the key once, is refused a wrong code and gets in with a right one; the key is in no log line and
 no audit row. The same routes refuse a clinician (the API's access rule) and a form without the
-CSRF token.
+CSRF token. From the staff table and the care-team list, an admin disables and re-enables an
+account, changes a role (its sessions end; a role that takes no alerts leaves its care teams) and
+takes someone off a team.
 """
 
 import logging
@@ -23,7 +25,7 @@ from sqlalchemy import Table, func, select
 from backend.audit.service import AUDIT_EVENTS
 from backend.dashboard.queries import OVERRIDES, STAFF
 from backend.dashboard.session import ACCESS_COOKIE, DASHBOARD_PATH, REFRESH_COOKIE
-from backend.db.models.clinic import Clinic
+from backend.db.models.clinic import CareTeamMembership, Clinic
 from backend.domain.alerts.store import ON_CALL
 from backend.identity import sessions
 from backend.identity.roles import Role
@@ -32,6 +34,7 @@ from tests.dashboard.browsing import DESKTOP, log_in, opened_page, scalar
 from tests.dashboard.conftest import LiveService
 
 CLINICS: Final = cast(Table, Clinic.__table__)  # type: ignore[attr-defined]
+MEMBERSHIPS: Final = cast(Table, CareTeamMembership.__table__)  # type: ignore[attr-defined]
 NEW_EMAIL = "new.clinician@demo.interlude.example"
 N2O_OVERRIDE = """{
   "id": "clinic-n2o", "version": "2.0.0", "extends": {"id": "n2o-default", "version": "1.0.0"},
@@ -432,3 +435,77 @@ async def test_an_admin_disables_and_re_enables_a_clinician_from_the_staff_table
         assert "your own account" in own.text
     assert await _audited(live, "staff.disable", admin_id) == 1
     assert await _audited(live, "staff.enable", admin_id) == 1
+
+
+async def _team_members(live: LiveService) -> set[uuid.UUID]:
+    async with live.runtime.require_engine().connect() as connection:
+        rows = await connection.execute(
+            select(MEMBERSHIPS.c.staff_id).where(MEMBERSHIPS.c.clinic_id == live.demo.clinic_id)
+        )
+        return {row.staff_id for row in rows}
+
+
+async def test_an_admin_changes_a_role_and_takes_someone_off_a_care_team(
+    live: LiveService, browser: Any
+) -> None:
+    admin_id = await _staff_id(live, "clinic_admin")
+    clinician_id = await _staff_id(live, "clinician")
+    clinician = live.demo.login(Role.CLINICIAN)
+    clinicians_token = await _bearer(live, Role.CLINICIAN, clinician_id)
+    role = select(STAFF.c.role).where(STAFF.c.id == clinician_id)
+    members = await _team_members(live)
+    assert clinician_id in members
+    others = sorted(members - {clinician_id, admin_id})
+    assert others, "the demo's care team has someone besides the clinician"
+
+    async with opened_page(browser, DESKTOP) as page:
+        await log_in(page, live, Role.CLINIC_ADMIN, next_path="/dashboard/admin")
+        # No role form on the admin's own row: their own role is changed by another admin.
+        assert await page.locator(f"#role-{admin_id}").count() == 0
+
+        # The clinician becomes a researcher: a role that takes no alerts leaves the care team.
+        await page.select_option(f"#role-{clinician_id}", "researcher")
+        await page.click(f'button[aria-label="Change role of {clinician.name}"]')
+        await page.wait_for_url(live.base_url + "/dashboard/admin#staff")
+        assert await scalar(live, role) == "researcher"
+        assert clinician_id not in await _team_members(live)
+        assert await _audited(live, "staff.role_change", admin_id) == 1
+
+        # Someone else taken off the team with the button beside their name.
+        leaving = others[0]
+        removals = await _audited(live, "care_team.remove_member", admin_id)
+        await page.click(f'form[action$="/members/{leaving}/remove"] button')
+        await page.wait_for_url(live.base_url + "/dashboard/admin#teams")
+        assert leaving not in await _team_members(live)
+        assert await page.locator(f'form[action$="/members/{leaving}/remove"]').count() == 0
+        assert await _audited(live, "care_team.remove_member", admin_id) == removals + 1
+        assert not page.console_errors
+
+    headers = {"Authorization": f"Bearer {await _bearer(live, Role.CLINIC_ADMIN, admin_id)}"}
+    async with httpx.AsyncClient(base_url=live.base_url, timeout=10) as client:
+        # The old role's session ended with the change.
+        ended = await client.get(
+            "/api/v1/patients", headers={"Authorization": f"Bearer {clinicians_token}"}
+        )
+        assert ended.status_code == 401
+        # A role a clinic admin cannot give, and their own role: refused, the reason on the page.
+        for who, wanted, status, reason in (
+            (clinician_id, "operator", 422, "choose a clinician"),
+            (admin_id, "clinician", 409, "your own account"),
+        ):
+            refused = await client.post(
+                f"/dashboard/admin/staff/{who}/role", headers=headers, data={"role": wanted}
+            )
+            assert refused.status_code == status, refused.text
+            assert reason in refused.text
+        assert await scalar(live, role) == "researcher"
+        assert await scalar(live, select(STAFF.c.role).where(STAFF.c.id == admin_id)) == (
+            "clinic_admin"
+        )
+        # A team that is not the clinic's.
+        unknown = await client.post(
+            f"/dashboard/admin/care-teams/{uuid.uuid4()}/members/{others[0]}/remove",
+            headers=headers,
+        )
+        assert unknown.status_code == 404
+    assert await _audited(live, "staff.role_change", admin_id) == 1
