@@ -19,6 +19,7 @@ as in the API.
 """
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import msgspec
@@ -309,6 +310,24 @@ class DashboardAdminController(Controller):
             **context,
         )
 
+    async def _then_back(
+        self,
+        section: str,
+        change: Callable[[], Awaitable[object]],
+        principal: Principal,
+        runtime: Runtime,
+        db_session: AsyncSession,
+        *,
+        anchor: str | None = None,
+    ) -> Response[Any]:
+        """Make the form's change, then back to its section of the page (Post/Redirect/Get), or
+        the page again with the reason when it is refused."""
+        try:
+            await change()
+        except DomainError as error:
+            return await self._refused(error, section, principal, runtime, db_session)
+        return Redirect(path=f"{ADMIN_PATH}#{anchor or section}", status_code=HTTP_303_SEE_OTHER)
+
     @get("/", opt=_ADMIN, name="dashboard-admin")
     async def overview(
         self,
@@ -422,11 +441,13 @@ class DashboardAdminController(Controller):
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
     ) -> Response[Any]:
-        try:
-            await staff_admin.disable_staff(db_session, runtime, principal, staff_id)
-        except DomainError as error:
-            return await self._refused(error, "staff", principal, runtime, db_session)
-        return Redirect(path=ADMIN_PATH + "#staff", status_code=HTTP_303_SEE_OTHER)
+        return await self._then_back(
+            "staff",
+            lambda: staff_admin.disable_staff(db_session, runtime, principal, staff_id),
+            principal,
+            runtime,
+            db_session,
+        )
 
     @post("/staff/{staff_id:uuid}/enable", opt=_ADMIN, status_code=303)
     async def enable_staff(
@@ -436,11 +457,13 @@ class DashboardAdminController(Controller):
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
     ) -> Response[Any]:
-        try:
-            await staff_admin.enable_staff(db_session, runtime, principal, staff_id)
-        except DomainError as error:
-            return await self._refused(error, "staff", principal, runtime, db_session)
-        return Redirect(path=ADMIN_PATH + "#staff", status_code=HTTP_303_SEE_OTHER)
+        return await self._then_back(
+            "staff",
+            lambda: staff_admin.enable_staff(db_session, runtime, principal, staff_id),
+            principal,
+            runtime,
+            db_session,
+        )
 
     @post("/staff/{staff_id:uuid}/role", opt=_ADMIN, status_code=303)
     async def change_role(
@@ -451,13 +474,13 @@ class DashboardAdminController(Controller):
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
     ) -> Response[Any]:
-        try:
+
+        async def change() -> None:
             if data.role not in NEW_STAFF_ROLES:
                 raise InvalidInput("choose a clinician, clinic admin or researcher role")
             await staff_admin.change_role(db_session, runtime, principal, staff_id, Role(data.role))
-        except DomainError as error:
-            return await self._refused(error, "staff", principal, runtime, db_session)
-        return Redirect(path=ADMIN_PATH + "#staff", status_code=HTTP_303_SEE_OTHER)
+
+        return await self._then_back("staff", change, principal, runtime, db_session)
 
     @post("/settings", opt=_ADMIN, status_code=303)
     async def save_settings(
@@ -467,17 +490,20 @@ class DashboardAdminController(Controller):
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
     ) -> Response[Any]:
-        try:
-            await staff_service.update_clinic_settings(
+        return await self._then_back(
+            "settings",
+            lambda: staff_service.update_clinic_settings(
                 db_session,
                 runtime,
                 principal,
                 totp_required_for_all_staff=data.totp_required_for_all_staff == "on",
                 if_match=drawn_from(data.version),
-            )
-        except DomainError as error:
-            return await self._refused(error, "settings", principal, runtime, db_session)
-        return Redirect(path=ADMIN_PATH + "#staff", status_code=HTTP_303_SEE_OTHER)
+            ),
+            principal,
+            runtime,
+            db_session,
+            anchor="staff",
+        )
 
     @post("/care-teams", opt=_ADMIN, status_code=303)
     async def add_care_team(
@@ -487,15 +513,15 @@ class DashboardAdminController(Controller):
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
     ) -> Response[Any]:
-        try:
+
+        async def create() -> None:
             try:
                 wanted = msgspec.convert({"name": data.name.strip()}, NewCareTeam)
             except msgspec.ValidationError:
                 raise InvalidInput("give the care team a name (up to 120 characters)") from None
             await staff_service.create_care_team(db_session, runtime, principal, wanted.name)
-        except DomainError as error:
-            return await self._refused(error, "teams", principal, runtime, db_session)
-        return Redirect(path=ADMIN_PATH + "#teams", status_code=HTTP_303_SEE_OTHER)
+
+        return await self._then_back("teams", create, principal, runtime, db_session)
 
     @post("/care-teams/{care_team_id:uuid}/members", opt=_ADMIN, status_code=303)
     async def add_care_team_member(
@@ -506,14 +532,14 @@ class DashboardAdminController(Controller):
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
     ) -> Response[Any]:
-        try:
+
+        async def add() -> None:
             staff_id = parse_staff_id(data.staff_id, pointer="member")
             await staff_service.add_care_team_member(
                 db_session, runtime, principal, care_team_id, staff_id
             )
-        except DomainError as error:
-            return await self._refused(error, "teams", principal, runtime, db_session)
-        return Redirect(path=ADMIN_PATH + "#teams", status_code=HTTP_303_SEE_OTHER)
+
+        return await self._then_back("teams", add, principal, runtime, db_session)
 
     @post(
         "/care-teams/{care_team_id:uuid}/members/{staff_id:uuid}/remove",
@@ -528,13 +554,15 @@ class DashboardAdminController(Controller):
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
     ) -> Response[Any]:
-        try:
-            await staff_admin.remove_care_team_member(
+        return await self._then_back(
+            "teams",
+            lambda: staff_admin.remove_care_team_member(
                 db_session, runtime, principal, care_team_id, staff_id
-            )
-        except DomainError as error:
-            return await self._refused(error, "teams", principal, runtime, db_session)
-        return Redirect(path=ADMIN_PATH + "#teams", status_code=HTTP_303_SEE_OTHER)
+            ),
+            principal,
+            runtime,
+            db_session,
+        )
 
     @post("/protocols/{modality:str}", opt=_ADMIN, status_code=303)
     async def save_protocol(
