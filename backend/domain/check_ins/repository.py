@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Row, and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from backend.db.claims import claim_due_rows
 from backend.db.models.device import Device
 from backend.db.models.patient import Patient
 from backend.db.models.questionnaire_response import QuestionnaireResponse
@@ -213,8 +214,8 @@ async def claim_due(
     lease: timedelta,
     limit: int,
 ) -> list[Row[Any]]:
-    """Claim up to ``limit`` due check-ins whose window is still open (the outbox pattern:
-    `backend.domain.outbox.repository.claim_due`). Expired leases are reclaimable.
+    """Claim up to ``limit`` due check-ins whose window is still open (`backend.db.claims`).
+    Expired leases are reclaimable.
 
     Two statements rather than one with an OR: each then walks an index range
     (``status, due_at``) in due order, where the OR made SQLite scan every open window
@@ -254,25 +255,20 @@ async def _claim(
     lease: timedelta,
     limit: int,
 ) -> list[Row[Any]]:
-    # Two statements, as in the outbox: SELECT the candidates (locking them, skipping rows another
-    # instance holds), then UPDATE exactly those. One UPDATE ... WHERE id IN (SELECT ... LIMIT n
-    # FOR UPDATE SKIP LOCKED) lets PostgreSQL re-run the subquery and claim more than ``limit``.
-    candidates = (
-        select(_c.id).where(due).order_by(_c.due_at).limit(limit).with_for_update(skip_locked=True)
-    )
-    ids = list((await connection.execute(candidates)).scalars().all())
-    if not ids:
-        return []
-    statement = (
-        update(TABLE)
-        .where(_c.id.in_(ids), due)
-        .values(
-            status="claimed",
-            claimed_by=instance,
-            lease_until=now + lease,
-            attempts=_c.attempts + 1,
-        )
-        .returning(
+    return await claim_due_rows(
+        connection,
+        TABLE,
+        _c.id,
+        due,
+        order_by=_c.due_at,
+        limit=limit,
+        values={
+            "status": "claimed",
+            "claimed_by": instance,
+            "lease_until": now + lease,
+            "attempts": _c.attempts + 1,
+        },
+        returning=(
             _c.id,
             _c.patient_id,
             _c.clinic_id,
@@ -281,9 +277,8 @@ async def _claim(
             _c.priority,
             _c.during_quiet_hours,
             _c.reminders_at,
-        )
+        ),
     )
-    return list((await connection.execute(statement)).all())
 
 
 async def mark_sent(

@@ -9,6 +9,7 @@ import msgspec
 from sqlalchemy import Row, Table, and_, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from backend.db.claims import claim_due_rows
 from backend.db.models.clinic import Clinic
 from backend.db.models.export_job import (
     ExportJob,
@@ -57,37 +58,29 @@ async def get_job(connection: AsyncConnection, job_id: uuid.UUID) -> Row[Any] | 
 async def claim_next(
     connection: AsyncConnection, *, instance: str, now: datetime, lease: timedelta
 ) -> Row[Any] | None:
-    """Claim the oldest queued job, or a running one whose lease ran out (its instance died).
-
-    Two statements, as in the outbox (`backend.domain.outbox.repository.claim_due`): SELECT the
-    candidate, locking it and skipping a row another instance holds (PostgreSQL), then UPDATE
-    exactly that one. One UPDATE ... WHERE id IN (SELECT ... LIMIT 1 FOR UPDATE SKIP LOCKED)
-    lets PostgreSQL re-run the subquery and claim several jobs for one runner, which then runs
-    one and leaves the others leased to it. SQLite compiles the locking away and serialises
-    writers.
-    """
+    """Claim the oldest queued job, or a running one whose lease ran out (its instance died),
+    as `backend.db.claims` claims any due row: one job, not several leased to one runner that
+    runs one and leaves the others waiting."""
     due = or_(_j.state == "queued", and_(_j.state == "running", _j.lease_until < now))
-    candidate = (
-        select(_j.id).where(due).order_by(_j.created_at).limit(1).with_for_update(skip_locked=True)
+    claimed = await claim_due_rows(
+        connection,
+        JOBS,
+        _j.id,
+        due,
+        order_by=_j.created_at,
+        limit=1,
+        values={
+            "state": "running",
+            "claimed_by": instance,
+            "lease_until": now + lease,
+            "attempts": _j.attempts + 1,
+            "started_at": now,
+            "progress_rows": 0,
+            "progress_percent": 0,
+        },
+        returning=list(JOBS.c),
     )
-    job_id = (await connection.execute(candidate)).scalar()
-    if job_id is None:
-        return None
-    statement = (
-        update(JOBS)
-        .where(_j.id == job_id, due)
-        .values(
-            state="running",
-            claimed_by=instance,
-            lease_until=now + lease,
-            attempts=_j.attempts + 1,
-            started_at=now,
-            progress_rows=0,
-            progress_percent=0,
-        )
-        .returning(*JOBS.c)
-    )
-    return (await connection.execute(statement)).first()
+    return claimed[0] if claimed else None
 
 
 def _mine(job_id: uuid.UUID, instance: str) -> Any:

@@ -8,6 +8,7 @@ from typing import Any, Final, cast
 from sqlalchemy import Row, Table, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from backend.db.claims import claim_due_rows
 from backend.db.models.notification import CheckInFallback, StaffTask
 from backend.db.models.treatment import CheckIn
 from backend.db.upsert import dialect_insert
@@ -47,32 +48,23 @@ async def watch(
 async def claim_due(
     connection: AsyncConnection, *, instance: str, now: datetime, lease: timedelta, limit: int
 ) -> list[Row[Any]]:
-    """The outbox's claim: lock due rows others do not hold (SKIP LOCKED on PostgreSQL), take a
-    lease; a row whose lease expired is claimable again."""
+    """Lock due watches others do not hold and take a lease (`backend.db.claims`); a watch
+    whose lease expired is claimable again."""
     due = and_(
         _c.status == "watching",
         _c.next_at <= now,
         or_(_c.lease_until.is_(None), _c.lease_until < now),
     )
-    # Select then update (see `backend.domain.outbox.repository.claim_due`): one UPDATE with an
-    # IN (SELECT ... LIMIT) subquery can claim more than ``limit`` rows on PostgreSQL.
-    candidates = (
-        select(_c.check_in_id)
-        .where(due)
-        .order_by(_c.next_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+    return await claim_due_rows(
+        connection,
+        TABLE,
+        _c.check_in_id,
+        due,
+        order_by=_c.next_at,
+        limit=limit,
+        values={"claimed_by": instance, "lease_until": now + lease},
+        returning=list(TABLE.c),
     )
-    ids = list((await connection.execute(candidates)).scalars().all())
-    if not ids:
-        return []
-    statement = (
-        update(TABLE)
-        .where(_c.check_in_id.in_(ids), due)
-        .values(claimed_by=instance, lease_until=now + lease)
-        .returning(*TABLE.c)
-    )
-    return list((await connection.execute(statement)).all())
 
 
 async def advance(

@@ -9,6 +9,7 @@ from sqlalchemy import Row, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from backend.db.claims import lockable_ids, take_lease
 from backend.db.models.outbox import OutboxMessage
 from notifications.base import Urgency
 
@@ -62,14 +63,9 @@ async def claim_due(
     lease: timedelta,
     limit: int,
 ) -> list[Row[Any]]:
-    """Claim up to ``limit`` due messages for ``instance``; expired leases are reclaimable.
-
-    Two statements in the caller's transaction: SELECT the candidates, locking them and skipping
-    rows another instance holds (PostgreSQL), then UPDATE exactly those to take the lease. One
-    statement (UPDATE ... WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)) lets
-    PostgreSQL re-run the subquery per row and claim far more than ``limit``. SQLite has no row
-    locks and compiles the locking clause away; it runs one instance and serialises writers.
-    """
+    """Claim up to ``limit`` due messages for ``instance`` (`backend.db.claims`: lock the
+    candidates, skipping rows another instance holds, then take the lease on exactly those);
+    expired leases are reclaimable."""
     due = or_(
         and_(_c.status == "pending", _c.next_attempt_at <= now),
         and_(_c.status == "claimed", _c.lease_until < now),
@@ -77,35 +73,27 @@ async def claim_due(
     # Urgent messages first (an URGENT alert, a high-priority check-in): one behind a fan-out of
     # thousands of routine reminders would otherwise wait for all of them. Two reads, each in
     # its own index order, rather than one ORDER BY urgency that would sort the whole backlog.
-    ids = await _due_ids(connection, and_(due, _c.urgency == Urgency.HIGH.value), limit)
+    urgent = and_(due, _c.urgency == Urgency.HIGH.value)
+    ids = await lockable_ids(connection, _c.id, urgent, order_by=_c.next_attempt_at, limit=limit)
     if len(ids) < limit:
         others = and_(due, _c.id.not_in(ids)) if ids else due
-        ids += await _due_ids(connection, others, limit - len(ids))
-    if not ids:
-        return []
-    statement = (
-        update(TABLE)
-        .where(_c.id.in_(ids), due)
-        .values(
-            status="claimed",
-            claimed_by=instance,
-            lease_until=now + lease,
-            attempts=_c.attempts + 1,
+        ids += await lockable_ids(
+            connection, _c.id, others, order_by=_c.next_attempt_at, limit=limit - len(ids)
         )
-        .returning(*TABLE.c)
+    return await take_lease(
+        connection,
+        TABLE,
+        _c.id,
+        ids,
+        due,
+        values={
+            "status": "claimed",
+            "claimed_by": instance,
+            "lease_until": now + lease,
+            "attempts": _c.attempts + 1,
+        },
+        returning=list(TABLE.c),
     )
-    return list((await connection.execute(statement)).all())
-
-
-async def _due_ids(connection: AsyncConnection, where: Any, limit: int) -> list[uuid.UUID]:
-    candidates = (
-        select(_c.id)
-        .where(where)
-        .order_by(_c.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    return list((await connection.execute(candidates)).scalars().all())
 
 
 def _mine(message_id: uuid.UUID, instance: str) -> Any:
