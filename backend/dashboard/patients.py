@@ -1,12 +1,18 @@
-"""The patient list and the patient page (trajectories, sessions, check-ins, alerts)."""
+"""The patient list and the patient page (trajectories, sessions, check-ins, alerts, consents).
+
+The consent form records what the patient agreed to, through the API's service (same checks,
+effects and audit rows: withdrawing monitoring cancels every open check-in at once, giving it
+again plans them again). It carries the consents' entity tag as the API's If-Match, which is
+never optional here either: a save from a page someone else's change outdated is refused."""
 
 import uuid
 from typing import Any
 
+import msgspec
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath
-from litestar.response import Redirect, Template
+from litestar.params import FromPath, URLEncodedBody
+from litestar.response import Redirect, Response, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -16,11 +22,14 @@ from backend.dashboard.pages import DASHBOARD_ROLES, page
 from backend.dashboard.patient_view import MODALITY_LABELS, load_patient_page
 from backend.dashboard.plots import trajectory_svg
 from backend.domain.alerts import holds
-from backend.identity import patients
+from backend.identity import consent, patients
 from backend.identity.access import Scope, access
 from backend.identity.audit_trail import audit
 from backend.identity.identifiers import FieldSealer
 from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
+from backend.identity.schemas import ConsentChange
+from backend.lib.errors import DomainError, PreconditionFailed, PreconditionRequired
+from backend.lib.preconditions import entity_tag
 from backend.state import Runtime
 
 
@@ -60,6 +69,66 @@ async def patient_names(
         )
         names[row.id] = sealer.unseal("name_ciphertext", row.name_ciphertext) or ""
     return names
+
+
+async def patient_page(
+    db_session: AsyncSession,
+    runtime: Runtime,
+    principal: Principal,
+    patient_id: uuid.UUID,
+    *,
+    refused: str | None = None,
+    status_code: int = 200,
+) -> Template:
+    """The patient page; ``refused``: why the consent form's change was not saved."""
+    now = runtime.clock.now()
+    panel = await patient_alert_panel(db_session, principal, patient_id, now=now)
+    content = await load_patient_page(
+        db_session, runtime.keyring, patient_id, alerts=panel.marks, now=now
+    )
+    # Audited last: the read of identifiers (patient.read, inside read_patient), then the
+    # same consent, score and response reads the API records.
+    view = await patients.read_patient(db_session, runtime, principal, patient_id)
+    consents = await consent.read_consent(db_session, runtime, principal, patient_id)
+    for action, resource_type in (
+        ("score.read", "patient_scores"),
+        ("response.read", "patient_responses"),
+    ):
+        await audit_read(
+            db_session,
+            runtime,
+            principal,
+            action=action,
+            resource_type=resource_type,
+            resource_id=str(patient_id),
+        )
+    plots: list[dict[str, Any]] = [
+        {"svg": trajectory_svg(t.trajectory), "rows": t.rows, "title": t.trajectory.title}
+        for t in content.trajectories
+    ]
+    return page(
+        "patient.html",
+        principal,
+        current="patients",
+        status_code=status_code,
+        patient=view,
+        consents=consents,
+        consent_tag=entity_tag(consents),
+        consent_refused=refused,
+        plots=plots,
+        content=content,
+        alerts=panel,
+        modality_labels=MODALITY_LABELS,
+        outcomes=OUTCOME_LABELS,
+        back=f"/dashboard/patients/{patient_id}",
+        now=now,
+    )
+
+
+class ConsentForm(msgspec.Struct, kw_only=True):
+    monitoring_consent: str = ""
+    research_consent: str = ""
+    version: str = ""  # entity tag of the consents the form was drawn from (If-Match)
 
 
 class DashboardPatientController(Controller):
@@ -105,43 +174,7 @@ class DashboardPatientController(Controller):
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
     ) -> Template:
-        now = runtime.clock.now()
-        panel = await patient_alert_panel(db_session, principal, patient_id, now=now)
-        content = await load_patient_page(
-            db_session, runtime.keyring, patient_id, alerts=panel.marks, now=now
-        )
-        # Audited last: the read of identifiers (patient.read, inside read_patient), then the
-        # same score/response reads the API records.
-        view = await patients.read_patient(db_session, runtime, principal, patient_id)
-        for action, resource_type in (
-            ("score.read", "patient_scores"),
-            ("response.read", "patient_responses"),
-        ):
-            await audit_read(
-                db_session,
-                runtime,
-                principal,
-                action=action,
-                resource_type=resource_type,
-                resource_id=str(patient_id),
-            )
-        plots: list[dict[str, Any]] = [
-            {"svg": trajectory_svg(t.trajectory), "rows": t.rows, "title": t.trajectory.title}
-            for t in content.trajectories
-        ]
-        return page(
-            "patient.html",
-            principal,
-            current="patients",
-            patient=view,
-            plots=plots,
-            content=content,
-            alerts=panel,
-            modality_labels=MODALITY_LABELS,
-            outcomes=OUTCOME_LABELS,
-            back=f"/dashboard/patients/{patient_id}",
-            now=now,
-        )
+        return await patient_page(db_session, runtime, principal, patient_id)
 
     @post(
         "/{patient_id:uuid}/n2o-hold/clear",
@@ -158,3 +191,55 @@ class DashboardPatientController(Controller):
         """The API's ``POST /api/v1/patients/{id}/n2o-hold/clear``: the same service and audit."""
         await holds.clear_hold(db_session, principal, patient_id, now=runtime.clock.now())
         return Redirect(path=f"/dashboard/patients/{patient_id}", status_code=HTTP_303_SEE_OTHER)
+
+    @post(
+        "/{patient_id:uuid}/consent",
+        opt=access(*DASHBOARD_ROLES, scope=Scope.PATIENT),
+        status_code=303,
+    )
+    async def change_consent(
+        self,
+        patient_id: FromPath[uuid.UUID],
+        data: URLEncodedBody[ConsentForm],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Response[Any]:
+        """The API's ``PUT /api/v1/patients/{id}/consent``: the same service and audit, always
+        from the version the page showed (its If-Match is never optional)."""
+        try:
+            if not data.version:
+                raise PreconditionRequired(
+                    "the form did not say which version of the consents it was drawn from; "
+                    "reload the page and record the consents again"
+                )
+            await consent.change_consent(
+                db_session,
+                runtime,
+                principal,
+                patient_id,
+                ConsentChange(
+                    monitoring_consent=data.monitoring_consent == "on",
+                    research_consent=data.research_consent == "on",
+                ),
+                if_match=frozenset({data.version}),
+            )
+        except DomainError as error:
+            if error.status_code not in {409, 412, 422, 428}:
+                raise  # not the form's fault (401, 403, 404): the dashboard's error page
+            # Nothing of the refused change may be committed with the page's audit rows.
+            await db_session.rollback()
+            reason = error.detail
+            if isinstance(error, PreconditionFailed):
+                reason += ". Nothing was saved: the page now shows the consents in force."
+            return await patient_page(
+                db_session,
+                runtime,
+                principal,
+                patient_id,
+                refused=reason,
+                status_code=error.status_code,
+            )
+        return Redirect(
+            path=f"/dashboard/patients/{patient_id}#consent", status_code=HTTP_303_SEE_OTHER
+        )
