@@ -101,6 +101,28 @@ def timeline_sessions(rows: Sequence[Row[Any]]) -> tuple[TreatmentSession, ...]:
     )
 
 
+class SessionLine(msgspec.Struct, frozen=True, kw_only=True):
+    """A row of the page's session table: the session, its status, and for a planned session
+    whose start has passed, the times its "record as held" form starts from (its plan)."""
+
+    session: TreatmentSession
+    status: str
+    held_form: tuple[datetime, datetime] | None = None
+
+
+def session_lines(
+    rows: Sequence[Row[Any]], sessions: Sequence[TreatmentSession], *, now: datetime
+) -> list[SessionLine]:
+    """`SessionLine`s, in the order of ``rows`` (``sessions`` are `timeline_sessions` of them)."""
+    lines = []
+    for row, timeline in zip(rows, sessions, strict=True):
+        held_form = None
+        if row.status == "planned" and row.planned_start_at <= now:
+            held_form = (row.planned_start_at, min(row.planned_end_at, now))
+        lines.append(SessionLine(session=timeline, status=row.status, held_form=held_form))
+    return lines
+
+
 def _band_label(instrument: Instrument, code: str | None) -> str | None:
     return next((b.label for b in instrument.bands if b.code == code), code)
 
@@ -251,6 +273,7 @@ class PatientPage(msgspec.Struct, frozen=True, kw_only=True):
     ladder: list[LadderStep]
     exposure: Exposure | None
     sessions: list[TreatmentSession]
+    session_lines: list[SessionLine]
 
 
 async def load_patient_page(
@@ -339,4 +362,5 @@ async def load_patient_page(
             now=now,
         ),
         sessions=list(sessions),
+        session_lines=session_lines(session_rows, sessions, now=now),
     )

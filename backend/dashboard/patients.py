@@ -6,7 +6,9 @@ again plans them again). It carries the consents' entity tag as the API's If-Mat
 never optional here either: a save from a page someone else's change outdated is refused."""
 
 import uuid
-from typing import Any
+from datetime import datetime
+from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 import msgspec
 from litestar import Controller, get, post
@@ -22,13 +24,16 @@ from backend.dashboard.pages import DASHBOARD_ROLES, page
 from backend.dashboard.patient_view import MODALITY_LABELS, load_patient_page
 from backend.dashboard.plots import trajectory_svg
 from backend.domain.alerts import holds
+from backend.domain.sessions import service as sessions_service
+from backend.domain.sessions.completion import complete_unless_held
+from backend.domain.sessions.schemas import SessionCompletion, SessionInput
 from backend.identity import consent, patients
 from backend.identity.access import Scope, access
 from backend.identity.audit_trail import audit
 from backend.identity.identifiers import FieldSealer
 from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
 from backend.identity.schemas import ConsentChange
-from backend.lib.errors import DomainError, PreconditionFailed, PreconditionRequired
+from backend.lib.errors import DomainError, InvalidInput, PreconditionFailed, PreconditionRequired
 from backend.lib.preconditions import entity_tag
 from backend.state import Runtime
 
@@ -77,10 +82,10 @@ async def patient_page(
     principal: Principal,
     patient_id: uuid.UUID,
     *,
-    refused: str | None = None,
+    refused: tuple[str, str] | None = None,
     status_code: int = 200,
 ) -> Template:
-    """The patient page; ``refused``: why the consent form's change was not saved."""
+    """The patient page; ``refused``: (section, reason) when a form's change was not saved."""
     now = runtime.clock.now()
     panel = await patient_alert_panel(db_session, principal, patient_id, now=now)
     content = await load_patient_page(
@@ -114,7 +119,9 @@ async def patient_page(
         patient=view,
         consents=consents,
         consent_tag=entity_tag(consents),
-        consent_refused=refused,
+        zone=ZoneInfo(view.time_zone),
+        refused_in=refused[0] if refused else None,
+        refused_reason=refused[1] if refused else None,
         plots=plots,
         content=content,
         alerts=panel,
@@ -125,10 +132,113 @@ async def patient_page(
     )
 
 
+async def _refused(
+    error: DomainError,
+    section: str,
+    db_session: AsyncSession,
+    runtime: Runtime,
+    principal: Principal,
+    patient_id: uuid.UUID,
+) -> Template:
+    """The page again with the reason a form's change was refused, in that form's section;
+    other failures (401, 403, 404) are not the form's: the dashboard's error page."""
+    if error.status_code not in _FORM_REFUSALS:
+        raise error
+    # Nothing of the refused change may be committed with the page's audit rows.
+    await db_session.rollback()
+    reason = error.detail
+    details = [p.message for p in error.errors]
+    if details:
+        reason += ": " + "; ".join(details)
+    if isinstance(error, PreconditionFailed):
+        reason += ". Nothing was saved: the page now shows what is in force."
+    return await patient_page(
+        db_session,
+        runtime,
+        principal,
+        patient_id,
+        refused=(section, reason),
+        status_code=error.status_code,
+    )
+
+
+def local_time(value: str, zone: ZoneInfo, what: str) -> datetime:
+    """A form's ``datetime-local`` value (no offset), read in the patient's time zone."""
+    try:
+        naive = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidInput(f"{what}: give a date and a time") from None
+    if naive.tzinfo is not None:
+        return naive
+    return naive.replace(tzinfo=zone)
+
+
+def session_input(form: "SessionForm", zone: ZoneInfo) -> SessionInput:
+    """The API's `SessionInput` from the form (the dose box of the chosen treatment only)."""
+    fields: dict[str, Any] = {
+        "modality": form.modality,
+        "planned_start": local_time(form.planned_start, zone, "start"),
+        "minutes": form.minutes.strip(),
+        "last_in_course": form.last_in_course == "on",
+    }
+    dose = {
+        "n2o": "n2o_concentration_percent",
+        "iv_ketamine": "ketamine_mg_per_kg",
+        "esketamine": "esketamine_mg",
+    }.get(form.modality)
+    if dose is not None and getattr(form, dose).strip():
+        fields[dose] = getattr(form, dose).strip()
+    try:
+        return msgspec.convert(fields, SessionInput, strict=False)
+    except msgspec.ValidationError as error:
+        raise InvalidInput(f"the session was not recorded ({error})") from None
+
+
+async def _audit_session(
+    db_session: AsyncSession,
+    runtime: Runtime,
+    principal: Principal,
+    action: str,
+    session_id: uuid.UUID,
+) -> None:
+    """The row the API writes for the same change (`sessions.controllers`)."""
+    await audit(
+        db_session,
+        runtime,
+        action=action,
+        resource_type="session",
+        resource_id=session_id,
+        clinic_id=principal.clinic_id,
+        purpose="treatment",
+        actor=principal,
+    )
+
+
+class SessionForm(msgspec.Struct, kw_only=True):
+    modality: str = ""
+    planned_start: str = ""
+    minutes: str = ""
+    n2o_concentration_percent: str = ""
+    ketamine_mg_per_kg: str = ""
+    esketamine_mg: str = ""
+    last_in_course: str = ""
+
+
+class HeldForm(msgspec.Struct, kw_only=True):
+    started_at: str = ""
+    ended_at: str = ""
+    override_n2o_hold: str = ""
+
+
 class ConsentForm(msgspec.Struct, kw_only=True):
     monitoring_consent: str = ""
     research_consent: str = ""
     version: str = ""  # entity tag of the consents the form was drawn from (If-Match)
+
+
+# A form's change refused for what was entered or because the page was outdated: shown on the
+# page beside the form (anything else is the dashboard's error page).
+_FORM_REFUSALS: Final = frozenset({409, 412, 422, 428})
 
 
 class DashboardPatientController(Controller):
@@ -225,21 +335,78 @@ class DashboardPatientController(Controller):
                 if_match=frozenset({data.version}),
             )
         except DomainError as error:
-            if error.status_code not in {409, 412, 422, 428}:
-                raise  # not the form's fault (401, 403, 404): the dashboard's error page
-            # Nothing of the refused change may be committed with the page's audit rows.
-            await db_session.rollback()
-            reason = error.detail
-            if isinstance(error, PreconditionFailed):
-                reason += ". Nothing was saved: the page now shows the consents in force."
-            return await patient_page(
-                db_session,
-                runtime,
-                principal,
-                patient_id,
-                refused=reason,
-                status_code=error.status_code,
-            )
+            return await _refused(error, "consent", db_session, runtime, principal, patient_id)
         return Redirect(
             path=f"/dashboard/patients/{patient_id}#consent", status_code=HTTP_303_SEE_OTHER
+        )
+
+    @post(
+        "/{patient_id:uuid}/sessions",
+        opt=access(*DASHBOARD_ROLES, scope=Scope.PATIENT),
+        status_code=303,
+    )
+    async def record_session(
+        self,
+        patient_id: FromPath[uuid.UUID],
+        data: URLEncodedBody[SessionForm],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Response[Any]:
+        """The API's ``POST /api/v1/patients/{id}/sessions``: its check-ins are planned in the
+        same transaction."""
+        try:
+            patient = await sessions_service.get_patient(db_session, patient_id)
+            row = await sessions_service.record_session(
+                db_session,
+                runtime.keyring,
+                patient_id=patient_id,
+                data=session_input(data, ZoneInfo(patient.time_zone)),
+                staff_id=principal.subject_id,
+                now=runtime.clock.now(),
+            )
+            await _audit_session(db_session, runtime, principal, "session.create", row.id)
+        except DomainError as error:
+            return await _refused(error, "sessions", db_session, runtime, principal, patient_id)
+        return Redirect(
+            path=f"/dashboard/patients/{patient_id}#sessions", status_code=HTTP_303_SEE_OTHER
+        )
+
+    @post(
+        "/{patient_id:uuid}/sessions/{session_id:uuid}/complete",
+        opt=access(*DASHBOARD_ROLES, scope=Scope.PATIENT),
+        status_code=303,
+    )
+    async def complete_session(
+        self,
+        patient_id: FromPath[uuid.UUID],
+        session_id: FromPath[uuid.UUID],
+        data: URLEncodedBody[HeldForm],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Response[Any]:
+        """The API's ``POST .../sessions/{id}/complete`` (the N2O hold rule included): the
+        check-in ladder is re-timed from the session's end."""
+        try:
+            patient = await sessions_service.get_patient(db_session, patient_id)
+            zone = ZoneInfo(patient.time_zone)
+            row = await complete_unless_held(
+                db_session,
+                runtime.keyring,
+                principal,
+                patient_id=patient_id,
+                session_id=session_id,
+                data=SessionCompletion(
+                    started_at=local_time(data.started_at, zone, "started"),
+                    ended_at=local_time(data.ended_at, zone, "ended"),
+                    override_n2o_hold=data.override_n2o_hold == "on",
+                ),
+                now=runtime.clock.now(),
+            )
+            await _audit_session(db_session, runtime, principal, "session.complete", row.id)
+        except DomainError as error:
+            return await _refused(error, "sessions", db_session, runtime, principal, patient_id)
+        return Redirect(
+            path=f"/dashboard/patients/{patient_id}#sessions", status_code=HTTP_303_SEE_OTHER
         )

@@ -54,6 +54,7 @@ async def sessions_of_patient(connection: AsyncConnection, patient_id: uuid.UUID
             s.modality,
             s.status,
             s.planned_start_at,
+            s.planned_end_at,
             s.started_at,
             s.ended_at,
             s.n2o_concentration_percent,

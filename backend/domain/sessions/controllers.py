@@ -14,11 +14,11 @@ from litestar.params import FromPath, HeaderParameter, JSONBody
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.db.models.treatment import TreatmentCourse
-from backend.domain.alerts.holds import n2o_hold_for, record_hold_override
 from backend.domain.check_ins import schedule
 from backend.domain.check_ins.quiet_hours import QuietHours
 from backend.domain.sessions import baselines as course_baselines
 from backend.domain.sessions import service
+from backend.domain.sessions.completion import complete_unless_held
 from backend.domain.sessions.exposure import patient_n2o_exposure
 from backend.domain.sessions.schemas import (
     BaselineInput,
@@ -45,7 +45,7 @@ from backend.identity.audit_trail import audit
 from backend.identity.patients import check_time_zone
 from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
 from backend.identity.roles import Role
-from backend.lib.errors import Conflict, InvalidInput, NotFound
+from backend.lib.errors import InvalidInput, NotFound
 from backend.lib.preconditions import (
     IF_MATCH_DESCRIPTION,
     etag_headers,
@@ -110,11 +110,6 @@ def _course_view(course: TreatmentCourse) -> CourseView:
         ended_at=course.ended_at,
         created_at=course.created_at,
     )
-
-
-class N2OSessionOnHold(Conflict):
-    problem_type = "n2o-session-on-hold"
-    title = "N2O sessions are on hold for this patient"
 
 
 class TreatmentSessionController(Controller):
@@ -231,28 +226,15 @@ class TreatmentSessionController(Controller):
         runtime: NamedDependency[Runtime],
         db_session: NamedDependency[AsyncSession],
     ) -> SessionView:
-        # A patient with N2O neurological red flags is on hold (clinical-spec §5.1): an N2O
-        # session is not held until a clinician clears the hold, or overrides it for this one
-        # session, which is audited.
-        planned = await service.get_session(db_session, patient_id, session_id)
-        hold = await n2o_hold_for(db_session, patient_id) if planned.modality == "n2o" else None
-        if hold is not None and not data.override_n2o_hold:
-            raise N2OSessionOnHold(
-                "this patient's N2O sessions are on hold after neurological red flags; a "
-                "clinician must clear the hold, or override it for this session"
-            )
-        row = await service.complete_session(
+        row = await complete_unless_held(
             db_session,
             runtime.keyring,
+            principal,
             patient_id=patient_id,
             session_id=session_id,
             data=data,
             now=runtime.clock.now(),
         )
-        if hold is not None:
-            await record_hold_override(
-                db_session, principal, hold, treatment_session_id=row.id, now=runtime.clock.now()
-            )
         view = await _view(db_session, runtime, row)
         await _audit(
             db_session, runtime, principal, "session.complete", "session", row.id, patient_id
