@@ -33,7 +33,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.dashboard import queries
 from backend.dashboard.alert_views import alert_settings
-from backend.dashboard.pages import page
+from backend.dashboard.pages import page, refusal_reason
 from backend.dashboard.patients import audit_read
 from backend.domain.alerts import clinic_settings
 from backend.domain.check_ins import clinic_protocols
@@ -46,7 +46,7 @@ from backend.identity.identifiers import FieldSealer
 from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
 from backend.identity.roles import Role
 from backend.identity.schemas import NewCareTeam, NewStaffMember
-from backend.lib.errors import DomainError, InvalidInput, NotFound, PreconditionFailed
+from backend.lib.errors import DomainError, InvalidInput, NotFound
 from backend.lib.preconditions import entity_tag
 from backend.state import Runtime
 
@@ -61,11 +61,6 @@ NEW_STAFF_ROLES: Final = {
 _ON_CALL_ROLES: Final = frozenset({Role.CLINICIAN.value, Role.CLINIC_ADMIN.value})
 # Spare empty places in the on-call form, so one more person can be added in one go.
 _SPARE_ON_CALL_SLOTS: Final = 2
-# After the service's reason when a form's page was outdated: the page re-rendered is current.
-_OUTDATED: Final = (
-    "Nothing was saved: someone else saved a change first. "
-    "This page now shows the current version; re-apply your change to it if still needed."
-)
 
 
 class StaffForm(msgspec.Struct, kw_only=True):
@@ -295,12 +290,7 @@ class DashboardAdminController(Controller):
     ) -> Template:
         # Nothing of the refused change may be committed with the page's audit row.
         await db_session.rollback()
-        message = error.detail
-        details = [p.message for p in error.errors]
-        if details:
-            message += ": " + "; ".join(details)
-        if isinstance(error, PreconditionFailed):
-            message = f"{message}. {_OUTDATED}"
+        message = refusal_reason(error)
         return await _overview(
             principal,
             runtime,

@@ -7,9 +7,29 @@ from litestar.response import Template
 
 from backend.identity.principal import Principal
 from backend.identity.roles import Role
+from backend.lib.errors import DomainError, PreconditionFailed
 
 # Who uses the dashboard: the people who act on alerts and run the clinic (DESIGN §8).
 DASHBOARD_ROLES: Final = (Role.CLINICIAN, Role.CLINIC_ADMIN)
+
+
+# After the service's reason when a form's page was outdated: the page re-rendered is current.
+_OUTDATED: Final = (
+    "Nothing was saved: someone else saved a change first. "
+    "This page now shows the current version; re-apply your change to it if still needed."
+)
+
+
+def refusal_reason(error: DomainError) -> str:
+    """What a page shows beside a form whose change was refused: the service's reason (written
+    to be shown, never PHI), what was wrong with each field, and for an outdated page what to do."""
+    message = error.detail
+    details = [p.message for p in error.errors]
+    if details:
+        message += ": " + "; ".join(details)
+    if isinstance(error, PreconditionFailed):
+        message = f"{message}. {_OUTDATED}"
+    return message
 
 
 class NavItem(msgspec.Struct, frozen=True, kw_only=True):

@@ -6,6 +6,7 @@ again plans them again). It carries the consents' entity tag as the API's If-Mat
 never optional here either: a save from a page someone else's change outdated is refused."""
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -20,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.dashboard import queries
 from backend.dashboard.alert_views import OUTCOME_LABELS, patient_alert_panel
-from backend.dashboard.pages import DASHBOARD_ROLES, page
+from backend.dashboard.pages import DASHBOARD_ROLES, page, refusal_reason
 from backend.dashboard.patient_view import MODALITY_LABELS, load_patient_page
 from backend.dashboard.plots import trajectory_svg
 from backend.domain.alerts import holds
@@ -33,7 +34,7 @@ from backend.identity.audit_trail import audit
 from backend.identity.identifiers import FieldSealer
 from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
 from backend.identity.schemas import ConsentChange
-from backend.lib.errors import DomainError, InvalidInput, PreconditionFailed, PreconditionRequired
+from backend.lib.errors import DomainError, InvalidInput, PreconditionRequired
 from backend.lib.preconditions import entity_tag
 from backend.state import Runtime
 
@@ -132,34 +133,40 @@ async def patient_page(
     )
 
 
-async def _refused(
-    error: DomainError,
+async def _then_back(
     section: str,
+    change: Callable[[], Awaitable[object]],
     db_session: AsyncSession,
     runtime: Runtime,
     principal: Principal,
     patient_id: uuid.UUID,
-) -> Template:
-    """The page again with the reason a form's change was refused, in that form's section;
-    other failures (401, 403, 404) are not the form's: the dashboard's error page."""
-    if error.status_code not in _FORM_REFUSALS:
-        raise error
-    # Nothing of the refused change may be committed with the page's audit rows.
-    await db_session.rollback()
-    reason = error.detail
-    details = [p.message for p in error.errors]
-    if details:
-        reason += ": " + "; ".join(details)
-    if isinstance(error, PreconditionFailed):
-        reason += ". Nothing was saved: the page now shows what is in force."
-    return await patient_page(
-        db_session,
-        runtime,
-        principal,
-        patient_id,
-        refused=(section, reason),
-        status_code=error.status_code,
+) -> Response[Any]:
+    """Make a form's change, then back to its section of the patient page (Post/Redirect/Get).
+    Refused for what was entered or an outdated page: the page again, with the reason beside the
+    form; other failures (401, 403, 404) are not the form's: the dashboard's error page."""
+    try:
+        await change()
+    except DomainError as error:
+        if error.status_code not in _FORM_REFUSALS:
+            raise
+        # Nothing of the refused change may be committed with the page's audit rows.
+        await db_session.rollback()
+        return await patient_page(
+            db_session,
+            runtime,
+            principal,
+            patient_id,
+            refused=(section, refusal_reason(error)),
+            status_code=error.status_code,
+        )
+    return Redirect(
+        path=f"/dashboard/patients/{patient_id}#{section}", status_code=HTTP_303_SEE_OTHER
     )
+
+
+async def _time_zone(db_session: AsyncSession, patient_id: uuid.UUID) -> ZoneInfo:
+    """The patient's time zone, in which the session forms' times are entered."""
+    return ZoneInfo((await sessions_service.get_patient(db_session, patient_id)).time_zone)
 
 
 def local_time(value: str, zone: ZoneInfo, what: str) -> datetime:
@@ -317,7 +324,8 @@ class DashboardPatientController(Controller):
     ) -> Response[Any]:
         """The API's ``PUT /api/v1/patients/{id}/consent``: the same service and audit, always
         from the version the page showed (its If-Match is never optional)."""
-        try:
+
+        async def change() -> None:
             if not data.version:
                 raise PreconditionRequired(
                     "the form did not say which version of the consents it was drawn from; "
@@ -334,11 +342,8 @@ class DashboardPatientController(Controller):
                 ),
                 if_match=frozenset({data.version}),
             )
-        except DomainError as error:
-            return await _refused(error, "consent", db_session, runtime, principal, patient_id)
-        return Redirect(
-            path=f"/dashboard/patients/{patient_id}#consent", status_code=HTTP_303_SEE_OTHER
-        )
+
+        return await _then_back("consent", change, db_session, runtime, principal, patient_id)
 
     @post(
         "/{patient_id:uuid}/sessions",
@@ -355,22 +360,19 @@ class DashboardPatientController(Controller):
     ) -> Response[Any]:
         """The API's ``POST /api/v1/patients/{id}/sessions``: its check-ins are planned in the
         same transaction."""
-        try:
-            patient = await sessions_service.get_patient(db_session, patient_id)
+
+        async def record() -> None:
             row = await sessions_service.record_session(
                 db_session,
                 runtime.keyring,
                 patient_id=patient_id,
-                data=session_input(data, ZoneInfo(patient.time_zone)),
+                data=session_input(data, await _time_zone(db_session, patient_id)),
                 staff_id=principal.subject_id,
                 now=runtime.clock.now(),
             )
             await _audit_session(db_session, runtime, principal, "session.create", row.id)
-        except DomainError as error:
-            return await _refused(error, "sessions", db_session, runtime, principal, patient_id)
-        return Redirect(
-            path=f"/dashboard/patients/{patient_id}#sessions", status_code=HTTP_303_SEE_OTHER
-        )
+
+        return await _then_back("sessions", record, db_session, runtime, principal, patient_id)
 
     @post(
         "/{patient_id:uuid}/sessions/{session_id:uuid}/complete",
@@ -388,9 +390,9 @@ class DashboardPatientController(Controller):
     ) -> Response[Any]:
         """The API's ``POST .../sessions/{id}/complete`` (the N2O hold rule included): the
         check-in ladder is re-timed from the session's end."""
-        try:
-            patient = await sessions_service.get_patient(db_session, patient_id)
-            zone = ZoneInfo(patient.time_zone)
+
+        async def complete() -> None:
+            zone = await _time_zone(db_session, patient_id)
             row = await complete_unless_held(
                 db_session,
                 runtime.keyring,
@@ -405,8 +407,5 @@ class DashboardPatientController(Controller):
                 now=runtime.clock.now(),
             )
             await _audit_session(db_session, runtime, principal, "session.complete", row.id)
-        except DomainError as error:
-            return await _refused(error, "sessions", db_session, runtime, principal, patient_id)
-        return Redirect(
-            path=f"/dashboard/patients/{patient_id}#sessions", status_code=HTTP_303_SEE_OTHER
-        )
+
+        return await _then_back("sessions", complete, db_session, runtime, principal, patient_id)
