@@ -272,7 +272,6 @@ class PatientPage(msgspec.Struct, frozen=True, kw_only=True):
     history: list[HistoryEntry]
     ladder: list[LadderStep]
     exposure: Exposure | None
-    sessions: list[TreatmentSession]
     session_lines: list[SessionLine]
 
 
@@ -361,6 +360,5 @@ async def load_patient_page(
             limit_hours=neuro.exposure_limit_hours,
             now=now,
         ),
-        sessions=list(sessions),
         session_lines=session_lines(session_rows, sessions, now=now),
     )
