@@ -21,6 +21,7 @@ as in the API.
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
+from zoneinfo import ZoneInfo, available_timezones
 
 import msgspec
 from litestar import Controller, Request, get, post
@@ -61,6 +62,14 @@ NEW_STAFF_ROLES: Final = {
 _ON_CALL_ROLES: Final = frozenset({Role.CLINICIAN.value, Role.CLINIC_ADMIN.value})
 # Spare empty places in the on-call form, so one more person can be added in one go.
 _SPARE_ON_CALL_SLOTS: Final = 2
+# The settings form's suggestions: places, not aliases or fixed offsets (the server accepts
+# any zone its tz database knows).
+_PLACES: Final = sorted(
+    z
+    for z in available_timezones()
+    if "/" in z and not z.startswith(("Etc/", "SystemV/", "US/", "posix", "right/"))
+)
+TIME_ZONES: Final = ("UTC", *_PLACES)
 
 
 class StaffForm(msgspec.Struct, kw_only=True):
@@ -83,6 +92,7 @@ class MemberForm(msgspec.Struct, kw_only=True):
 
 class SettingsForm(msgspec.Struct, kw_only=True):
     totp_required_for_all_staff: str = ""
+    time_zone: str = ""  # empty: unchanged
     version: str = ""  # entity tag of the clinic view the form was drawn from (If-Match)
 
 
@@ -258,6 +268,8 @@ async def _overview(
         principal,
         current="admin",
         status_code=status_code,
+        zone=ZoneInfo(clinic.time_zone),
+        time_zones=TIME_ZONES,
         clinic=staff_service.clinic_view(clinic),
         members=members,
         me=principal.subject_id,
@@ -487,6 +499,7 @@ class DashboardAdminController(Controller):
                 runtime,
                 principal,
                 totp_required_for_all_staff=data.totp_required_for_all_staff == "on",
+                time_zone=data.time_zone.strip() or None,
                 if_match=drawn_from(data.version),
             ),
             principal,

@@ -43,8 +43,8 @@ class DashboardClinicController(Controller):
         assert principal.clinic_id is not None
         now = runtime.clock.now()
         connection = await db_session.connection()
-        # Clinics carry no time zone yet, so "today" is the UTC day.
-        zone = ZoneInfo("UTC")
+        # "Today" is the clinic's calendar day, in its own zone.
+        zone = await queries.clinic_zone(connection, principal.clinic_id)
         start, end = day_bounds(now, zone)
         sessions = await queries.sessions_between(connection, principal.clinic_id, start, end)
         missed = await queries.patients_with_missed_check_ins(
@@ -69,8 +69,8 @@ class DashboardClinicController(Controller):
             "clinic.html",
             principal,
             current="clinic",
+            zone=zone,
             day=start,
-            zone=str(zone),
             sessions=sessions,
             missed=missed,
             holds=holds,

@@ -4,6 +4,7 @@ page's poll, so new urgent alerts appear without a reload."""
 
 import uuid
 from typing import Annotated, Any, Final
+from zoneinfo import ZoneInfo
 
 import msgspec
 from litestar import Controller, get, post
@@ -13,6 +14,7 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from backend.dashboard import queries
 from backend.dashboard.alert_views import (
     KIND_LABELS,
     OUTCOME_LABELS,
@@ -23,7 +25,7 @@ from backend.dashboard.alert_views import (
     inbox_alerts,
 )
 from backend.dashboard.errors import safe_next
-from backend.dashboard.pages import DASHBOARD_ROLES, page
+from backend.dashboard.pages import DASHBOARD_ROLES, page, time_context
 from backend.dashboard.patients import patient_names
 from backend.domain.alerts import lifecycle
 from backend.domain.alerts.schemas import AlertStatus, ResolveRequest
@@ -54,6 +56,11 @@ def inbox_filter(severity: list[str] | None, status: str | None, kind: str | Non
         severities=severities,
         kind=kind if kind in KIND_LABELS else None,
     )
+
+
+async def _zone(principal: Principal, db_session: AsyncSession) -> ZoneInfo:
+    assert principal.clinic_id is not None  # the access rule's clinic scope
+    return await queries.clinic_zone(await db_session.connection(), principal.clinic_id)
 
 
 class ResolveForm(msgspec.Struct, kw_only=True):
@@ -98,6 +105,7 @@ class DashboardInboxController(Controller):
             "inbox.html",
             principal,
             current="inbox",
+            zone=await _zone(principal, db_session),
             rows=rows,
             chosen=chosen,
             severities=SEVERITIES,
@@ -123,6 +131,7 @@ class DashboardInboxController(Controller):
         return Template(
             template_name="_inbox_rows.html",
             context={
+                **time_context(await _zone(principal, db_session)),
                 "rows": rows,
                 "outcomes": OUTCOME_LABELS,
                 "describe_minutes": describe_minutes,

@@ -1,6 +1,8 @@
 """Rendering a dashboard page: the template, the navigation for the caller's role, no caching."""
 
+from datetime import datetime
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 import msgspec
 from litestar.response import Template
@@ -30,6 +32,18 @@ def refusal_reason(error: DomainError) -> str:
     if isinstance(error, PreconditionFailed):
         message = f"{message}. {_OUTDATED}"
     return message
+
+
+def clock_face(at: datetime, zone: ZoneInfo) -> str:
+    """A stored instant as the clinic reads it: in the clinic's zone, always named, since a bare
+    time read in the wrong zone moves a session or a check-in by hours."""
+    local = at.astimezone(zone)
+    return f"{local.strftime('%d %b %Y %H:%M')} {local.tzname() or zone.key}"
+
+
+def time_context(zone: ZoneInfo | None) -> dict[str, Any]:
+    """What the ``when`` macro reads from a page's context (the clinic's zone; UTC without one)."""
+    return {"clinic_zone": zone or ZoneInfo("UTC"), "clock_face": clock_face}
 
 
 class NavItem(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,11 +76,15 @@ def page(
     *,
     current: str,
     status_code: int = 200,
+    zone: ZoneInfo | None = None,
     **context: Any,
 ) -> Template:
+    """``zone``: the clinic's, in which the page shows times (named, so UTC is never mistaken for
+    local time)."""
     return Template(
         template_name=template_name,
         context={
+            **time_context(zone),
             "nav": navigation(principal, current),
             "current_page": current,
             "role_label": _ROLE_LABELS.get(principal.role, principal.role.value),

@@ -8,11 +8,13 @@ request's connection (same transaction as the audit row that records the read).
 import uuid
 from datetime import datetime
 from typing import Any, Final, cast
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Row, Table, distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backend.db.models.alert import AlertParameterOverride, N2OSessionHold
+from backend.db.models.clinic import Clinic
 from backend.db.models.patient import Patient
 from backend.db.models.questionnaire_response import QuestionnaireResponse
 from backend.db.models.staff import StaffMember
@@ -26,6 +28,7 @@ CHECK_INS: Final = cast(Table, CheckIn.__table__)  # type: ignore[attr-defined]
 STAFF: Final = cast(Table, StaffMember.__table__)  # type: ignore[attr-defined]
 HOLDS: Final = cast(Table, N2OSessionHold.__table__)  # type: ignore[attr-defined]
 OVERRIDES: Final = cast(Table, AlertParameterOverride.__table__)  # type: ignore[attr-defined]
+CLINICS: Final = cast(Table, Clinic.__table__)  # type: ignore[attr-defined]
 
 # Check-in states the ladder shows; merged and cancelled ones were never sent on their own.
 AnyRow = Row[*tuple[Any, ...]]
@@ -89,6 +92,13 @@ async def check_ins_of_patient(connection: AsyncConnection, patient_id: uuid.UUI
         .order_by(c.due_at, c.id)
     )
     return list((await connection.execute(statement)).all())
+
+
+async def clinic_zone(connection: AsyncConnection, clinic_id: uuid.UUID) -> ZoneInfo:
+    """The clinic's time zone (validated when saved; UTC for a clinic that is gone)."""
+    statement = select(CLINICS.c.time_zone).where(CLINICS.c.id == clinic_id)
+    name = (await connection.execute(statement)).scalar_one_or_none()
+    return ZoneInfo(name or "UTC")
 
 
 async def sessions_between(

@@ -35,6 +35,11 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
         action="store_true",
         help="require TOTP of clinicians and researchers too (always required of admins)",
     )
+    create_clinic.add_argument(
+        "--time-zone",
+        default="UTC",
+        help="the clinic's IANA time zone, e.g. Europe/Paris (the dashboard's times and 'today')",
+    )
     create_clinic.set_defaults(handler=_create_clinic)
     clinic_list = clinic_actions.add_parser("list", help="list clinics (id and name)")
     clinic_list.set_defaults(handler=_list_clinics)
@@ -89,6 +94,7 @@ def _create_clinic(settings: Settings, args: argparse.Namespace) -> int:
                     runtime,
                     name=args.name,
                     totp_required_for_all_staff=args.totp_for_all_staff,
+                    time_zone=args.time_zone,
                 )
                 await session.commit()
         except DomainError as error:

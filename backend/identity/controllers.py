@@ -218,6 +218,7 @@ class ClinicAdminController(Controller):
             runtime,
             principal,
             totp_required_for_all_staff=data.totp_required_for_all_staff,
+            time_zone=data.time_zone,
             if_match=if_match_versions(if_match),
         )
         return Response(saved, headers=etag_headers(saved))

@@ -127,12 +127,15 @@ class NewCareTeamMember(Input, frozen=True, kw_only=True):
 
 class ClinicSettings(Input, frozen=True, kw_only=True):
     totp_required_for_all_staff: bool
+    time_zone: str | None = None
+    """IANA name of the clinic's zone (the dashboard's times and "today"); omitted: unchanged."""
 
 
 class ClinicView(msgspec.Struct, frozen=True, kw_only=True):
     id: UUID
     name: str
     totp_required_for_all_staff: bool
+    time_zone: str
 
 
 # --- patients ---

@@ -8,6 +8,7 @@ from backend.db.models import CareTeam, CareTeamMembership, Clinic, StaffMember
 from backend.identity import passwords, repositories, totp
 from backend.identity.audit_trail import audit
 from backend.identity.identifiers import STAFF_EMAIL, FieldSealer, blind_index
+from backend.identity.patients import check_time_zone
 from backend.identity.principal import Principal
 from backend.identity.roles import Role
 from backend.identity.schemas import CareTeamView, ClinicView
@@ -17,17 +18,24 @@ from backend.state import Runtime
 
 
 async def create_clinic(
-    session: AsyncSession, runtime: Runtime, *, name: str, totp_required_for_all_staff: bool
+    session: AsyncSession,
+    runtime: Runtime,
+    *,
+    name: str,
+    totp_required_for_all_staff: bool,
+    time_zone: str = "UTC",
 ) -> Clinic:
     name = " ".join(name.split())
     if not name:
         raise InvalidInput("the clinic needs a name")
+    check_time_zone(time_zone, "/time_zone")
     if await repositories.get_clinic_by_name(session, name) is not None:
         raise Conflict("a clinic with this name exists")
     clinic = Clinic(
         id=uuid4(),
         name=name,
         totp_required_for_all_staff=totp_required_for_all_staff,
+        time_zone=time_zone,
         created_at=runtime.clock.now(),
     )
     await repositories.add(session, clinic)
@@ -49,6 +57,7 @@ def clinic_view(clinic: Clinic) -> ClinicView:
         id=clinic.id,
         name=clinic.name,
         totp_required_for_all_staff=clinic.totp_required_for_all_staff,
+        time_zone=clinic.time_zone,
     )
 
 
@@ -58,11 +67,14 @@ async def update_clinic_settings(
     principal: Principal,
     *,
     totp_required_for_all_staff: bool,
+    time_zone: str | None = None,
     if_match: frozenset[str] | None = None,
 ) -> ClinicView:
     """PreconditionFailed if ``if_match`` (entity tags of what a GET of the clinic showed) no
-    longer names the clinic as it is."""
+    longer names the clinic as it is. ``time_zone`` None keeps the clinic's zone."""
     assert principal.clinic_id is not None
+    if time_zone is not None:
+        check_time_zone(time_zone, "/time_zone")
     # Always under the clinic's lock: two unconditional changes must not interleave either.
     await lock_clinic(session, principal.clinic_id)
     # Read after the lock, bypassing the identity map: a copy loaded before may be stale.
@@ -72,6 +84,8 @@ async def update_clinic_settings(
     if if_match is not None:
         require_current(if_match, clinic_view(clinic), "the clinic's settings")
     clinic.totp_required_for_all_staff = totp_required_for_all_staff
+    if time_zone is not None:
+        clinic.time_zone = time_zone
     session.add(clinic)
     await audit(
         session,

@@ -35,7 +35,14 @@ async def test_operator_bootstraps_a_clinic_and_its_admin_logs_in(
     database_url: str, make_settings: SettingsFactory
 ) -> None:
     env = dict(make_settings.env(database_url))
-    clinic = _interlude(["clinic", "create", "--name", "Riverside Clinic"], env)
+    nowhere = _interlude(
+        ["clinic", "create", "--name", "Riverside Clinic", "--time-zone", "Nowhere/At_All"], env
+    )
+    assert nowhere.returncode == 1
+    assert "unknown time zone" in nowhere.stderr
+    clinic = _interlude(
+        ["clinic", "create", "--name", "Riverside Clinic", "--time-zone", "Europe/London"], env
+    )
     assert clinic.returncode == 0, clinic.stderr
     clinic_id = re.search(r"clinic ([0-9a-f-]{36})", clinic.stdout)
     assert clinic_id is not None
@@ -81,6 +88,7 @@ async def test_operator_bootstraps_a_clinic_and_its_admin_logs_in(
         )
         assert clinic_view.status_code == 200, clinic_view.text
         assert clinic_view.json()["id"] == clinic_id.group(1)
+        assert clinic_view.json()["time_zone"] == "Europe/London"
 
 
 async def test_two_instances_share_one_lockout(

@@ -12,7 +12,8 @@ class Clinic(SQLModel, table=True):
 
     The clinic's name is an organisation's name, not PHI, so it is stored in plain text.
     ``totp_required_for_all_staff`` extends the second factor, always required for clinic admins
-    and operators, to clinicians and researchers of this clinic (DESIGN §8).
+    and operators, to clinicians and researchers of this clinic (DESIGN §8). ``time_zone`` (an
+    IANA name) is the clinic's own: the dashboard shows times and "today" in it.
     """
 
     __tablename__ = "clinics"
@@ -20,6 +21,7 @@ class Clinic(SQLModel, table=True):
     id: UUID = Field(primary_key=True)
     name: str = Field(max_length=200, unique=True)
     totp_required_for_all_staff: bool = Field(default=False)
+    time_zone: str = Field(default="UTC", max_length=64)
     created_at: datetime = Field(sa_type=UTCDateTime)
 
 
