@@ -1,12 +1,12 @@
 """Rendering a dashboard page: the template, the navigation for the caller's role, no caching."""
 
-from datetime import datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 import msgspec
 from litestar.response import Template
 
+from backend.dashboard.plots import clock_face
 from backend.identity.principal import Principal
 from backend.identity.roles import Role
 from backend.lib.errors import DomainError, PreconditionFailed
@@ -32,13 +32,6 @@ def refusal_reason(error: DomainError) -> str:
     if isinstance(error, PreconditionFailed):
         message = f"{message}. {_OUTDATED}"
     return message
-
-
-def clock_face(at: datetime, zone: ZoneInfo) -> str:
-    """A stored instant as the clinic reads it: in the clinic's zone, always named, since a bare
-    time read in the wrong zone moves a session or a check-in by hours."""
-    local = at.astimezone(zone)
-    return f"{local.strftime('%d %b %Y %H:%M')} {local.tzname() or zone.key}"
 
 
 def time_context(zone: ZoneInfo | None) -> dict[str, Any]:

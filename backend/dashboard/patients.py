@@ -108,8 +108,9 @@ async def patient_page(
             resource_type=resource_type,
             resource_id=str(patient_id),
         )
+    zone = await queries.clinic_zone(await db_session.connection(), view.clinic_id)
     plots: list[dict[str, Any]] = [
-        {"svg": trajectory_svg(t.trajectory), "rows": t.rows, "title": t.trajectory.title}
+        {"svg": trajectory_svg(t.trajectory, zone), "rows": t.rows, "title": t.trajectory.title}
         for t in content.trajectories
     ]
     return page(
@@ -120,7 +121,7 @@ async def patient_page(
         patient=view,
         consents=consents,
         consent_tag=entity_tag(consents),
-        zone=await queries.clinic_zone(await db_session.connection(), view.clinic_id),
+        zone=zone,
         patient_zone=ZoneInfo(view.time_zone),
         refused_in=refused[0] if refused else None,
         refused_reason=refused[1] if refused else None,

@@ -14,11 +14,11 @@ squares. Bands are shaded by increasing darkness and labelled in text. Styling u
 attributes, never ``style``, because the Content-Security-Policy forbids inline styles.
 """
 
-import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import date, datetime, time, timedelta
 from typing import Final
 from xml.sax.saxutils import escape, quoteattr
+from zoneinfo import ZoneInfo
 
 # Okabe-Ito colours.
 BLUE: Final = "#0072B2"
@@ -34,6 +34,8 @@ MARGIN_LEFT: Final = 44
 MARGIN_RIGHT: Final = 170  # room for the band labels
 MARGIN_TOP: Final = 28  # the alert lane
 MARGIN_BOTTOM: Final = 36
+UTC_ZONE: Final = ZoneInfo("UTC")
+_EPOCH_DAY: Final = date(1970, 1, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,16 +122,21 @@ def _scale(trajectory: Trajectory) -> _Scale:
     return _Scale(start=start - pad, end=end + pad, y_min=trajectory.y_min, y_max=y_max)
 
 
-def _day_ticks(scale: _Scale) -> list[float]:
+def _day_ticks(scale: _Scale, zone: ZoneInfo) -> list[datetime]:
+    """Midnights in ``zone`` (the clinic's days), every ``step`` days, across the plot."""
     days = (scale.end - scale.start) / 86_400
     step_days = next((s for s in (1, 2, 7, 14, 28, 56, 91) if days / s <= 8), 182)
-    first = math.ceil(scale.start / 86_400 / step_days) * step_days
-    ticks = []
-    day = first
-    while day * 86_400 <= scale.end:
-        ticks.append(day * 86_400.0)
-        day += step_days
-    return ticks
+    day = datetime.fromtimestamp(scale.start, zone).date()
+    # Steps fall on the same calendar days whatever the plot's range (days since 1970-01-01).
+    day += timedelta(days=-(day - _EPOCH_DAY).days % step_days)
+    ticks: list[datetime] = []
+    while True:
+        midnight = datetime.combine(day, time(0), tzinfo=zone)
+        if midnight.timestamp() > scale.end:
+            return ticks
+        if midnight.timestamp() >= scale.start:
+            ticks.append(midnight)
+        day += timedelta(days=step_days)
 
 
 def _y_ticks(y_min: int, y_max: int) -> list[int]:
@@ -142,13 +149,21 @@ def _title(text: str) -> str:
     return f"<title>{escape(text)}</title>"
 
 
-def _when(at: datetime) -> str:
-    return at.strftime("%d %b %Y %H:%M UTC")
+def clock_face(at: datetime, zone: ZoneInfo) -> str:
+    """A stored instant as the clinic reads it: in the clinic's zone, always named, since a bare
+    time read in the wrong zone moves a session or a check-in by hours."""
+    local = at.astimezone(zone)
+    return f"{local.strftime('%d %b %Y %H:%M')} {local.tzname() or zone.key}"
 
 
-def trajectory_svg(trajectory: Trajectory) -> str:
+def trajectory_svg(trajectory: Trajectory, zone: ZoneInfo = UTC_ZONE) -> str:
     """The plot as an ``<svg>`` element, labelled for assistive technology; the page shows the
-    same data as a table next to it (``trajectory_rows``)."""
+    same data as a table next to it (``trajectory_rows``). Days and times are ``zone``'s (the
+    clinic's)."""
+
+    def _when(at: datetime) -> str:
+        return clock_face(at, zone)
+
     scale = _scale(trajectory)
     left, right = MARGIN_LEFT, WIDTH - MARGIN_RIGHT
     top, bottom = MARGIN_TOP, HEIGHT - MARGIN_BOTTOM
@@ -158,7 +173,7 @@ def trajectory_svg(trajectory: Trajectory) -> str:
         f'class="trajectory" role="img" id={quoteattr(ident)} '
         f'aria-labelledby="{ident}-title {ident}-desc">',
         f'<title id="{ident}-title">{escape(trajectory.title)}</title>',
-        f'<desc id="{ident}-desc">{escape(describe(trajectory))}</desc>',
+        f'<desc id="{ident}-desc">{escape(describe(trajectory, zone))}</desc>',
     ]
     # Severity bands: darker for more severe, each labelled at the right edge.
     for index, band in enumerate(sorted(trajectory.bands, key=lambda b: b.low)):
@@ -187,8 +202,7 @@ def trajectory_svg(trajectory: Trajectory) -> str:
             f'stroke="{BLACK}"/><text x="{left - 7}" y="{tick_y}" dy="4" font-size="11" '
             f'text-anchor="end" fill="{BLACK}">{value}</text></g>'
         )
-    for tick in _day_ticks(scale):
-        at = datetime.fromtimestamp(tick, tz=UTC)
+    for at in _day_ticks(scale, zone):
         tick_x = _num(scale.x(at))
         parts.append(
             f'<g class="tick"><line x1="{tick_x}" y1="{bottom}" x2="{tick_x}" y2="{bottom + 4}" '
@@ -256,8 +270,12 @@ def trajectory_svg(trajectory: Trajectory) -> str:
     return "".join(parts)
 
 
-def describe(trajectory: Trajectory) -> str:
+def describe(trajectory: Trajectory, zone: ZoneInfo = UTC_ZONE) -> str:
     """One sentence summarising the plot (its ``<desc>``; the table gives every value)."""
+
+    def _when(at: datetime) -> str:
+        return clock_face(at, zone)
+
     ordered = sorted(trajectory.scores, key=lambda m: m.at)
     if not ordered:
         return f"{trajectory.title}: no scores yet."

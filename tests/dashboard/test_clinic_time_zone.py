@@ -3,7 +3,8 @@
 An admin sets the demo clinic's zone on the admin page (a name the tz database does not know is
 refused beside the form and nothing changes); from then on every time on the inbox (and its
 polled rows), the clinic page, a patient's page and the admin page is the stored instant in New
-York time with its abbreviation (EST or EDT), and the clinic page's "today" is New York's day.
+York time with its abbreviation (EST or EDT), as are the score plots' labels, and the clinic
+page's "today" is New York's day.
 The patient's session form still takes times in the patient's own zone, as its labels say.
 """
 
@@ -123,4 +124,9 @@ async def test_an_admin_sets_the_clinic_s_zone_and_every_page_shows_its_times(
         patient_times = await _shown_times(clinician)
         assert patient_times
         _check_all_in_new_york(patient_times)
+        plot_texts = await clinician.eval_on_selector_all(
+            "svg.trajectory title, svg.trajectory desc", "els => els.map(e => e.textContent)"
+        )
+        assert any(re.search(r"\d\d:\d\d (EST|EDT)", t) for t in plot_texts)
+        assert not any("UTC" in t for t in plot_texts)
         assert clinician.console_errors == []

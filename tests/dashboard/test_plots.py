@@ -1,9 +1,11 @@
 """The trajectory SVG: every layer present and labelled, nothing outside the canvas, no inline
 style (the CSP forbids it), text escaped, and the nadir/baseline rules."""
 
+import itertools
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from xml.etree import ElementTree
+from zoneinfo import ZoneInfo
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,6 +17,8 @@ from backend.dashboard.plots import (
     EventMark,
     ScoreMark,
     Trajectory,
+    _day_ticks,
+    _scale,
     describe,
     nadir_after,
     trajectory_svg,
@@ -179,3 +183,54 @@ def test_every_mark_lies_on_the_canvas(
         assert 0 <= float(attribute.group(2)) <= WIDTH
     for attribute in re.finditer(r'(cy|y1|y2)="(-?[\d.]+)"', svg):
         assert 0 <= float(attribute.group(2)) <= HEIGHT
+
+
+ZONES = ("UTC", "America/New_York", "Asia/Kolkata", "Pacific/Chatham", "Australia/Lord_Howe")
+
+
+def test_times_and_days_are_the_clinic_s_and_named() -> None:
+    """A clinic in New York reads its own times (EST) and days: a score at 03:00 UTC on 2 March
+    is the evening of 1 March there."""
+    new_york = ZoneInfo("America/New_York")
+    late = ScoreMark(at=datetime(2026, 3, 2, 3, tzinfo=UTC), total=9)
+    trajectory = Trajectory(title="PHQ-9", scores=(late,), y_min=0, y_max=27)
+    svg = trajectory_svg(trajectory, new_york)
+    root = ElementTree.fromstring(svg)
+    titles = [t.text or "" for t in root.iter(f"{SVG}title")]
+    assert "Score 9, 01 Mar 2026 22:00 EST" in titles
+    assert "UTC" not in svg
+    assert "01 Mar 2026 22:00 EST" in describe(trajectory, new_york)
+    # The default stays UTC, named.
+    assert "02 Mar 2026 03:00 UTC" in describe(trajectory)
+
+
+@given(
+    st.floats(min_value=-400, max_value=400),
+    st.floats(min_value=0, max_value=200),
+    st.sampled_from(ZONES),
+)
+def test_day_ticks_are_the_zone_s_midnights_inside_the_plot(
+    start_days: float, span_days: float, zone_name: str
+) -> None:
+    zone = ZoneInfo(zone_name)
+    first = T0 + timedelta(days=start_days)
+    scores = (
+        ScoreMark(at=first, total=1),
+        ScoreMark(at=first + timedelta(days=span_days), total=2),
+    )
+    trajectory = Trajectory(title="PHQ-9", scores=scores, y_min=0, y_max=27)
+    scale = _scale(trajectory)
+    ticks = _day_ticks(scale, zone)
+    assert ticks, "a plot spans at least two days, so it shows at least one"
+    assert len(ticks) <= 9
+    for tick in ticks:
+        assert scale.start <= tick.timestamp() <= scale.end
+        local = tick.astimezone(zone)
+        # Midnight (01:00 on the rare day a zone skips its midnight).
+        assert (local.hour, local.minute) in {(0, 0), (1, 0)}
+        assert local.date() == tick.date()
+    steps = {(b.date() - a.date()).days for a, b in itertools.pairwise(ticks)}
+    assert len(steps) <= 1
+    # Steps land on the same calendar days whatever the range (days since 1970-01-01).
+    for step in steps:
+        assert all((t.date() - date(1970, 1, 1)).days % step == 0 for t in ticks)
