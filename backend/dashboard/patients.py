@@ -12,7 +12,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 import msgspec
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, URLEncodedBody
 from litestar.response import Redirect, Response, Template
@@ -21,6 +21,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.dashboard import queries
 from backend.dashboard.alert_views import OUTCOME_LABELS, patient_alert_panel
+from backend.dashboard.observations import (
+    SEVERITY_CHOICES,
+    ObservationFields,
+    observation_fields,
+    observations_input,
+)
 from backend.dashboard.pages import DASHBOARD_ROLES, page, refusal_reason
 from backend.dashboard.patient_view import MODALITY_LABELS, load_patient_page
 from backend.dashboard.plots import trajectory_svg
@@ -108,6 +114,25 @@ async def patient_page(
             resource_type=resource_type,
             resource_id=str(patient_id),
         )
+    # Held sessions' observations, decrypted for their forms (audited as the API's session list).
+    held = [
+        r
+        for r in await sessions_service.list_sessions(db_session, patient_id)
+        if r.status == "completed"
+    ]
+    observed: dict[str, ObservationFields] = {}
+    if held:
+        patient_zone = ZoneInfo(view.time_zone)
+        for session_view in await sessions_service.session_views(db_session, runtime.keyring, held):
+            observed[str(session_view.id)] = observation_fields(session_view, patient_zone)
+        await audit_read(
+            db_session,
+            runtime,
+            principal,
+            action="read",
+            resource_type="sessions",
+            resource_id=str(patient_id),
+        )
     zone = await queries.clinic_zone(await db_session.connection(), view.clinic_id)
     plots: list[dict[str, Any]] = [
         {"svg": trajectory_svg(t.trajectory, zone), "rows": t.rows, "title": t.trajectory.title}
@@ -123,6 +148,8 @@ async def patient_page(
         consent_tag=entity_tag(consents),
         zone=zone,
         patient_zone=ZoneInfo(view.time_zone),
+        observed=observed,
+        side_effect_severities=SEVERITY_CHOICES,
         refused_in=refused[0] if refused else None,
         refused_reason=refused[1] if refused else None,
         plots=plots,
@@ -411,3 +438,46 @@ class DashboardPatientController(Controller):
             await _audit_session(db_session, runtime, principal, "session.complete", row.id)
 
         return await _then_back("sessions", complete, db_session, runtime, principal, patient_id)
+
+    @post(
+        "/{patient_id:uuid}/sessions/{session_id:uuid}/observations",
+        opt=access(*DASHBOARD_ROLES, scope=Scope.PATIENT),
+        status_code=303,
+    )
+    async def record_observations(
+        self,
+        request: Request[Any, Any, Any],
+        patient_id: FromPath[uuid.UUID],
+        session_id: FromPath[uuid.UUID],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Response[Any]:
+        """The API's ``PUT .../sessions/{id}/observations``: what the form carries replaces the
+        stored observations, always from the version the page showed (If-Match, never
+        optional, so a colleague's entry is not replaced by this page's older copy)."""
+        form = await request.form()
+        fields = {key: [str(v) for v in form.getall(key)] for key in form}
+
+        async def record() -> None:
+            version = (fields.get("version") or [""])[0]
+            if not version:
+                raise PreconditionRequired(
+                    "the form did not say which version of the session it was drawn from; "
+                    "reload the page and enter the observations again"
+                )
+            data = observations_input(fields, await _time_zone(db_session, patient_id))
+            row = await sessions_service.record_observations(
+                db_session,
+                runtime.keyring,
+                patient_id=patient_id,
+                session_id=session_id,
+                data=data,
+                now=runtime.clock.now(),
+                if_match=frozenset({version}),
+            )
+            await _audit_session(db_session, runtime, principal, "session.observations", row.id)
+
+        return await _then_back(
+            f"observations-{session_id}", record, db_session, runtime, principal, patient_id
+        )
