@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from backend.dashboard.pages import local_time
 from backend.domain.sessions.schemas import (
     SIDE_EFFECT_CODES,
     ObservationsInput,
@@ -135,15 +136,6 @@ def _one(form: Form, name: str) -> str:
     return values[0].strip()
 
 
-def _time(value: str, zone: ZoneInfo, what: str) -> datetime:
-    """A ``datetime-local`` value read in the patient's zone."""
-    try:
-        naive = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput(f"{what}: give a date and a time") from None
-    return naive if naive.tzinfo is not None else naive.replace(tzinfo=zone)
-
-
 def observations_input(form: Form, zone: ZoneInfo) -> ObservationsInput:
     """The API's `ObservationsInput` from the form. A blank row or rating is left out; a row
     half filled in is refused (naming the row, never a value), as is anything the API's schema
@@ -165,7 +157,7 @@ def observations_input(form: Form, zone: ZoneInfo) -> ObservationsInput:
             )
         what = f"blood pressure, row {number}"
         readings.append(
-            {"at": _time(parts[0], zone, what), "systolic": parts[1], "diastolic": parts[2]}
+            {"at": local_time(parts[0], zone, what), "systolic": parts[1], "diastolic": parts[2]}
         )
     observations: dict[str, Any] = {"blood_pressure": readings, "side_effects": []}
     for field, label, name in (
@@ -176,7 +168,7 @@ def observations_input(form: Form, zone: ZoneInfo) -> ObservationsInput:
         if rated:
             observations[field] = rated
             if at:
-                observations[f"{field}_at"] = _time(at, zone, f"{label} time")
+                observations[f"{field}_at"] = local_time(at, zone, f"{label} time")
         elif at:
             raise InvalidInput(f"{label}: a time is given without a rating")
     for code in SIDE_EFFECT_CODES:
@@ -190,7 +182,7 @@ def observations_input(form: Form, zone: ZoneInfo) -> ObservationsInput:
         effect: dict[str, Any] = {
             "code": code,
             "severity": severity,
-            "onset_at": _time(onset, zone, f"{label}, onset"),
+            "onset_at": local_time(onset, zone, f"{label}, onset"),
         }
         note = _one(form, f"se_{code}_note")
         if note:
@@ -203,7 +195,7 @@ def observations_input(form: Form, zone: ZoneInfo) -> ObservationsInput:
         fields["notes"] = notes
     discharged = _one(form, "discharged_at")
     if discharged:
-        fields["discharged_at"] = _time(discharged, zone, "discharged")
+        fields["discharged_at"] = local_time(discharged, zone, "discharged")
     rems = _one(form, "rems")
     if rems:
         if rems not in ("yes", "no"):

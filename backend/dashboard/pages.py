@@ -1,5 +1,6 @@
 """Rendering a dashboard page: the template, the navigation for the caller's role, no caching."""
 
+from datetime import datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -9,7 +10,7 @@ from litestar.response import Template
 from backend.dashboard.plots import clock_face
 from backend.identity.principal import Principal
 from backend.identity.roles import Role
-from backend.lib.errors import DomainError, PreconditionFailed
+from backend.lib.errors import DomainError, InvalidInput, PreconditionFailed
 
 # Who uses the dashboard: the people who act on alerts and run the clinic (DESIGN §8).
 DASHBOARD_ROLES: Final = (Role.CLINICIAN, Role.CLINIC_ADMIN)
@@ -37,6 +38,18 @@ def refusal_reason(error: DomainError) -> str:
 def time_context(zone: ZoneInfo | None) -> dict[str, Any]:
     """What the ``when`` macro reads from a page's context (the clinic's zone; UTC without one)."""
     return {"clinic_zone": zone or ZoneInfo("UTC"), "clock_face": clock_face}
+
+
+def local_time(value: str, zone: ZoneInfo, what: str) -> datetime:
+    """A form's ``datetime-local`` value (no offset), read in ``zone`` (the patient's, for
+    the session forms)."""
+    try:
+        naive = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidInput(f"{what}: give a date and a time") from None
+    if naive.tzinfo is not None:
+        return naive
+    return naive.replace(tzinfo=zone)
 
 
 class NavItem(msgspec.Struct, frozen=True, kw_only=True):

@@ -7,7 +7,6 @@ never optional here either: a save from a page someone else's change outdated is
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -27,7 +26,7 @@ from backend.dashboard.observations import (
     observation_fields,
     observations_input,
 )
-from backend.dashboard.pages import DASHBOARD_ROLES, page, refusal_reason
+from backend.dashboard.pages import DASHBOARD_ROLES, local_time, page, refusal_reason
 from backend.dashboard.patient_view import MODALITY_LABELS, load_patient_page
 from backend.dashboard.plots import trajectory_svg
 from backend.domain.alerts import holds
@@ -196,17 +195,6 @@ async def _then_back(
 async def _time_zone(db_session: AsyncSession, patient_id: uuid.UUID) -> ZoneInfo:
     """The patient's time zone, in which the session forms' times are entered."""
     return ZoneInfo((await sessions_service.get_patient(db_session, patient_id)).time_zone)
-
-
-def local_time(value: str, zone: ZoneInfo, what: str) -> datetime:
-    """A form's ``datetime-local`` value (no offset), read in the patient's time zone."""
-    try:
-        naive = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise InvalidInput(f"{what}: give a date and a time") from None
-    if naive.tzinfo is not None:
-        return naive
-    return naive.replace(tzinfo=zone)
 
 
 def session_input(form: "SessionForm", zone: ZoneInfo) -> SessionInput:
