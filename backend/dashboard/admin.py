@@ -18,6 +18,7 @@ removal from a team): each says what it should be afterwards, so repeating it ch
 as in the API.
 """
 
+import functools
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -62,14 +63,19 @@ NEW_STAFF_ROLES: Final = {
 _ON_CALL_ROLES: Final = frozenset({Role.CLINICIAN.value, Role.CLINIC_ADMIN.value})
 # Spare empty places in the on-call form, so one more person can be added in one go.
 _SPARE_ON_CALL_SLOTS: Final = 2
-# The settings form's suggestions: places, not aliases or fixed offsets (the server accepts
-# any zone its tz database knows).
-_PLACES: Final = sorted(
-    z
-    for z in available_timezones()
-    if "/" in z and not z.startswith(("Etc/", "SystemV/", "US/", "posix", "right/"))
-)
-TIME_ZONES: Final = ("UTC", *_PLACES)
+
+
+@functools.cache
+def time_zone_suggestions() -> tuple[str, ...]:
+    """The settings form's suggestions: places, not aliases or fixed offsets (the server accepts
+    any zone its tz database knows). Read on first use: walking the tz database takes ~30 ms,
+    which start-up need not pay."""
+    places = sorted(
+        z
+        for z in available_timezones()
+        if "/" in z and not z.startswith(("Etc/", "SystemV/", "US/", "posix", "right/"))
+    )
+    return ("UTC", *places)
 
 
 class StaffForm(msgspec.Struct, kw_only=True):
@@ -269,7 +275,7 @@ async def _overview(
         current="admin",
         status_code=status_code,
         zone=ZoneInfo(clinic.time_zone),
-        time_zones=TIME_ZONES,
+        time_zones=time_zone_suggestions(),
         clinic=staff_service.clinic_view(clinic),
         members=members,
         me=principal.subject_id,

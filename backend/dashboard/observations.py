@@ -66,7 +66,6 @@ class SideEffectRow(msgspec.Struct, frozen=True, kw_only=True):
 class ObservationFields(msgspec.Struct, frozen=True, kw_only=True):
     """What the form shows: the stored observations as form values (patient's local times)."""
 
-    session_id: str
     version: str
     esketamine: bool
     recorded: bool
@@ -114,7 +113,6 @@ def observation_fields(view: SessionView, zone: ZoneInfo) -> ObservationFields:
         )
     rems = view.rems_monitoring_completed
     return ObservationFields(
-        session_id=str(view.id),
         version=view.version,
         esketamine=view.modality == "esketamine",
         recorded=stored is not None or bool(view.notes) or view.discharged_at is not None,

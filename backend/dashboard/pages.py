@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 from litestar.response import Template
 
-from backend.dashboard.plots import clock_face
+from backend.dashboard.plots import UTC_ZONE, clock_face
 from backend.identity.principal import Principal
 from backend.identity.roles import Role
 from backend.lib.errors import DomainError, InvalidInput, PreconditionFailed
@@ -37,7 +37,7 @@ def refusal_reason(error: DomainError) -> str:
 
 def time_context(zone: ZoneInfo | None) -> dict[str, Any]:
     """What the ``when`` macro reads from a page's context (the clinic's zone; UTC without one)."""
-    return {"clinic_zone": zone or ZoneInfo("UTC"), "clock_face": clock_face}
+    return {"clinic_zone": zone or UTC_ZONE, "clock_face": clock_face}
 
 
 def local_time(value: str, zone: ZoneInfo, what: str) -> datetime:

@@ -120,8 +120,8 @@ async def patient_page(
         if r.status == "completed"
     ]
     observed: dict[str, ObservationFields] = {}
+    patient_zone = ZoneInfo(view.time_zone)
     if held:
-        patient_zone = ZoneInfo(view.time_zone)
         for session_view in await sessions_service.session_views(db_session, runtime.keyring, held):
             observed[str(session_view.id)] = observation_fields(session_view, patient_zone)
         await audit_read(
@@ -146,7 +146,7 @@ async def patient_page(
         consents=consents,
         consent_tag=entity_tag(consents),
         zone=zone,
-        patient_zone=ZoneInfo(view.time_zone),
+        patient_zone=patient_zone,
         observed=observed,
         side_effect_severities=SEVERITY_CHOICES,
         refused_in=refused[0] if refused else None,
