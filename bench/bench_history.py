@@ -148,7 +148,13 @@ async def _measure(
         async with sessions() as session:
             now = datetime.now(UTC)
             patient, prefetched = await service.submitting_patient(
-                session, keyring, patient_id, clinic_id=clinic_id, now=now, instrument_id="phq9"
+                session,
+                keyring,
+                patient_id,
+                clinic_id=clinic_id,
+                now=now,
+                instrument_id="phq9",
+                session_id=None,
             )
             await plan_evaluation(
                 session,
@@ -172,7 +178,13 @@ async def _measure(
         async with sessions() as session:
             now = datetime.now(UTC)
             _, prefetched = await service.submitting_patient(
-                session, keyring, patient_id, clinic_id=clinic_id, now=now, instrument_id="phq9"
+                session,
+                keyring,
+                patient_id,
+                clinic_id=clinic_id,
+                now=now,
+                instrument_id="phq9",
+                session_id=None,
             )
             built = await patient_timeline(
                 session,

@@ -64,6 +64,10 @@ class AccessRule:
     # Tokens from a password-only login of an account that must still enrol TOTP reach only
     # routes that say so (the enrolment routes themselves).
     allow_totp_enrolment: bool = False
+    # The handler checks that a patient's session is still live in a statement it runs anyway
+    # (the submission routes: `responses.repository.submission_context`), so the access check
+    # does not read it a second time on the hottest path.
+    session_checked_by_handler: bool = False
 
     def __post_init__(self) -> None:
         if not self.roles:
@@ -85,11 +89,19 @@ class AccessRule:
         return frozenset(found)
 
 
-def access(*roles: Role, scope: Scope, allow_totp_enrolment: bool = False) -> dict[str, Any]:
+def access(
+    *roles: Role,
+    scope: Scope,
+    allow_totp_enrolment: bool = False,
+    session_checked_by_handler: bool = False,
+) -> dict[str, Any]:
     """The ``opt`` of a route: ``@get(..., opt=access(Role.CLINICIAN, scope=Scope.CLINIC))``."""
     return {
         ACCESS_OPT_KEY: AccessRule(
-            roles=frozenset(roles), scope=scope, allow_totp_enrolment=allow_totp_enrolment
+            roles=frozenset(roles),
+            scope=scope,
+            allow_totp_enrolment=allow_totp_enrolment,
+            session_checked_by_handler=session_checked_by_handler,
         )
     }
 

@@ -29,3 +29,9 @@ class RecordedDenial(Exception):
     def __init__(self, error: DomainError) -> None:
         super().__init__(error.detail)
         self.error = error
+
+
+class SessionEnded(Exception):
+    """A verified access token whose session (refresh-token family) was revoked since it was
+    issued. Raised inside a unit of work, which rolls back; the route then records the refusal
+    and answers 401 (`identity.middleware.refuse_ended_session`)."""

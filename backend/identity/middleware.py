@@ -5,9 +5,13 @@ parsed path parameters are already in the ASGI scope here. The order of checks:
 
 1. ``opt={"public": True}`` passes untouched (probes, login, refresh, code redemption).
 2. A route without an ``AccessRule`` is refused for everyone: forgetting a rule fails closed.
-3. The bearer token must verify for one of the audiences the rule's roles imply (401); a staff
-   token also only while its account is active with the role and clinic it names (401), so a
-   disabled account or a changed role takes effect at the next request.
+3. The bearer token must verify for one of the audiences the rule's roles imply (401), and its
+   session (refresh-token family) must still be live (401): logging out, "log out everywhere",
+   erasure or a replayed refresh token end the session's access tokens at the next request, not
+   up to 15 minutes later. A staff token also holds only while its account is active with the
+   role and clinic it names (401), so a disabled account or a changed role takes effect at the
+   next request. The submission routes check a patient's session in their own first statement
+   (``AccessRule.session_checked_by_handler``; `refuse_ended_session`).
 4. ``decide`` checks role, TOTP-enrolment stage and clinic; a PATIENT-scoped route also checks
    that the named patient is the caller or in the caller's clinic (403, 404 for no such patient).
 
@@ -17,7 +21,7 @@ without one: that is the normal first request of any client, not an attempt on a
 """
 
 import logging
-from typing import Any
+from typing import Any, Final, NoReturn
 from uuid import UUID
 
 from litestar import Litestar
@@ -39,7 +43,7 @@ from backend.identity.access import (
 from backend.identity.access import Scope as AccessScope
 from backend.identity.audit_trail import audit
 from backend.identity.principal import Principal, principal_from_claims
-from backend.identity.tokens import InvalidToken, read_access_token
+from backend.identity.tokens import InvalidToken, Stage, read_access_token
 from backend.lib.errors import Forbidden, NotFound, Unauthorized
 from backend.state import Runtime
 
@@ -48,6 +52,7 @@ logger = logging.getLogger("interlude.access")
 _NO_TOKEN = "this route needs an access token (Authorization: Bearer …)"  # noqa: S105
 _BAD_TOKEN = "the access token is not valid; refresh it or log in again"  # noqa: S105
 _FORBIDDEN = "your role or clinic does not give access to this"
+SESSION_ENDED: Final = "session_ended"
 
 
 def is_framework_route(handler: BaseRouteHandler) -> bool:
@@ -101,7 +106,10 @@ async def authorise(runtime: Runtime, scope: Scope, rule: AccessRule) -> Princip
         await _record_refusal(runtime, scope, f"access.token_{refused.reason}", None, None)
         raise Unauthorized(_BAD_TOKEN) from None
     principal = principal_from_claims(claims)
-    if not principal.is_patient:
+    if principal.is_patient:
+        if not rule.session_checked_by_handler and not await _session_live(runtime, principal):
+            await refuse_ended_session(runtime, scope, principal)
+    else:
         stale = await _staff_token_outdated(runtime, principal)
         if stale is not None:
             await _record_refusal(runtime, scope, f"access.{stale}", principal, None)
@@ -125,14 +133,30 @@ async def _staff_token_outdated(runtime: Runtime, principal: Principal) -> str |
 
     A signature proves what the account was when the token was issued; a clinic admin who
     disables an account or changes its role means it to hold from the next request, not up to
-    15 minutes later, so the account is read on every staff request (one primary-key read)."""
+    15 minutes later, so the account is read on every staff request (one primary-key read, with
+    the session's liveness beside it)."""
+    # The TOTP-enrolment token has no refresh token, hence no family to look up.
+    family = None if principal.stage is Stage.TOTP_ENROLMENT else principal.session_id
     async with runtime.require_sessionmaker()() as session:
-        current = await repositories.staff_access(session, principal.subject_id)
+        current = await repositories.staff_access(session, principal.subject_id, family)
     if current is None or current[0] != "active":
         return "account_inactive"
     if current[1] != principal.role.value or current[2] != principal.clinic_id:
         return "role_changed"
+    if not current[3]:
+        return SESSION_ENDED
     return None
+
+
+async def _session_live(runtime: Runtime, principal: Principal) -> bool:
+    async with runtime.require_sessionmaker()() as session:
+        return await repositories.session_live(session, principal.session_id)
+
+
+async def refuse_ended_session(runtime: Runtime, scope: Scope, principal: Principal) -> NoReturn:
+    """Refuse (401, audited) a verified token whose session has ended since it was issued."""
+    await _record_refusal(runtime, scope, f"access.{SESSION_ENDED}", principal, None)
+    raise Unauthorized(_BAD_TOKEN)
 
 
 def _patient_parameter(scope: Scope) -> UUID:

@@ -9,7 +9,19 @@ from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import Table, case, delete, func, literal, update
+from sqlalchemy import (
+    ColumnElement,
+    Exists,
+    Table,
+    case,
+    delete,
+    exists,
+    func,
+    literal,
+    true,
+    update,
+)
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -33,6 +45,7 @@ _REFRESH = cast(Table, RefreshToken.__table__)  # type: ignore[attr-defined]
 _CODES = cast(Table, EnrolmentCode.__table__)  # type: ignore[attr-defined]
 _DEVICES = cast(Table, Device.__table__)  # type: ignore[attr-defined]
 _MEMBERSHIPS = cast(Table, CareTeamMembership.__table__)  # type: ignore[attr-defined]
+_STAFF = cast(Table, StaffMember.__table__)  # type: ignore[attr-defined]
 
 
 async def add(session: AsyncSession, *rows: Any) -> None:
@@ -131,15 +144,31 @@ async def get_staff_in_clinic(
     return (await session.exec(statement)).first()
 
 
+def _family_live(family_id: UUID) -> Exists:
+    """The refresh-token family still has a token neither revoked nor replaced by reuse
+    detection: logging out, "log out everywhere", erasure and a replayed refresh token revoke
+    every token of the family at once."""
+    return exists().where(_REFRESH.c.family_id == family_id, _REFRESH.c.revoked_at.is_(None))
+
+
 async def staff_access(
-    session: AsyncSession, staff_id: UUID
-) -> tuple[str, str, UUID | None] | None:
-    """Status, role and clinic of an account, as the access check compares them with a token."""
-    statement = select(StaffMember.status, StaffMember.role, StaffMember.clinic_id).where(
-        col(StaffMember.id) == staff_id
+    session: AsyncSession, staff_id: UUID, family_id: UUID | None
+) -> tuple[str, str, UUID | None, bool] | None:
+    """Status, role and clinic of an account, as the access check compares them with a token,
+    and whether the token's session (``family_id``) is still live; a token with no family
+    (None: the TOTP-enrolment token, which has no refresh token) counts as live."""
+    live: ColumnElement[bool] = true() if family_id is None else _family_live(family_id)
+    statement = sa_select(_STAFF.c.status, _STAFF.c.role, _STAFF.c.clinic_id, live).where(
+        _STAFF.c.id == staff_id
     )
-    row = (await session.exec(statement)).first()
-    return None if row is None else (row[0], row[1], row[2])
+    row = (await (await session.connection()).execute(statement)).first()
+    return None if row is None else (row[0], row[1], row[2], bool(row[3]))
+
+
+async def session_live(session: AsyncSession, family_id: UUID) -> bool:
+    """Whether access tokens issued under ``family_id`` still speak for a live session."""
+    connection = await session.connection()
+    return bool(await connection.scalar(sa_select(_family_live(family_id))))
 
 
 async def list_clinic_staff(

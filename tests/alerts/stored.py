@@ -64,6 +64,7 @@ async def submit(
             clinic_id=patient.clinic_id,
             now=now,
             instrument_id=instrument.id,
+            session_id=None,  # in process, no token
         )
         result = await service.submit_response(
             session,

@@ -37,6 +37,7 @@ async def _both(
             clock.now(),
             instrument_id=instrument,
             b12_instrument_id=B12_RISK_INSTRUMENT,
+            session_id=None,
         )
         assert context is not None
         scope = await sources.submission_scope(

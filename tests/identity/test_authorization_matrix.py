@@ -6,8 +6,14 @@ DESIGN §8 applied to the route's declared rule: a caller whose token audience t
 accept gets 401; a role outside the rule, a patient other than oneself, or a patient of another
 clinic gets 403 with an audit row; everyone else gets past access control (any other status: the
 empty or placeholder body may still be refused by validation, which is not this test's business).
+
+Some cases end a caller's session (logout, "log out everywhere", erasure of ``patient_a``), and an
+ended session's access tokens are refused from the next request (`test_session_end`): before each
+case, a caller whose session has ended gets a new one, started in process as a login would.
 """
 
+import base64
+import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -21,20 +27,48 @@ from sqlalchemy import text
 
 from backend.identity.access import PATIENT_PATH_PARAMETER, Scope, is_public, rule_of
 from backend.identity.middleware import is_framework_route
+from backend.identity.repositories import session_live
 from backend.identity.roles import Role
+from backend.identity.sessions import start_session
 from backend.identity.tokens import audience_for
 from tests.identity.conftest import MovableClock, World, runtime_of
 
 _PARAMETER = re.compile(r"\{(\w+)(?::(\w+))?\}")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Caller:
     name: str
     role: Role
     clinic_id: uuid.UUID | None
     subject_id: uuid.UUID
     headers: dict[str, str]
+    device_id: uuid.UUID | None = None
+
+
+def _session_of(headers: dict[str, str]) -> uuid.UUID:
+    """The refresh-token family a token names (its ``sid`` claim; this test's own token)."""
+    payload = headers["Authorization"].removeprefix("Bearer ").split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return uuid.UUID(claims["sid"])
+
+
+async def _keep_signed_in(client: AsyncTestClient[Litestar], caller: Caller) -> None:
+    """A new session for a caller whose session an earlier case ended."""
+    runtime = runtime_of(client)
+    async with runtime.require_sessionmaker()() as session:
+        if await session_live(session, _session_of(caller.headers)):
+            return
+        tokens = await start_session(
+            session,
+            runtime,
+            role=caller.role,
+            subject_id=caller.subject_id,
+            clinic_id=caller.clinic_id,
+            device_id=caller.device_id,
+        )
+        await session.commit()
+    caller.headers = {"Authorization": f"Bearer {tokens.access_token}"}
 
 
 def _routes(app: Litestar) -> list[tuple[str, str, HTTPRouteHandler]]:
@@ -71,7 +105,14 @@ def _callers(world: World) -> list[Caller]:
     ]
     patient = world.patients["patient_a"]
     callers.append(
-        Caller("patient_a", Role.PATIENT, patient.clinic_id, patient.id, patient.headers)
+        Caller(
+            "patient_a",
+            Role.PATIENT,
+            patient.clinic_id,
+            patient.id,
+            patient.headers,
+            patient.device_id,
+        )
     )
     return callers
 
@@ -128,6 +169,7 @@ async def test_authorisation_matrix(
         if not is_framework_route(handler) and not is_public(handler.opt)
     ]
     assert len(routes) >= 15
+    callers = _callers(world)
     for method, path, handler in routes:
         assert rule_of(handler.opt) is not None, f"{method} {path} has no access rule"
         targets = (
@@ -135,8 +177,9 @@ async def test_authorisation_matrix(
             if "{" + PATIENT_PATH_PARAMETER in path
             else ["patient_a"]
         )
-        for caller in _callers(world):
+        for caller in callers:
             for target in targets:
+                await _keep_signed_in(api, caller)
                 refused, audited = _expected(handler, caller, target, world)
                 url = _path(path, world.patients[target].id)
                 before = await _denied_audit_rows(api) if audited else 0

@@ -30,6 +30,8 @@ from backend.domain.responses.schemas import (
 )
 from backend.identity.access import Scope, access
 from backend.identity.audit_trail import audit, audit_event
+from backend.identity.errors import SessionEnded
+from backend.identity.middleware import refuse_ended_session
 from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal, provide_principal
 from backend.identity.roles import Role
 from backend.lib.errors import Gone, InvalidInput, NotFound
@@ -76,6 +78,19 @@ async def _submit(
     runtime = provide_runtime(request.app.state)
     principal = provide_principal(request)
     key = _idempotency_key(idempotency_key)
+    try:
+        return await _store(runtime, principal, submission, key, source)
+    except SessionEnded:
+        await refuse_ended_session(runtime, request.scope, principal)
+
+
+async def _store(
+    runtime: Runtime,
+    principal: Principal,
+    submission: ResponseSubmission,
+    key: str | None,
+    source: str,
+) -> SubmissionResult:
     async with unit_of_work(runtime) as session:
         now = runtime.clock.now()
         patient, prefetched = await service.submitting_patient(
@@ -85,6 +100,8 @@ async def _submit(
             clinic_id=principal.clinic_id,
             now=now,
             instrument_id=submission.instrument_id,
+            # Checked here, in the statement the submission runs anyway (`_PATIENT_SUBMITS`).
+            session_id=principal.session_id,
         )
         return await service.submit_response(
             session,
@@ -109,7 +126,7 @@ async def _submit(
         )
 
 
-_PATIENT_SUBMITS = access(Role.PATIENT, scope=Scope.SELF)
+_PATIENT_SUBMITS = access(Role.PATIENT, scope=Scope.SELF, session_checked_by_handler=True)
 _READERS = access(Role.PATIENT, Role.CLINICIAN, Role.CLINIC_ADMIN, scope=Scope.PATIENT)
 
 

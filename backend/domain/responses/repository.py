@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Final, NamedTuple, cast
 
 import msgspec
-from sqlalchemy import Row, Select, Table, and_, bindparam, or_, select
+from sqlalchemy import Row, Select, Table, and_, bindparam, exists, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -15,6 +15,7 @@ from backend.audit.service import AUDIT_EVENTS, AUDITED_COLUMNS, insert_audit_ro
 from backend.db.direct import DirectStatement
 from backend.db.models.patient import Patient
 from backend.db.models.questionnaire_response import QuestionnaireResponse
+from backend.db.models.refresh_token import RefreshToken
 from backend.db.models.treatment import TreatmentCourse
 from backend.domain.alerts.rows import AnyRow
 from backend.domain.alerts.sources import (
@@ -35,6 +36,7 @@ TABLE = QuestionnaireResponse.__table__  # type: ignore[attr-defined]
 _c = TABLE.c
 _PATIENTS: Final = cast(Table, Patient.__table__)  # type: ignore[attr-defined]
 _COURSES: Final = cast(Table, TreatmentCourse.__table__)  # type: ignore[attr-defined]
+_REFRESH: Final = cast(Table, RefreshToken.__table__)  # type: ignore[attr-defined]
 
 
 class SubmissionContext(NamedTuple):
@@ -42,6 +44,8 @@ class SubmissionContext(NamedTuple):
 
     clinic_id: uuid.UUID
     status: str
+    session_live: bool
+    """The caller's session (refresh-token family) is not revoked (`identity.middleware`)."""
     locale: str | None
     care_team_id: uuid.UUID | None
     override_document: str | None
@@ -63,13 +67,15 @@ async def submission_context(
     *,
     instrument_id: str,
     b12_instrument_id: str,
+    session_id: uuid.UUID | None,
 ) -> SubmissionContext | None:
-    """The patient row, their live data keys, their clinic's alert parameters, their current
-    course and its sessions, baselines and unanswered check-ins (due by ``now``), and their
-    latest answers to ``instrument_id`` and ``b12_instrument_id``, in one round trip instead of
-    six: each statement costs more CPU here than the database spends on it (README, submissions
-    bench). The patient's part has one row per live key (one, two during a rotation), the
-    patient's columns repeated. None: no such patient."""
+    """Whether the caller's session ``session_id`` is live (False for None), the patient row,
+    their live data keys, their clinic's alert parameters, their current course and its
+    sessions, baselines and unanswered check-ins (due by ``now``), and their latest answers to
+    ``instrument_id`` and ``b12_instrument_id``, in one round trip instead of seven: each
+    statement costs more CPU here than the database spends on it (README, submissions bench).
+    The patient's part has one row per live key (one, two during a rotation), the patient's
+    columns repeated. None: no such patient."""
     rows = await _SUBMISSION_CONTEXT.all(
         connection,
         {
@@ -77,6 +83,7 @@ async def submission_context(
             "now": now,
             "instrument_id": instrument_id,
             "b12_instrument_id": b12_instrument_id,
+            "session_id": session_id,
         },
     )
     patient_rows = [row for row in rows if row.part == _PATIENT_PART]
@@ -91,6 +98,7 @@ async def submission_context(
     return SubmissionContext(
         clinic_id=first.clinic_id,
         status=first.status,
+        session_live=bool(first.session_live),
         locale=first.locale,
         care_team_id=first.care_team_id,
         override_document=first.override_document,
@@ -125,6 +133,10 @@ _SUBMISSION_CONTEXT: Final = DirectStatement(
             {
                 "clinic_id": _P.clinic_id,
                 "status": _P.status,
+                "session_live": exists().where(
+                    _REFRESH.c.family_id == bindparam("session_id"),
+                    _REFRESH.c.revoked_at.is_(None),
+                ),
                 "locale": _P.locale,
                 "care_team_id": _P.care_team_id,
                 "override_document": _NEWEST_OVERRIDE,

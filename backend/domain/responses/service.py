@@ -36,6 +36,7 @@ from backend.domain.responses.schemas import (
 )
 from backend.domain.safety.crisis import CrisisScreen
 from backend.domain.safety.screen import crisis_screen_for_submission
+from backend.identity.errors import SessionEnded
 from backend.keyring.service import Keyring, OwnerKeys
 from backend.lib.errors import Conflict, Forbidden, InvalidInput, NotFound
 from backend.lib.ids import uuid7
@@ -96,10 +97,14 @@ async def submitting_patient(
     clinic_id: uuid.UUID | None,
     now: datetime,
     instrument_id: str,
+    session_id: uuid.UUID | None,
 ) -> tuple[PatientRef, Prefetched]:
     """The submitting patient and what their submission (to ``instrument_id``) reads before it
-    writes, in one statement (`repository.submission_context`). NotFound for no such patient in
-    ``clinic_id``, Forbidden when their monitoring is not active (withdrawn or erased)."""
+    writes, in one statement (`repository.submission_context`). SessionEnded when the caller's
+    session ``session_id`` (their token's refresh-token family) was revoked since the token was
+    issued; None only for callers in this process that hold no token (tests, benches). NotFound
+    for no such patient in ``clinic_id``, Forbidden when their monitoring is not active
+    (withdrawn or erased)."""
     connection = await session.connection()
     # Before the key rows are read (`Keyring.owner_keys`): a shred in between stays uncached.
     generation = keyring.generation
@@ -110,7 +115,10 @@ async def submitting_patient(
             now,
             instrument_id=instrument_id,
             b12_instrument_id=B12_RISK_INSTRUMENT,
+            session_id=session_id,
         )
+    if context is not None and session_id is not None and not context.session_live:
+        raise SessionEnded
     if context is None or context.clinic_id != clinic_id:
         raise NotFound("no such patient")
     if context.status != "active":

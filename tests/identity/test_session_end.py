@@ -1,0 +1,173 @@
+"""An ended session ends its access tokens at the next request, not up to 15 minutes later.
+
+Logging out, "log out everywhere" (a lost phone), a replayed refresh token and erasure revoke a
+refresh-token family; every access token issued under it is then refused (401, audited as
+``access.session_ended``), on the read routes (checked by the access middleware) and on the
+submission routes (checked in the submission's own first statement), and nothing is stored.
+"""
+
+from typing import Any
+from uuid import UUID
+
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from sqlalchemy import text
+
+from tests.identity.conftest import PatientAccount, World, runtime_of
+from tests.responses.keys_world import phq9
+
+_ENDED = "access.session_ended"
+
+
+async def _count(client: AsyncTestClient[Litestar], sql: str, **params: Any) -> int:
+    async with runtime_of(client).require_engine().connect() as connection:
+        return int(await connection.scalar(text(sql), params) or 0)
+
+
+def _db_id(client: AsyncTestClient[Litestar], value: UUID) -> Any:
+    postgres = runtime_of(client).settings.database_kind == "postgresql"
+    return value if postgres else value.hex
+
+
+async def _ended_refusals(client: AsyncTestClient[Litestar]) -> int:
+    return await _count(
+        client,
+        "SELECT count(*) FROM audit_events WHERE outcome = 'denied' AND action = :action",
+        action=_ENDED,
+    )
+
+
+async def _responses_of(client: AsyncTestClient[Litestar], patient: PatientAccount) -> int:
+    return await _count(
+        client,
+        "SELECT count(*) FROM questionnaire_responses WHERE patient_id = :id",
+        id=_db_id(client, patient.id),
+    )
+
+
+def _refused(response: Any) -> None:
+    assert response.status_code == 401, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["status"] == 401
+
+
+async def _read(
+    api: AsyncTestClient[Litestar], patient: PatientAccount, headers: dict[str, str]
+) -> Any:
+    return await api.get(f"/api/v1/patients/{patient.id}/responses", headers=headers)
+
+
+async def _submit(api: AsyncTestClient[Litestar], headers: dict[str, str], **extra: str) -> Any:
+    answers = phq9(dict.fromkeys(range(1, 10), 1))
+    return await api.post("/api/v1/responses", json=answers, headers={**headers, **extra})
+
+
+async def _submit_fhir(api: AsyncTestClient[Litestar], headers: dict[str, str]) -> Any:
+    body = {
+        "resourceType": "QuestionnaireResponse",
+        "status": "completed",
+        "questionnaire": "phq9",
+        "item": [
+            {"linkId": f"phq9-{item}", "answer": [{"valueInteger": 1}]} for item in range(1, 10)
+        ],
+    }
+    return await api.post("/fhir/QuestionnaireResponse", json=body, headers=headers)
+
+
+async def _assert_session_ended(
+    api: AsyncTestClient[Litestar], patient: PatientAccount, headers: dict[str, str]
+) -> None:
+    """Reading, submitting (JSON and FHIR) and a retried submission are all refused; nothing is
+    stored; each refusal is audited."""
+    stored = await _responses_of(api, patient)
+    refusals = await _ended_refusals(api)
+    _refused(await _read(api, patient, headers))
+    _refused(await _submit(api, headers))
+    _refused(await _submit(api, headers, **{"Idempotency-Key": "retry-after-logout"}))
+    _refused(await _submit_fhir(api, headers))
+    assert await _responses_of(api, patient) == stored
+    assert await _ended_refusals(api) == refusals + 4
+
+
+async def test_a_live_session_reads_and_submits(
+    api: AsyncTestClient[Litestar], world: World
+) -> None:
+    patient = world.patients["patient_a"]
+    assert (await _read(api, patient, patient.headers)).status_code == 200
+    submitted = await _submit(api, patient.headers)
+    assert submitted.status_code == 200, submitted.text
+    fhir = await _submit_fhir(api, patient.headers)
+    assert fhir.status_code == 200, fhir.text
+    assert await _responses_of(api, patient) == 2
+    assert await _ended_refusals(api) == 0
+
+
+async def test_log_out_everywhere_ends_a_lost_phones_access_token_at_once(
+    api: AsyncTestClient[Litestar], world: World
+) -> None:
+    patient = world.patients["patient_a"]
+    assert (await _submit(api, patient.headers)).status_code == 200
+    revoked = await api.post("/api/v1/auth/revoke-all", headers=patient.headers)
+    assert revoked.status_code == 204, revoked.text
+    await _assert_session_ended(api, patient, patient.headers)
+    # Another patient's session is untouched.
+    other = world.patients["patient_a2"]
+    assert (await _submit(api, other.headers)).status_code == 200
+    assert (await _read(api, other, other.headers)).status_code == 200
+
+
+async def test_logout_ends_that_sessions_access_token(
+    api: AsyncTestClient[Litestar], world: World
+) -> None:
+    patient = world.patients["patient_a"]
+    logged_out = await api.post("/api/v1/auth/logout", headers=patient.headers)
+    assert logged_out.status_code == 204, logged_out.text
+    await _assert_session_ended(api, patient, patient.headers)
+
+
+async def test_a_replayed_refresh_token_ends_the_familys_newest_access_token(
+    api: AsyncTestClient[Litestar], world: World
+) -> None:
+    patient = world.patients["patient_a"]
+    first = patient.tokens["refresh_token"]
+    rotated = await api.post("/api/v1/auth/refresh", json={"refresh_token": first})
+    assert rotated.status_code == 200, rotated.text
+    newest = {"Authorization": f"Bearer {rotated.json()['access_token']}"}
+    assert (await _submit(api, newest)).status_code == 200
+    # A stale copy of the first refresh token comes back: the client or a thief holds it, and
+    # the whole family, including the access token just issued, ends.
+    replay = await api.post("/api/v1/auth/refresh", json={"refresh_token": first})
+    assert replay.status_code == 401
+    await _assert_session_ended(api, patient, newest)
+    await _assert_session_ended(api, patient, patient.headers)
+
+
+async def test_erasure_ends_the_patients_sessions(
+    api: AsyncTestClient[Litestar], world: World
+) -> None:
+    patient = world.patients["patient_a2"]
+    admin = world.staff["admin_a"]
+    erased = await api.delete(f"/api/v1/patients/{patient.id}", headers=admin.headers)
+    assert erased.status_code == 204, erased.text
+    await _assert_session_ended(api, patient, patient.headers)
+
+
+async def test_staff_logout_ends_only_that_sessions_access_token(
+    api: AsyncTestClient[Litestar], world: World
+) -> None:
+    doc = world.staff["clinician_a"]
+    patient = world.patients["patient_a"]
+    other = await api.post(
+        "/api/v1/auth/staff/login", json={"email": doc.email, "password": doc.password}
+    )
+    assert other.status_code == 200, other.text
+    other_headers = {"Authorization": f"Bearer {other.json()['tokens']['access_token']}"}
+    assert (await _read(api, patient, doc.headers)).status_code == 200
+    logged_out = await api.post("/api/v1/auth/logout", headers=doc.headers)
+    assert logged_out.status_code == 204, logged_out.text
+    _refused(await _read(api, patient, doc.headers))
+    _refused(await api.get("/api/v1/alerts", headers=doc.headers))
+    assert await _ended_refusals(api) == 2
+    # The same clinician's other login goes on working.
+    assert (await _read(api, patient, other_headers)).status_code == 200
+    assert (await api.get("/api/v1/alerts", headers=other_headers)).status_code == 200
