@@ -273,6 +273,12 @@ async def change_password(
         )
     staff.password_hash = await passwords.hash_password(new)
     session.add(staff)
+    # A password is changed most urgently when someone else may know it: whoever signed in with
+    # the old one is signed out (their access tokens refused from the next request), everywhere
+    # but in the session that made the change.
+    await repositories.revoke_subject_tokens(
+        session, staff_id=staff.id, now=runtime.clock.now(), keep_family=principal.session_id
+    )
     await audit(
         session,
         runtime,

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ColumnElement,
     Exists,
     Table,
+    and_,
     case,
     delete,
     exists,
@@ -350,8 +351,10 @@ async def revoke_subject_tokens(
     staff_id: UUID | None = None,
     patient_id: UUID | None = None,
     now: datetime,
+    keep_family: UUID | None = None,
 ) -> int:
-    """Every live refresh token of one staff member or one patient (all sessions, all devices)."""
+    """Every live refresh token of one staff member or one patient (all sessions, all devices),
+    but those of the session ``keep_family`` when one is named."""
     if (staff_id is None) == (patient_id is None):
         msg = "name exactly one of staff_id and patient_id"
         raise ValueError(msg)
@@ -360,6 +363,8 @@ async def revoke_subject_tokens(
         if staff_id is not None
         else _REFRESH.c.patient_id == patient_id
     )
+    if keep_family is not None:
+        condition = and_(condition, _REFRESH.c.family_id != keep_family)
     connection = await session.connection()
     result = await connection.execute(
         update(_REFRESH).where(condition, _REFRESH.c.revoked_at.is_(None)).values(revoked_at=now)

@@ -4,6 +4,7 @@ Logging out, "log out everywhere" (a lost phone), a replayed refresh token and e
 refresh-token family; every access token issued under it is then refused (401, audited as
 ``access.session_ended``), on the read routes (checked by the access middleware) and on the
 submission routes (checked in the submission's own first statement), and nothing is stored.
+A staff password change ends every other session of that account.
 """
 
 from typing import Any
@@ -171,3 +172,66 @@ async def test_staff_logout_ends_only_that_sessions_access_token(
     # The same clinician's other login goes on working.
     assert (await _read(api, patient, other_headers)).status_code == 200
     assert (await api.get("/api/v1/alerts", headers=other_headers)).status_code == 200
+
+
+async def test_a_password_change_signs_out_every_other_session(
+    api: AsyncTestClient[Litestar], world: World
+) -> None:
+    """Whoever signed in with the old password (another browser, someone who learned it) is
+    signed out; the session that changed it goes on; the old password no longer signs in."""
+    doc = world.staff["clinician_a"]
+    patient = world.patients["patient_a"]
+    login = {"email": doc.email, "password": doc.password}
+    elsewhere = await api.post("/api/v1/auth/staff/login", json=login)
+    assert elsewhere.status_code == 200, elsewhere.text
+    elsewhere_tokens = elsewhere.json()["tokens"]
+    elsewhere_headers = {"Authorization": f"Bearer {elsewhere_tokens['access_token']}"}
+    new_password = "a much longer new passphrase"
+    changed = await api.post(
+        "/api/v1/auth/staff/password",
+        json={"current_password": doc.password, "new_password": new_password},
+        headers=doc.headers,
+    )
+    assert changed.status_code == 204, changed.text
+    assert (await _read(api, patient, doc.headers)).status_code == 200
+    _refused(await _read(api, patient, elsewhere_headers))
+    refresh = {"refresh_token": elsewhere_tokens["refresh_token"]}
+    _refused(await api.post("/api/v1/auth/refresh", json=refresh))
+    kept = await api.post(
+        "/api/v1/auth/refresh", json={"refresh_token": doc.tokens["refresh_token"]}
+    )
+    assert kept.status_code == 200, kept.text
+    _refused(await api.post("/api/v1/auth/staff/login", json=login))
+    again = await api.post(
+        "/api/v1/auth/staff/login", json={"email": doc.email, "password": new_password}
+    )
+    assert again.status_code == 200, again.text
+    # Another staff member's session is untouched.
+    admin = world.staff["admin_a"]
+    assert (await _read(api, patient, admin.headers)).status_code == 200
+
+
+async def test_a_refused_password_change_changes_nothing(
+    api: AsyncTestClient[Litestar], world: World
+) -> None:
+    doc = world.staff["clinician_a"]
+    patient = world.patients["patient_a"]
+    login = {"email": doc.email, "password": doc.password}
+    elsewhere = await api.post("/api/v1/auth/staff/login", json=login)
+    assert elsewhere.status_code == 200, elsewhere.text
+    elsewhere_headers = {"Authorization": f"Bearer {elsewhere.json()['tokens']['access_token']}"}
+    wrong = await api.post(
+        "/api/v1/auth/staff/password",
+        json={"current_password": "not the password", "new_password": "a much longer one"},
+        headers=doc.headers,
+    )
+    _refused(wrong)
+    short = await api.post(
+        "/api/v1/auth/staff/password",
+        json={"current_password": doc.password, "new_password": "short"},
+        headers=doc.headers,
+    )
+    assert short.status_code == 422, short.text
+    assert short.headers["content-type"] == "application/problem+json"
+    assert (await _read(api, patient, elsewhere_headers)).status_code == 200
+    assert (await api.post("/api/v1/auth/staff/login", json=login)).status_code == 200
