@@ -114,11 +114,17 @@ async def patient_page(
             resource_id=str(patient_id),
         )
     # Held sessions' observations, decrypted for their forms (audited as the API's session list).
-    held = [
-        r
-        for r in await sessions_service.list_sessions(db_session, patient_id)
-        if r.status == "completed"
-    ]
+    # Read through the ORM only when the page's session table (Core) shows a held session: the
+    # views need the ciphertext columns the table leaves out.
+    held = (
+        [
+            r
+            for r in await sessions_service.list_sessions(db_session, patient_id)
+            if r.status == "completed"
+        ]
+        if any(line.status == "completed" for line in content.session_lines)
+        else []
+    )
     observed: dict[str, ObservationFields] = {}
     patient_zone = ZoneInfo(view.time_zone)
     if held:
