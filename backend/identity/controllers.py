@@ -35,6 +35,7 @@ from backend.identity.schemas import (
     PasswordChange,
     PatientLookup,
     PatientPage,
+    PatientSignedOut,
     PatientView,
     RefreshRequest,
     StaffLogin,
@@ -408,6 +409,21 @@ class PatientController(Controller):
         db_session: NamedDependency[AsyncSession],
     ) -> EnrolmentCodeView:
         return await patients.reissue_enrolment_code(db_session, runtime, principal, patient_id)
+
+    @post(
+        "/{patient_id:uuid}/sign-out",
+        opt=access(*CLINICAL, scope=Scope.PATIENT),
+        status_code=200,
+        summary="Sign the patient out on every device (a lost phone); a new code enrols another",
+    )
+    async def sign_out_patient(
+        self,
+        patient_id: FromPath[UUID],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        db_session: NamedDependency[AsyncSession],
+    ) -> PatientSignedOut:
+        return await patients.sign_out_patient(db_session, runtime, principal, patient_id)
 
     @delete(
         "/{patient_id:uuid}",

@@ -40,6 +40,7 @@ from backend.identity.schemas import (
     NewPatient,
     PatientLookup,
     PatientPage,
+    PatientSignedOut,
     PatientSummary,
     PatientView,
 )
@@ -180,6 +181,21 @@ async def reissue_enrolment_code(
     code = await _issue_code(session, runtime, principal, patient)
     await _audit(session, runtime, principal, "patient.enrolment_code", patient.id, "treatment")
     return code
+
+
+async def sign_out_patient(
+    session: AsyncSession, runtime: Runtime, principal: Principal, patient_id: UUID
+) -> PatientSignedOut:
+    """Sign the patient out on every device, for a phone lost or passed on: the patient cannot
+    do it from the app ("log out everywhere") without the phone. Every session ends (its access
+    tokens refused from the next request) and no device receives pushes any more; the patient's
+    data and monitoring are untouched. A new enrolment code enrols the next phone."""
+    patient = await _patient_in_clinic(session, principal, patient_id)
+    now = runtime.clock.now()
+    await repositories.revoke_subject_tokens(session, patient_id=patient.id, now=now)
+    devices = await repositories.revoke_devices(session, patient.id, now)
+    await _audit(session, runtime, principal, "patient.sign_out", patient.id, "security")
+    return PatientSignedOut(devices_signed_out=devices)
 
 
 def _view(patient: Patient, sealer: FieldSealer) -> PatientView:

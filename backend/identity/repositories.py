@@ -303,13 +303,15 @@ async def has_enrolled_device(session: AsyncSession, patient_id: UUID) -> bool:
     return (await session.exec(statement)).first() is not None
 
 
-async def revoke_devices(session: AsyncSession, patient_id: UUID, now: datetime) -> None:
+async def revoke_devices(session: AsyncSession, patient_id: UUID, now: datetime) -> int:
+    """Every enrolled device of the patient stops receiving pushes; how many there were."""
     connection = await session.connection()
-    await connection.execute(
+    result = await connection.execute(
         update(_DEVICES)
         .where(_DEVICES.c.patient_id == patient_id, _DEVICES.c.revoked_at.is_(None))
         .values(revoked_at=now, push_token_ciphertext=None)
     )
+    return int(result.rowcount)
 
 
 # --- refresh tokens ---

@@ -200,6 +200,11 @@ class EnrolmentCodeView(msgspec.Struct, frozen=True, kw_only=True):
     expires_at: datetime
 
 
+class PatientSignedOut(msgspec.Struct, frozen=True, kw_only=True):
+    devices_signed_out: int
+    """Enrolled devices that no longer reach the patient's data or receive pushes."""
+
+
 class CreatedPatient(msgspec.Struct, frozen=True, kw_only=True):
     patient: PatientView
     enrolment: EnrolmentCodeView

@@ -235,3 +235,80 @@ async def test_a_refused_password_change_changes_nothing(
     assert short.headers["content-type"] == "application/problem+json"
     assert (await _read(api, patient, elsewhere_headers)).status_code == 200
     assert (await api.post("/api/v1/auth/staff/login", json=login)).status_code == 200
+
+
+async def test_the_care_team_signs_a_patient_out_after_a_lost_phone(
+    api: AsyncTestClient[Litestar], world: World
+) -> None:
+    """The patient cannot "log out everywhere" without the phone: their clinic does it. The
+    phone's session ends, it gets no more pushes, and a new code enrols the next phone, whose
+    session works; the patient's data are untouched."""
+    patient = world.patients["patient_a"]
+    doc = world.staff["clinician_a"]
+    assert (await _submit(api, patient.headers)).status_code == 200
+    signed_out = await api.post(f"/api/v1/patients/{patient.id}/sign-out", headers=doc.headers)
+    assert signed_out.status_code == 200, signed_out.text
+    assert signed_out.json() == {"devices_signed_out": 1}
+    await _assert_session_ended(api, patient, patient.headers)
+    refresh = {"refresh_token": patient.tokens["refresh_token"]}
+    _refused(await api.post("/api/v1/auth/refresh", json=refresh))
+    assert (
+        await _count(
+            api,
+            "SELECT count(*) FROM devices WHERE patient_id = :id"
+            " AND revoked_at IS NOT NULL AND push_token_ciphertext IS NULL",
+            id=_db_id(api, patient.id),
+        )
+        == 1
+    )
+    assert (
+        await _count(
+            api,
+            "SELECT count(*) FROM audit_events WHERE action = 'patient.sign_out'"
+            " AND resource_id = :id AND outcome = 'success'",
+            id=str(patient.id),
+        )
+        == 1
+    )
+    code = await api.post(f"/api/v1/patients/{patient.id}/enrolment-code", headers=doc.headers)
+    assert code.status_code == 201, code.text
+    redeemed = await api.post(
+        "/api/v1/enrolment/redeem",
+        json={
+            "code": code.json()["code"],
+            "device": {"platform": "android", "time_zone": "Europe/London", "locale": "en-GB"},
+        },
+    )
+    assert redeemed.status_code == 201, redeemed.text
+    new_phone = {"Authorization": f"Bearer {redeemed.json()['tokens']['access_token']}"}
+    history = await _read(api, patient, new_phone)
+    assert history.status_code == 200, history.text
+    assert len(history.json()["items"]) == 1
+    assert (await _submit(api, new_phone)).status_code == 200
+    # Signing out again finds only the new phone.
+    again = await api.post(f"/api/v1/patients/{patient.id}/sign-out", headers=doc.headers)
+    assert again.json() == {"devices_signed_out": 1}
+    _refused(await _read(api, patient, new_phone))
+
+
+async def test_signing_out_a_patient_is_for_their_own_clinics_clinical_staff(
+    api: AsyncTestClient[Litestar], world: World
+) -> None:
+    patient = world.patients["patient_a"]
+    for name in ("clinician_b", "researcher_a"):
+        refused = await api.post(
+            f"/api/v1/patients/{patient.id}/sign-out", headers=world.staff[name].headers
+        )
+        assert refused.status_code == 403, (name, refused.text)
+    self_service = await api.post(
+        f"/api/v1/patients/{patient.id}/sign-out", headers=patient.headers
+    )
+    assert self_service.status_code == 401, self_service.text
+    unknown = await api.post(
+        "/api/v1/patients/00000000-0000-4000-8000-000000000000/sign-out",
+        headers=world.staff["clinician_a"].headers,
+    )
+    assert unknown.status_code == 404, unknown.text
+    # Nothing ended: the patient still reads and submits.
+    assert (await _read(api, patient, patient.headers)).status_code == 200
+    assert (await _submit(api, patient.headers)).status_code == 200
