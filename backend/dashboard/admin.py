@@ -36,7 +36,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backend.dashboard import queries
 from backend.dashboard.alert_views import alert_settings
 from backend.dashboard.pages import page, refusal_reason
-from backend.dashboard.patients import audit_read
+from backend.dashboard.patients import audit_as_api
 from backend.domain.alerts import clinic_settings
 from backend.domain.check_ins import clinic_protocols
 from backend.domain.check_ins.protocols import MODALITIES, Modality, Protocol, default_protocol
@@ -261,7 +261,7 @@ async def _overview(
         raise NotFound("no such clinic")
     protocols = await _protocol_panels(connection, clinic_id, protocol_drafts or {})
     slots = min(len(clinical), len(settings.on_call) + _SPARE_ON_CALL_SLOTS)
-    await audit_read(
+    await audit_as_api(
         db_session,
         runtime,
         principal,

@@ -12,7 +12,7 @@ from backend.dashboard import queries
 from backend.dashboard.alert_views import patients_on_hold
 from backend.dashboard.pages import DASHBOARD_ROLES, page
 from backend.dashboard.patient_view import MODALITY_LABELS
-from backend.dashboard.patients import audit_read, patient_names
+from backend.dashboard.patients import audit_as_api, patient_names
 from backend.identity.access import Scope, access
 from backend.identity.principal import PRINCIPAL_DEPENDENCIES, Principal
 from backend.state import Runtime
@@ -57,7 +57,7 @@ class DashboardClinicController(Controller):
             | {h.patient_id for h in holds}
         )
         names = await patient_names(db_session, runtime, ids)
-        await audit_read(
+        await audit_as_api(
             db_session,
             runtime,
             principal,

@@ -44,16 +44,16 @@ from backend.lib.preconditions import entity_tag
 from backend.state import Runtime
 
 
-async def audit_read(
+async def audit_as_api(
     session: AsyncSession,
     runtime: Runtime,
     principal: Principal,
     *,
     action: str,
     resource_type: str,
-    resource_id: str | None,
+    resource_id: uuid.UUID | str | None,
 ) -> None:
-    """The audit row the JSON API writes for the same read (same action names)."""
+    """The audit row the JSON API writes for the same read or change (same action names)."""
     await audit(
         session,
         runtime,
@@ -105,7 +105,7 @@ async def patient_page(
         ("score.read", "patient_scores"),
         ("response.read", "patient_responses"),
     ):
-        await audit_read(
+        await audit_as_api(
             db_session,
             runtime,
             principal,
@@ -130,7 +130,7 @@ async def patient_page(
     if held:
         for session_view in await sessions_service.session_views(db_session, runtime.keyring, held):
             observed[str(session_view.id)] = observation_fields(session_view, patient_zone)
-        await audit_read(
+        await audit_as_api(
             db_session,
             runtime,
             principal,
@@ -224,26 +224,6 @@ def session_input(form: "SessionForm", zone: ZoneInfo) -> SessionInput:
         raise InvalidInput(f"the session was not recorded ({error})") from None
 
 
-async def _audit_session(
-    db_session: AsyncSession,
-    runtime: Runtime,
-    principal: Principal,
-    action: str,
-    session_id: uuid.UUID,
-) -> None:
-    """The row the API writes for the same change (`sessions.controllers`)."""
-    await audit(
-        db_session,
-        runtime,
-        action=action,
-        resource_type="session",
-        resource_id=session_id,
-        clinic_id=principal.clinic_id,
-        purpose="treatment",
-        actor=principal,
-    )
-
-
 class SessionForm(msgspec.Struct, kw_only=True):
     modality: str = ""
     planned_start: str = ""
@@ -285,7 +265,7 @@ class DashboardPatientController(Controller):
         assert principal.clinic_id is not None
         rows = await queries.clinic_patients(await db_session.connection(), principal.clinic_id)
         names = await patient_names(db_session, runtime, [row.id for row in rows])
-        await audit_read(
+        await audit_as_api(
             db_session,
             runtime,
             principal,
@@ -393,7 +373,14 @@ class DashboardPatientController(Controller):
                 staff_id=principal.subject_id,
                 now=runtime.clock.now(),
             )
-            await _audit_session(db_session, runtime, principal, "session.create", row.id)
+            await audit_as_api(
+                db_session,
+                runtime,
+                principal,
+                action="session.create",
+                resource_type="session",
+                resource_id=row.id,
+            )
 
         return await _then_back("sessions", record, db_session, runtime, principal, patient_id)
 
@@ -429,7 +416,14 @@ class DashboardPatientController(Controller):
                 ),
                 now=runtime.clock.now(),
             )
-            await _audit_session(db_session, runtime, principal, "session.complete", row.id)
+            await audit_as_api(
+                db_session,
+                runtime,
+                principal,
+                action="session.complete",
+                resource_type="session",
+                resource_id=row.id,
+            )
 
         return await _then_back("sessions", complete, db_session, runtime, principal, patient_id)
 
@@ -470,7 +464,14 @@ class DashboardPatientController(Controller):
                 now=runtime.clock.now(),
                 if_match=frozenset({version}),
             )
-            await _audit_session(db_session, runtime, principal, "session.observations", row.id)
+            await audit_as_api(
+                db_session,
+                runtime,
+                principal,
+                action="session.observations",
+                resource_type="session",
+                resource_id=row.id,
+            )
 
         return await _then_back(
             f"observations-{session_id}", record, db_session, runtime, principal, patient_id
