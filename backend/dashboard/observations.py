@@ -9,13 +9,12 @@ by the same service, so the dashboard cannot store what the API would refuse.
 """
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 import msgspec
 
-from backend.dashboard.pages import local_time
+from backend.dashboard.pages import form_time, local_time
 from backend.domain.sessions.schemas import (
     SIDE_EFFECT_CODES,
     ObservationsInput,
@@ -44,7 +43,6 @@ SEVERITY_CHOICES: Final = (
 )
 # Empty rows the form offers beyond the readings stored.
 SPARE_PRESSURE_ROWS: Final = 2
-_LOCAL: Final = "%Y-%m-%dT%H:%M"
 
 Form = Mapping[str, Sequence[str]]
 
@@ -81,10 +79,6 @@ class ObservationFields(msgspec.Struct, frozen=True, kw_only=True):
     notes_stored: bool = False
 
 
-def _local(at: datetime | None, zone: ZoneInfo) -> str:
-    return "" if at is None else at.astimezone(zone).strftime(_LOCAL)
-
-
 def _text(value: object) -> str:
     return "" if value is None else str(value)
 
@@ -92,13 +86,13 @@ def _text(value: object) -> str:
 def observation_fields(view: SessionView, zone: ZoneInfo) -> ObservationFields:
     stored = view.observations
     pressure = [
-        PressureRow(at=_local(r.at, zone), systolic=str(r.systolic), diastolic=str(r.diastolic))
+        PressureRow(at=form_time(r.at, zone), systolic=str(r.systolic), diastolic=str(r.diastolic))
         for r in (stored.blood_pressure if stored else ())
     ]
     pressure += [PressureRow()] * SPARE_PRESSURE_ROWS
     by_code = {e.code: e for e in (stored.side_effects if stored else ())}
     # An effect not yet asked about starts at the session's end (its onset can be moved).
-    default_onset = _local(view.ended_at or view.started_at, zone)
+    default_onset = form_time(view.ended_at or view.started_at, zone)
     effects = []
     for code in SIDE_EFFECT_CODES:
         effect = by_code.get(code)
@@ -107,7 +101,7 @@ def observation_fields(view: SessionView, zone: ZoneInfo) -> ObservationFields:
                 code=code,
                 label=SIDE_EFFECT_LABELS[code],
                 severity="" if effect is None else str(effect.severity),
-                onset=default_onset if effect is None else _local(effect.onset_at, zone),
+                onset=default_onset if effect is None else form_time(effect.onset_at, zone),
                 note="" if effect is None else (effect.note or ""),
             )
         )
@@ -118,11 +112,11 @@ def observation_fields(view: SessionView, zone: ZoneInfo) -> ObservationFields:
         recorded=stored is not None or bool(view.notes) or view.discharged_at is not None,
         pressure=pressure,
         cadss6=_text(stored.cadss6 if stored else None),
-        cadss6_at=_local(stored.cadss6_at if stored else None, zone),
+        cadss6_at=form_time(stored.cadss6_at if stored else None, zone),
         moaas=_text(stored.sedation_moaas if stored else None),
-        moaas_at=_local(stored.sedation_moaas_at if stored else None, zone),
+        moaas_at=form_time(stored.sedation_moaas_at if stored else None, zone),
         side_effects=effects,
-        discharged_at=_local(view.discharged_at, zone),
+        discharged_at=form_time(view.discharged_at, zone),
         rems="" if rems is None else ("yes" if rems else "no"),
         notes=view.notes or "",
         notes_stored=view.notes is not None,

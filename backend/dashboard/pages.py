@@ -40,6 +40,15 @@ def time_context(zone: ZoneInfo | None) -> dict[str, Any]:
     return {"clinic_zone": zone or UTC_ZONE, "clock_face": clock_face}
 
 
+_FORM_TIME: Final = "%Y-%m-%dT%H:%M"
+
+
+def form_time(at: datetime | None, zone: ZoneInfo) -> str:
+    """A stored instant as a form's ``datetime-local`` value in ``zone`` (what `local_time`
+    reads back); empty for None."""
+    return "" if at is None else at.astimezone(zone).strftime(_FORM_TIME)
+
+
 def local_time(value: str, zone: ZoneInfo, what: str) -> datetime:
     """A form's ``datetime-local`` value (no offset), read in ``zone`` (the patient's, for
     the session forms)."""

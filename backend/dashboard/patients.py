@@ -26,7 +26,7 @@ from backend.dashboard.observations import (
     observation_fields,
     observations_input,
 )
-from backend.dashboard.pages import DASHBOARD_ROLES, local_time, page, refusal_reason
+from backend.dashboard.pages import DASHBOARD_ROLES, form_time, local_time, page, refusal_reason
 from backend.dashboard.patient_view import MODALITY_LABELS, load_patient_page
 from backend.dashboard.plots import trajectory_svg
 from backend.domain.alerts import holds
@@ -153,6 +153,7 @@ async def patient_page(
         consent_tag=entity_tag(consents),
         zone=zone,
         patient_zone=patient_zone,
+        form_time=form_time,
         observed=observed,
         side_effect_severities=SEVERITY_CHOICES,
         refused_in=refused[0] if refused else None,
