@@ -10,6 +10,7 @@ from typing import Any, cast
 from uuid import UUID
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Exists,
     Table,
@@ -145,10 +146,11 @@ async def get_staff_in_clinic(
     return (await session.exec(statement)).first()
 
 
-def _family_live(family_id: UUID) -> Exists:
+def family_live(family_id: UUID | BindParameter[UUID]) -> Exists:
     """The refresh-token family still has a token neither revoked nor replaced by reuse
     detection: logging out, "log out everywhere", erasure and a replayed refresh token revoke
-    every token of the family at once."""
+    every token of the family at once. ``family_id``: a value, or a bind of a compiled
+    statement (`responses.repository.submission_context`)."""
     return exists().where(_REFRESH.c.family_id == family_id, _REFRESH.c.revoked_at.is_(None))
 
 
@@ -158,7 +160,7 @@ async def staff_access(
     """Status, role and clinic of an account, as the access check compares them with a token,
     and whether the token's session (``family_id``) is still live; a token with no family
     (None: the TOTP-enrolment token, which has no refresh token) counts as live."""
-    live: ColumnElement[bool] = true() if family_id is None else _family_live(family_id)
+    live: ColumnElement[bool] = true() if family_id is None else family_live(family_id)
     statement = sa_select(_STAFF.c.status, _STAFF.c.role, _STAFF.c.clinic_id, live).where(
         _STAFF.c.id == staff_id
     )
@@ -169,7 +171,7 @@ async def staff_access(
 async def session_live(session: AsyncSession, family_id: UUID) -> bool:
     """Whether access tokens issued under ``family_id`` still speak for a live session."""
     connection = await session.connection()
-    return bool(await connection.scalar(sa_select(_family_live(family_id))))
+    return bool(await connection.scalar(sa_select(family_live(family_id))))
 
 
 async def list_clinic_staff(

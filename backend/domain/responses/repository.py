@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Final, NamedTuple, cast
 
 import msgspec
-from sqlalchemy import Row, Select, Table, and_, bindparam, exists, or_, select
+from sqlalchemy import Row, Select, Table, and_, bindparam, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -15,7 +15,6 @@ from backend.audit.service import AUDIT_EVENTS, AUDITED_COLUMNS, insert_audit_ro
 from backend.db.direct import DirectStatement
 from backend.db.models.patient import Patient
 from backend.db.models.questionnaire_response import QuestionnaireResponse
-from backend.db.models.refresh_token import RefreshToken
 from backend.db.models.treatment import TreatmentCourse
 from backend.domain.alerts.rows import AnyRow
 from backend.domain.alerts.sources import (
@@ -30,13 +29,13 @@ from backend.domain.alerts.sources import (
     prior_response_parts,
 )
 from backend.domain.alerts.store import NEWEST_OVERRIDE_FIRST, OVERRIDES
+from backend.identity.repositories import family_live
 from backend.keyring.service import DATA_KEYS
 
 TABLE = QuestionnaireResponse.__table__  # type: ignore[attr-defined]
 _c = TABLE.c
 _PATIENTS: Final = cast(Table, Patient.__table__)  # type: ignore[attr-defined]
 _COURSES: Final = cast(Table, TreatmentCourse.__table__)  # type: ignore[attr-defined]
-_REFRESH: Final = cast(Table, RefreshToken.__table__)  # type: ignore[attr-defined]
 
 
 class SubmissionContext(NamedTuple):
@@ -133,10 +132,7 @@ _SUBMISSION_CONTEXT: Final = DirectStatement(
             {
                 "clinic_id": _P.clinic_id,
                 "status": _P.status,
-                "session_live": exists().where(
-                    _REFRESH.c.family_id == bindparam("session_id"),
-                    _REFRESH.c.revoked_at.is_(None),
-                ),
+                "session_live": family_live(bindparam("session_id")),
                 "locale": _P.locale,
                 "care_team_id": _P.care_team_id,
                 "override_document": _NEWEST_OVERRIDE,
